@@ -1,0 +1,1 @@
+"""The robot-side process: observation -> policy -> safety -> robot, episodes, rollouts to the learner."""

@@ -1,0 +1,251 @@
+"""The actor's connection to the learner: survives learner restarts and never blocks the robot loop.
+
+LeRobot's actor calls Ready() without a deadline, opens its streams once and, if the learner goes away,
+its threads end and the actor keeps acting on stale weights forever (issue #3979). Here:
+
+- a parameter thread loops {Ready() with a deadline -> StreamParameters -> decode each payload into the
+  "latest parameters" slot}; on any error it backs off (exponential, jittered, capped) and starts over,
+  so a restarted learner is picked up and its (possibly resumed) weights arrive before anything else;
+- a sender thread drains one bounded outbox (rollouts and episode stats, in order), one gRPC call per
+  payload with a deadline, retrying a payload until it is delivered or refused as invalid. The learner
+  drops duplicates by (actor_id, episode), so a retry after a lost reply is harmless;
+- the robot loop only touches non-blocking methods: `latest_parameters()`, `send_rollout()` and
+  `send_interaction()` (a full outbox drops its oldest payload and counts it).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from lerobot.transport import services_pb2, services_pb2_grpc
+
+from app.transport.channel import Backoff, make_channel
+from app.transport.codec import (
+    DecodeError,
+    Parameters,
+    Rollout,
+    decode_parameters,
+    encode_interaction,
+    encode_rollout,
+    iter_payloads,
+    to_messages,
+)
+from app.transport.config import TransportConfig
+
+log = logging.getLogger("pirl.actor.client")
+
+# Errors that retrying cannot fix: the payload is dropped (and logged) instead of retried forever.
+_FATAL_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+@dataclass
+class ClientStatus:
+    """What the actor shows about its link (console, progress lines)."""
+
+    connected: bool = False
+    reconnects: int = 0
+    last_error: str = ""
+    parameters_received: int = 0
+    sent: int = 0
+    dropped: int = 0
+    refused: int = 0
+    pending: int = 0
+
+
+class LearnerClient:
+    def __init__(self, cfg: TransportConfig, actor_id: str, max_outbox: int = 64):
+        cfg.validate()
+        self.cfg = cfg
+        self.actor_id = actor_id
+        self._channel = make_channel(cfg, actor_id=actor_id)
+        self._stub = services_pb2_grpc.LearnerServiceStub(self._channel)
+        self._outbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=max_outbox)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._new_params = threading.Condition(self._lock)
+        self._latest: Parameters | None = None
+        self._stream: Any = None
+        self._in_flight = 0
+        self._status = ClientStatus()
+        self._threads = [
+            threading.Thread(target=self._parameter_loop, name=f"{actor_id}-params", daemon=True),
+            threading.Thread(target=self._send_loop, name=f"{actor_id}-send", daemon=True),
+        ]
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> LearnerClient:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def close(self, flush_timeout_s: float = 0.0) -> None:
+        """Stop both threads; with `flush_timeout_s` > 0 first try to deliver what is queued."""
+        if flush_timeout_s > 0:
+            self.flush(flush_timeout_s)
+        self._stop.set()
+        with self._lock:
+            stream = self._stream
+        if stream is not None:
+            stream.cancel()
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout=5)
+        self._channel.close()
+
+    def __enter__(self) -> LearnerClient:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------- robot-loop side (fast)
+
+    def latest_parameters(self, newer_than: int | None = None) -> Parameters | None:
+        """The newest weights received, if their version differs from `newer_than` (never blocks).
+
+        "Differs", not "is greater": a learner restarted without --resume starts again at version 0, and
+        the learner is the authority on what the policy is.
+        """
+        with self._lock:
+            p = self._latest
+        if p is None or (newer_than is not None and p.version == newer_than):
+            return None
+        return p
+
+    def wait_for_parameters(self, timeout_s: float) -> Parameters | None:
+        """Block until some weights have arrived (start-up only: the actor must not act before)."""
+        with self._new_params:
+            self._new_params.wait_for(lambda: self._latest is not None or self._stop.is_set(), timeout_s)
+            return self._latest
+
+    def send_rollout(self, rollout: Rollout) -> None:
+        self._enqueue("rollout", encode_rollout(rollout))
+
+    def send_interaction(self, message: dict[str, Any]) -> None:
+        self._enqueue("interaction", encode_interaction(message))
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything queued has been delivered (or refused). True if the outbox emptied."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._outbox.empty() and self._in_flight == 0:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    @property
+    def status(self) -> ClientStatus:
+        with self._lock:
+            s = ClientStatus(**self._status.__dict__)
+            s.pending = self._outbox.qsize() + self._in_flight
+            return s
+
+    # ------------------------------------------------------------------------------------- threads
+
+    def _enqueue(self, kind: str, payload: bytes) -> None:
+        while True:
+            try:
+                self._outbox.put_nowait((kind, payload))
+                return
+            except queue.Full:
+                try:
+                    dropped_kind, _ = self._outbox.get_nowait()
+                except queue.Empty:
+                    continue
+                with self._lock:
+                    self._status.dropped += 1
+                log.warning("outbox full (learner unreachable?): dropped the oldest %s", dropped_kind)
+
+    def _parameter_loop(self) -> None:
+        backoff = Backoff(self.cfg)
+        while not self._stop.is_set():
+            try:
+                self._stub.Ready(services_pb2.Empty(), timeout=self.cfg.ready_timeout_s)
+                stream = self._stub.StreamParameters(services_pb2.Empty())
+                with self._lock:
+                    self._stream = stream
+                    if self._status.parameters_received or self._status.last_error:
+                        self._status.reconnects += 1
+                    self._status.connected = True
+                    self._status.last_error = ""
+                if self._stop.is_set():
+                    stream.cancel()
+                backoff.reset()
+                for payload in iter_payloads(stream):
+                    params = decode_parameters(payload)
+                    with self._new_params:
+                        self._latest = params
+                        self._status.parameters_received += 1
+                        self._new_params.notify_all()
+                    log.debug("received parameters v%d", params.version)
+                self._lost("parameter stream ended")
+            except grpc.RpcError as err:
+                if self._stop.is_set():
+                    break
+                self._lost(f"{err.code().name}: {err.details()}")
+            except DecodeError as err:
+                self._lost(f"bad parameters from the learner: {err}")
+            self._stop.wait(backoff.next())
+        with self._new_params:
+            self._new_params.notify_all()
+
+    def _lost(self, why: str) -> None:
+        with self._lock:
+            was = self._status.connected
+            self._status.connected = False
+            self._status.last_error = why
+            self._stream = None
+        if was:
+            log.warning("lost the learner (%s); reconnecting with back-off", why)
+        else:
+            log.debug("learner not reachable: %s", why)
+
+    def _send_loop(self) -> None:
+        backoff = Backoff(self.cfg)
+        while not self._stop.is_set():
+            try:
+                kind, payload = self._outbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            with self._lock:
+                self._in_flight = 1
+            try:
+                self._deliver(kind, payload, backoff)
+            finally:
+                with self._lock:
+                    self._in_flight = 0
+
+    def _deliver(self, kind: str, payload: bytes, backoff: Backoff) -> None:
+        call, message = (
+            (self._stub.SendTransitions, services_pb2.Transition)
+            if kind == "rollout"
+            else (self._stub.SendInteractions, services_pb2.InteractionMessage)
+        )
+        while not self._stop.is_set():
+            try:
+                call(to_messages(payload, message), timeout=self.cfg.send_timeout_s)
+                backoff.reset()
+                with self._lock:
+                    self._status.sent += 1
+                return
+            except grpc.RpcError as err:
+                if err.code() in _FATAL_CODES:
+                    with self._lock:
+                        self._status.refused += 1
+                        self._status.last_error = f"{err.code().name}: {err.details()}"
+                    log.error("learner refused a %s: %s: %s", kind, err.code().name, err.details())
+                    return
+                log.debug("send of a %s failed (%s); retrying", kind, err.code().name)
+                self._stop.wait(backoff.next())

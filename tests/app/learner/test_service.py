@@ -1,0 +1,217 @@
+"""LearnerService + LearnerClient over real gRPC on loopback (in one process, real sockets)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import grpc
+import pytest
+import torch
+from lerobot.transport import services_pb2, services_pb2_grpc
+
+from app.actor.client import LearnerClient
+from app.learner.service import PIRLLearnerService
+from app.transport.channel import make_channel, make_server
+from app.transport.codec import Parameters, Rollout, encode_parameters
+from app.transport.config import TransportConfig
+
+
+def fast_cfg(**kw) -> TransportConfig:
+    base = dict(port=0, ready_timeout_s=1.0, send_timeout_s=3.0, backoff_initial_s=0.05, backoff_max_s=0.3)
+    base.update(kw)
+    return TransportConfig(**base)
+
+
+class Learner:
+    """A served PIRLLearnerService on a free (or given) port."""
+
+    def __init__(self, cfg: TransportConfig, **service_kw):
+        self.shutdown = threading.Event()
+        self.service = PIRLLearnerService(self.shutdown, **service_kw)
+        self.server, self.port = make_server(cfg)
+        services_pb2_grpc.add_LearnerServiceServicer_to_server(self.service, self.server)
+        self.server.start()
+
+    def stop(self):
+        self.shutdown.set()
+        self.server.stop(grace=0.5).wait()
+
+
+def client_cfg(learner: Learner, **kw) -> TransportConfig:
+    return fast_cfg(port=learner.port, **kw)
+
+
+def wait_until(pred, timeout=10.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def publish(learner: Learner, version: int, value: float = 0.0):
+    p = Parameters(version=version, state={"w": torch.full((4,), value)}, run_id="t")
+    learner.service.publish_parameters(version, encode_parameters(p))
+
+
+@pytest.fixture
+def learner():
+    lrn = Learner(fast_cfg())
+    yield lrn
+    lrn.stop()
+
+
+def test_parameters_are_broadcast_to_every_actor_and_new_streams_get_current_weights(learner):
+    publish(learner, 0, 1.0)
+    with LearnerClient(client_cfg(learner), "a") as a, LearnerClient(client_cfg(learner), "b") as b:
+        for c in (a, b):
+            assert c.wait_for_parameters(10).version == 0
+        publish(learner, 1, 2.0)
+        wait_until(lambda: a.latest_parameters(0) is not None and b.latest_parameters(0) is not None)
+        assert torch.equal(a.latest_parameters().state["w"], torch.full((4,), 2.0))
+        assert b.latest_parameters(newer_than=1) is None  # nothing newer than what it has
+    assert set(learner.service.stats.actors_seen) >= {"a", "b"}
+
+
+def test_rollouts_and_interactions_arrive_in_order_and_duplicates_are_dropped(learner):
+    with LearnerClient(client_cfg(learner), "a") as c:
+        for ep in range(3):
+            c.send_rollout(Rollout("a", ep, {"x": torch.full((2,), float(ep))}))
+            c.send_interaction({"episode": ep, "success": ep == 2})
+        c.send_rollout(Rollout("a", 1, {"x": torch.zeros(2)}))  # a retry of an episode already delivered
+        assert c.flush(10)
+    got = [learner.service.rollouts.get_nowait().episode for _ in range(3)]
+    assert got == [0, 1, 2] and learner.service.rollouts.empty()
+    assert learner.service.stats.duplicates_dropped == 1
+    assert [learner.service.interactions.get_nowait()["episode"] for _ in range(3)] == [0, 1, 2]
+
+
+def test_a_big_rollout_crosses_several_chunks(learner):
+    big = torch.randn(3, 1024, 1024)  # 12 MB: six 2 MB LeRobot chunks
+    with LearnerClient(client_cfg(learner), "a") as c:
+        c.send_rollout(Rollout("a", 0, {"x": big}))
+        assert c.flush(20)
+    assert torch.equal(learner.service.rollouts.get_nowait().batch["x"], big)
+
+
+def test_a_garbage_payload_is_refused_not_retried(learner):
+    with LearnerClient(client_cfg(learner), "a") as c:
+        c._enqueue("rollout", b"definitely not torch")
+        assert c.flush(10)
+        assert c.status.refused == 1 and c.status.sent == 0
+    assert learner.service.stats.payloads_refused == 1
+
+
+def test_ready_has_a_deadline_against_a_silent_peer():
+    """A TCP peer that accepts but never answers (a wedged learner) must not hang the actor."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    port = sock.getsockname()[1]
+    try:
+        ch = make_channel(fast_cfg(port=port, ready_timeout_s=0.5))
+        stub = services_pb2_grpc.LearnerServiceStub(ch)
+        t0 = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Ready(services_pb2.Empty(), timeout=0.5)
+        assert err.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+        assert time.monotonic() - t0 < 3
+        ch.close()
+    finally:
+        sock.close()
+
+
+def test_client_survives_a_learner_restart_on_the_same_port():
+    first = Learner(fast_cfg())
+    port = first.port
+    publish(first, 0)
+    client = LearnerClient(fast_cfg(port=port), "a").start()
+    try:
+        assert client.wait_for_parameters(10).version == 0
+        first.server.stop(grace=None).wait()  # the learner dies
+        first.shutdown.set()
+        client.send_rollout(Rollout("a", 0, {"x": torch.ones(1)}))  # produced while it is down
+        wait_until(lambda: not client.status.connected, what="client noticing the loss")
+        second = Learner(fast_cfg(port=port))
+        try:
+            publish(second, 5, 3.0)
+            wait_until(lambda: client.latest_parameters(0) is not None, what="weights of the new learner")
+            assert client.latest_parameters().version == 5
+            assert client.flush(10)
+            assert second.service.rollouts.get(timeout=1).episode == 0  # delivered after the restart
+            assert client.status.reconnects >= 1
+        finally:
+            second.stop()
+    finally:
+        client.close()
+
+
+def test_more_actors_than_lerobots_three_threads_are_served(learner):
+    publish(learner, 0)
+    clients = [LearnerClient(client_cfg(learner), f"a{i}").start() for i in range(5)]
+    try:
+        for c in clients:
+            assert c.wait_for_parameters(10) is not None
+            c.send_rollout(Rollout(c.actor_id, 0, {"x": torch.ones(1)}))
+        for c in clients:
+            assert c.flush(10)
+        assert learner.service.rollouts.qsize() == 5
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_token_auth_refuses_wrong_token_and_accepts_right_one():
+    lrn = Learner(fast_cfg(token="s3cret"))
+    try:
+        publish(lrn, 0)
+        with LearnerClient(fast_cfg(port=lrn.port, token="wrong"), "bad") as bad:
+            time.sleep(0.5)
+            assert bad.latest_parameters() is None
+            assert "UNAUTHENTICATED" in bad.status.last_error
+        ch = make_channel(fast_cfg(port=lrn.port))  # no token at all
+        with pytest.raises(grpc.RpcError) as err:
+            services_pb2_grpc.LearnerServiceStub(ch).Ready(services_pb2.Empty(), timeout=2)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        ch.close()
+        with LearnerClient(fast_cfg(port=lrn.port, token="s3cret"), "good") as good:
+            assert good.wait_for_parameters(10).version == 0
+    finally:
+        lrn.stop()
+
+
+@pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="needs the openssl CLI to make a test certificate"
+)
+def test_tls_channel(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    lrn = Learner(fast_cfg(tls_cert=cert, tls_key=key))
+    try:
+        publish(lrn, 0)
+        cfg = fast_cfg(port=lrn.port, tls_ca=cert, tls_server_name="localhost")
+        with LearnerClient(cfg, "tls") as c:
+            assert c.wait_for_parameters(10).version == 0
+        with LearnerClient(fast_cfg(port=lrn.port), "plain") as plain:  # plaintext to a TLS learner fails
+            time.sleep(0.5)
+            assert plain.latest_parameters() is None
+    finally:
+        lrn.stop()
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="together"):
+        TransportConfig(tls_cert=tmp_path / "c.pem").validate()
+    with pytest.raises(ValueError, match="2 MB"):
+        TransportConfig(max_message_bytes=1024).validate()
+    with pytest.raises(ValueError, match="PIRL_NO_SUCH_VAR"):
+        TransportConfig(token_env="PIRL_NO_SUCH_VAR").resolved_token()
