@@ -1,0 +1,298 @@
+"""The safety filter every action passes through, and the per-episode record of what it changed.
+
+`SafetyLayer.filter(action, present)` turns any action dict (from a policy, a leader arm, a gamepad, a
+scripted expert) into a target the robot may safely be sent:
+
+1. shape and value check: exactly the robot's `<motor>.pos` keys, finite real numbers; otherwise the
+   action is rejected and the result holds the present position;
+2. joint limits (always on);
+3. velocity limit: the target moves at most max_velocity / control_hz from the previous command;
+4. per-step clamp: the target is at most max_step from the present (measured) position;
+5. workspace box: forward kinematics of the target must lie in the box; otherwise the target is pulled
+   back along the line from the present position to the largest fraction that stays inside.
+
+Steps 3-5 are the soft protections `SafetyConfig.enabled` can switch off; 1-2 never switch off. A joint
+whose present position is already outside its limits is only ever moved back towards them, never further.
+Every change is an event ("joint_limit:elbow_flex", "max_step:gripper", "workspace", "rejected:nan", ...)
+counted in the per-episode SafetyReport.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hardware.safety.config import SafetyConfig
+from hardware.safety.limits import GRIPPER, Limits
+
+logger = logging.getLogger(__name__)
+
+_EPS = 1e-9
+_WORKSPACE_BISECT_STEPS = 12  # 2^-12 of the step: finer than any servo resolution
+
+
+@dataclass
+class SafetyResult:
+    """What the layer made of one action. `action` is always safe to send (the hold target if rejected)."""
+
+    action: dict[str, float]
+    events: list[str] = field(default_factory=list)
+    rejected: bool = False
+
+    @property
+    def clamped(self) -> bool:
+        return bool(self.events) and not self.rejected
+
+
+class SafetyReport:
+    """Counters for one episode (and for the whole run): how often, and which protection, acted."""
+
+    def __init__(self) -> None:
+        self.episode_steps = 0
+        self.episode_clamped_steps = 0
+        self.episode_rejected = 0
+        self.episode_events: Counter[str] = Counter()
+        self.total_steps = 0
+        self.total_events: Counter[str] = Counter()
+
+    def reset_episode(self) -> None:
+        self.episode_steps = 0
+        self.episode_clamped_steps = 0
+        self.episode_rejected = 0
+        self.episode_events = Counter()
+
+    def record(self, result: SafetyResult) -> None:
+        self.episode_steps += 1
+        self.total_steps += 1
+        if result.rejected:
+            self.episode_rejected += 1
+        elif result.events:
+            self.episode_clamped_steps += 1
+        self.episode_events.update(result.events)
+        self.total_events.update(result.events)
+
+    def count(self, event: str) -> None:
+        """Count an event that is not a filtered action (watchdog hold, e-stop, link loss)."""
+        self.episode_events[event] += 1
+        self.total_events[event] += 1
+
+    def report(self) -> dict[str, Any]:
+        """Per-episode summary; by_kind folds "max_step:elbow_flex" into "max_step"."""
+        by_kind: Counter[str] = Counter()
+        for name, n in self.episode_events.items():
+            by_kind[name.split(":", 1)[0]] += n
+        return {
+            "steps": self.episode_steps,
+            "clamped_steps": self.episode_clamped_steps,
+            "rejected": self.episode_rejected,
+            "clamp_rate": self.episode_clamped_steps / self.episode_steps if self.episode_steps else 0.0,
+            "events": dict(self.episode_events),
+            "by_kind": dict(by_kind),
+        }
+
+
+class SafetyLayer:
+    """Stateful filter: remembers the last command it let through (for the velocity limit)."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        max_step: Mapping[str, float],
+        max_velocity: Mapping[str, float],
+        control_hz: float,
+        workspace: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
+        fk: Callable[[dict[str, float]], Any] | None = None,
+        soft_enabled: bool = True,
+    ) -> None:
+        if workspace is not None and fk is None:
+            raise ValueError("a workspace box needs a forward-kinematics function")
+        self.motors: tuple[str, ...] = tuple(limits)
+        self.keys: tuple[str, ...] = tuple(f"{m}.pos" for m in self.motors)
+        self.limits: Limits = {m: (float(lo), float(hi)) for m, (lo, hi) in limits.items()}
+        self.max_step = {m: float(max_step[m]) for m in self.motors}
+        self.max_velocity = {m: float(max_velocity[m]) for m in self.motors}
+        self.control_hz = float(control_hz)
+        self.workspace = workspace
+        self._fk = fk
+        self.soft_enabled = soft_enabled
+        self.report = SafetyReport()
+        self._last_command: dict[str, float] | None = None
+        if not soft_enabled:
+            logger.warning(
+                "safety layer soft protections are OFF (per-step clamp, velocity limit, workspace box); "
+                "joint limits and action validation still apply"
+            )
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: SafetyConfig,
+        robot_type: str,
+        motors: list[str] | tuple[str, ...],
+        calibrated: Limits | None = None,
+    ) -> SafetyLayer:
+        """Build the layer for a robot type: limits, step/velocity bounds and the workspace box."""
+        from hardware.safety.limits import load_envelope, resolve_limits, resolve_workspace
+
+        cfg.validate()
+        envelope = load_envelope(cfg)
+        limits = resolve_limits(cfg, robot_type, motors, envelope, calibrated)
+        step, vel = {}, {}
+        for m in motors:
+            step[m] = cfg.max_step_per_joint.get(m, cfg.max_step_gripper if m == GRIPPER else cfg.max_step)
+            vel[m] = cfg.max_velocity_per_joint.get(
+                m, cfg.max_velocity_gripper if m == GRIPPER else cfg.max_velocity
+            )
+        workspace = resolve_workspace(cfg, robot_type, envelope)
+        fk = None
+        if workspace is not None:
+            from hardware.kinematics import SO101Kinematics
+
+            fk = SO101Kinematics().fk
+        return cls(limits, step, vel, cfg.control_hz, workspace, fk, soft_enabled=cfg.enabled)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def last_command(self) -> dict[str, float] | None:
+        return None if self._last_command is None else dict(self._last_command)
+
+    def reset_reference(self, positions: Mapping[str, float] | None) -> None:
+        """Make `positions` ("<motor>.pos" or motor keys) the previous command; None forgets it.
+
+        The guard calls this whenever it sends something that did not come through `filter` (hold, e-stop
+        release), so the velocity limit always measures from what the motors were really told.
+        """
+        if positions is None:
+            self._last_command = None
+            return
+        self._last_command = {m: float(positions.get(f"{m}.pos", positions.get(m))) for m in self.motors}
+
+    def hold_action(self, present: Mapping[str, float]) -> dict[str, float]:
+        """The action that keeps every joint where it is."""
+        return {k: float(present[k]) for k in self.keys}
+
+    def in_workspace(self, positions: Mapping[str, float]) -> bool:
+        return self.workspace is None or self._box_distance(positions) == 0.0
+
+    def end_effector(self, positions: Mapping[str, float]):
+        """End-effector xyz (m) for "<motor>.pos" positions, or None without kinematics."""
+        if self._fk is None:
+            return None
+        return self._fk({m: float(positions[f"{m}.pos"]) for m in self.motors})
+
+    # ------------------------------------------------------------------ filter
+
+    def check_present(self, present: Mapping[str, float]) -> None:
+        """The measured state must be usable as a fallback; a broken sensor read is a hard error."""
+        bad = [k for k in self.keys if not _finite(present.get(k))]
+        if bad:
+            raise ValueError(
+                f"present position has missing or non-finite values for {bad}; check the robot link"
+            )
+
+    def filter(self, action: Any, present: Mapping[str, float]) -> SafetyResult:
+        """Return a safe target for `action` given the measured `present` positions (both "<motor>.pos")."""
+        self.check_present(present)
+        problem = self._validate(action)
+        if problem is not None:
+            result = SafetyResult(self.hold_action(present), [f"rejected:{problem}"], rejected=True)
+            self._last_command = {m: float(present[f"{m}.pos"]) for m in self.motors}
+            self.report.record(result)
+            return result
+
+        events: list[str] = []
+        ref = self._last_command
+        target: dict[str, float] = {}
+        for m, key in zip(self.motors, self.keys, strict=True):
+            p = float(present[key])
+            v = float(action[key])
+            lo, hi = self.limits[m]
+            c = min(max(v, lo), hi)
+            if abs(c - v) > _EPS:
+                events.append(f"joint_limit:{m}")
+            if self.soft_enabled:
+                r = p if ref is None else ref[m]
+                dv = self.max_velocity[m] / self.control_hz
+                c2 = min(max(c, r - dv), r + dv)
+                if abs(c2 - c) > _EPS:
+                    events.append(f"velocity:{m}")
+                ds = self.max_step[m]
+                c3 = min(max(c2, p - ds), p + ds)
+                if abs(c3 - c2) > _EPS:
+                    events.append(f"max_step:{m}")
+                c = c3
+            # never further outside the limits than where the joint already is
+            c = min(max(c, min(lo, p)), max(hi, p))
+            target[key] = c
+
+        if self.soft_enabled and self.workspace is not None:
+            target, moved = self._keep_in_workspace(target, present)
+            if moved:
+                events.append("workspace")
+
+        self._last_command = {m: target[f"{m}.pos"] for m in self.motors}
+        result = SafetyResult(target, events, rejected=False)
+        self.report.record(result)
+        return result
+
+    def _validate(self, action: Any) -> str | None:
+        if not isinstance(action, Mapping):
+            return "type"
+        keys = set(action)
+        if keys != set(self.keys):
+            return "shape"
+        for k in self.keys:
+            v = action[k]
+            if isinstance(v, str | bytes | bool):
+                return "type"
+            try:  # floats, numpy scalars, 0-d arrays and one-element tensors all convert; lists do not
+                f = float(v)
+            except Exception:
+                return "type"
+            if not math.isfinite(f):
+                return "nan"
+        return None
+
+    def _box_distance(self, positions: Mapping[str, float]) -> float:
+        xyz = self.end_effector(positions)
+        lo, hi = self.workspace  # type: ignore[misc]
+        d = 0.0
+        for i in range(3):
+            d += max(lo[i] - xyz[i], 0.0, xyz[i] - hi[i]) ** 2
+        return math.sqrt(d)
+
+    def _keep_in_workspace(
+        self, target: dict[str, float], present: Mapping[str, float]
+    ) -> tuple[dict[str, float], bool]:
+        d_target = self._box_distance(target)
+        if d_target == 0.0:
+            return target, False
+        start = self.hold_action(present)
+        d_start = self._box_distance(start)
+        if d_start > 0.0:
+            # already outside (e.g. switched on outside the box): only moves that get closer are allowed
+            return (target, False) if d_target < d_start else (start, True)
+        lo_s, hi_s = 0.0, 1.0
+        for _ in range(_WORKSPACE_BISECT_STEPS):
+            mid = 0.5 * (lo_s + hi_s)
+            if self._box_distance(_lerp(start, target, mid)) == 0.0:
+                lo_s = mid
+            else:
+                hi_s = mid
+        return _lerp(start, target, lo_s), True
+
+
+def _lerp(a: Mapping[str, float], b: Mapping[str, float], s: float) -> dict[str, float]:
+    return {k: a[k] + s * (b[k] - a[k]) for k in a}
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and not isinstance(v, bool) and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False

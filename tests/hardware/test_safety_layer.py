@@ -1,0 +1,201 @@
+"""SafetyLayer against the real SO-101 kinematics: no action stream may leave the limits or the box."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hardware import so101_model
+from hardware.kinematics import SO101Kinematics
+from hardware.safety.config import SafetyConfig
+from hardware.safety.envelope import SafetyEnvelope
+from hardware.safety.layer import SafetyLayer
+from hardware.safety.limits import resolve_limits
+
+MOTORS = list(so101_model.MOTORS)
+KEYS = [f"{m}.pos" for m in MOTORS]
+FK = SO101Kinematics()
+# A tight box (a table top region) so that many random actions hit it.
+BOX = ((0.05, -0.25, 0.03), (0.40, 0.25, 0.35))
+HOME = {
+    "shoulder_pan.pos": 0.0,
+    "shoulder_lift.pos": -40.0,
+    "elbow_flex.pos": 40.0,
+    "wrist_flex.pos": 60.0,
+    "wrist_roll.pos": 0.0,
+    "gripper.pos": 20.0,
+}
+EPS = 1e-6
+
+
+def make_layer(**overrides) -> SafetyLayer:
+    cfg = SafetyConfig(workspace_min=list(BOX[0]), workspace_max=list(BOX[1]), **overrides)
+    return SafetyLayer.from_config(cfg, "sim_so101", MOTORS)
+
+
+def in_box(positions) -> bool:
+    xyz = FK.fk({m: positions[f"{m}.pos"] for m in MOTORS})
+    return all(BOX[0][i] - EPS <= xyz[i] <= BOX[1][i] + EPS for i in range(3))
+
+
+def in_limits(layer: SafetyLayer, positions) -> bool:
+    return all(layer.limits[m][0] - EPS <= positions[f"{m}.pos"] <= layer.limits[m][1] + EPS for m in MOTORS)
+
+
+def test_home_is_inside_box_and_limits():
+    layer = make_layer()
+    assert in_box(HOME) and in_limits(layer, HOME)
+
+
+wild_float = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.floats(min_value=-400, max_value=400),
+    st.sampled_from([0.0, 1e9, -1e9, math.nan, math.inf, -math.inf]),
+)
+good_action = st.fixed_dictionaries({k: st.floats(min_value=-400, max_value=400) for k in KEYS})
+bad_action = st.one_of(
+    st.fixed_dictionaries({k: wild_float for k in KEYS}),
+    st.dictionaries(st.sampled_from([*KEYS, "x.pos", "gripper"]), wild_float, max_size=8),
+    st.fixed_dictionaries(
+        {k: st.one_of(st.text(max_size=3), st.none(), st.lists(st.floats(), max_size=2)) for k in KEYS}
+    ),
+    st.sampled_from([None, [], 3.0, "home"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=st.lists(st.one_of(good_action, good_action, bad_action), min_size=1, max_size=40))
+def test_adversarial_streams_never_leave_limits_or_box(stream):
+    """A perfectly tracking arm following the filtered stream stays in limits and box at every step."""
+    layer = make_layer()
+    present = dict(HOME)
+    dv = {m: layer.max_velocity[m] / layer.control_hz for m in MOTORS}
+    for action in stream:
+        before = dict(present)
+        prev = layer.last_command
+        res = layer.filter(action, present)
+        out = res.action
+        assert set(out) == set(KEYS)
+        assert all(math.isfinite(v) for v in out.values())
+        assert in_limits(layer, out), out
+        assert in_box(out), out
+        for m in MOTORS:
+            assert abs(out[f"{m}.pos"] - before[f"{m}.pos"]) <= layer.max_step[m] + EPS
+            if prev is not None and "workspace" not in res.events:
+                assert abs(out[f"{m}.pos"] - prev[m]) <= dv[m] + EPS
+        if res.rejected:
+            assert out == before  # hold position
+        present = out
+    report = layer.report.report()
+    assert report["steps"] == len(stream)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    present=st.fixed_dictionaries({k: st.floats(min_value=-200, max_value=200) for k in KEYS}),
+    action=good_action,
+)
+def test_joint_outside_limits_only_moves_back(present, action):
+    """Switched on outside its limits, a joint is never pushed further out."""
+    layer = make_layer(workspace_check=False)
+    out = layer.filter(action, present).action
+    for m in MOTORS:
+        lo, hi = layer.limits[m]
+        p, v = present[f"{m}.pos"], out[f"{m}.pos"]
+        assert min(lo, p) - EPS <= v <= max(hi, p) + EPS
+
+
+def test_nan_and_wrong_shape_are_rejected_and_counted():
+    layer = make_layer()
+    bad = dict(HOME, **{"elbow_flex.pos": math.nan})
+    r = layer.filter(bad, HOME)
+    assert r.rejected and r.action == HOME and r.events == ["rejected:nan"]
+    r = layer.filter({k: HOME[k] for k in KEYS[:-1]}, HOME)
+    assert r.rejected and r.events == ["rejected:shape"]
+    r = layer.filter(dict(HOME, **{"gripper.pos": "open"}), HOME)
+    assert r.rejected and r.events == ["rejected:type"]
+    r = layer.filter(dict(HOME, **{"gripper.pos": np.float32(30.0)}), HOME)
+    assert not r.rejected
+    rep = layer.report.report()
+    assert rep["rejected"] == 3 and rep["by_kind"]["rejected"] == 3 and rep["steps"] == 4
+    layer.report.reset_episode()
+    assert layer.report.report()["steps"] == 0
+    assert layer.report.total_events["rejected:nan"] == 1
+
+
+def test_present_with_nan_is_a_hard_error():
+    layer = make_layer()
+    with pytest.raises(ValueError, match="present position"):
+        layer.filter(HOME, dict(HOME, **{"gripper.pos": math.nan}))
+
+
+def test_per_step_and_velocity_clamps_are_named():
+    layer = make_layer(max_step=3.0, max_velocity=60.0)  # 2 deg per step at 30 Hz
+    target = dict(HOME, **{"shoulder_pan.pos": 30.0})
+    r = layer.filter(target, HOME)
+    assert r.action["shoulder_pan.pos"] == pytest.approx(2.0)
+    assert "velocity:shoulder_pan" in r.events and not r.rejected
+    # the arm lags: the command may keep moving but never more than max_step from the present
+    layer.reset_reference(dict(HOME, **{"shoulder_pan.pos": 10.0}))
+    r = layer.filter(target, HOME)
+    assert r.action["shoulder_pan.pos"] == pytest.approx(3.0)
+    assert "max_step:shoulder_pan" in r.events
+
+
+def test_workspace_pulls_target_back_to_box_edge():
+    layer = make_layer(max_step=90.0, max_velocity=10_000.0)
+    target = dict(HOME, **{"shoulder_lift.pos": 60.0, "elbow_flex.pos": -40.0})  # reaches far forward/down
+    assert not in_box(target)
+    r = layer.filter(target, HOME)
+    assert "workspace" in r.events and in_box(r.action)
+    # it moved part of the way rather than freezing
+    assert r.action["shoulder_lift.pos"] > HOME["shoulder_lift.pos"] + 1.0
+
+
+def test_soft_protections_can_be_disabled_but_limits_cannot():
+    layer = make_layer(enabled=False)
+    r = layer.filter(dict(HOME, **{"shoulder_pan.pos": 500.0}), HOME)
+    assert r.action["shoulder_pan.pos"] == pytest.approx(layer.limits["shoulder_pan"][1])
+    assert r.events == ["joint_limit:shoulder_pan"]
+    assert layer.filter(dict(HOME, **{"shoulder_pan.pos": math.inf}), HOME).rejected
+
+
+def test_envelope_and_config_limits_take_precedence(tmp_path):
+    env = SafetyEnvelope(
+        robot_type="so101_follower",
+        joint_limits={"shoulder_pan": (-30.0, 30.0), "gripper": (10.0, 90.0)},
+        workspace_min=(0.0, -0.2, 0.0),
+        workspace_max=(0.3, 0.2, 0.3),
+    )
+    path = env.save(tmp_path / "env.json")
+    cfg = SafetyConfig(envelope_path=str(path), joint_limits={"gripper": [20.0, 80.0]})
+    layer = SafetyLayer.from_config(cfg, "so101_follower", MOTORS)
+    assert layer.limits["shoulder_pan"] == (-30.0, 30.0)
+    assert layer.limits["gripper"] == (20.0, 80.0)
+    assert layer.limits["elbow_flex"][1] == pytest.approx(so101_model.motor_limits()["elbow_flex"][1] - 2.0)
+    assert layer.workspace == ((0.0, -0.2, 0.0), (0.3, 0.2, 0.3))
+    # calibrated ranges narrow the limits further
+    limits = resolve_limits(cfg, "so101_follower", MOTORS, env, calibrated={"shoulder_pan": (-20.0, 50.0)})
+    assert limits["shoulder_pan"] == (-20.0, 30.0)
+
+
+def test_unknown_robot_without_envelope_says_what_to_do():
+    with pytest.raises(ValueError, match="pirl calibrate envelope"):
+        SafetyLayer.from_config(SafetyConfig(), "koch_follower", MOTORS)
+    # koch with calibrated ranges works, and has no box (no kinematic model)
+    cal = {m: (-90.0, 90.0) for m in MOTORS}
+    layer = SafetyLayer.from_config(SafetyConfig(), "koch_follower", MOTORS, calibrated=cal)
+    assert layer.workspace is None and layer.limits["elbow_flex"] == (-90.0, 90.0)
+
+
+def test_bad_config_values_are_explained():
+    with pytest.raises(ValueError, match="max_step"):
+        SafetyConfig(max_step=0).validate()
+    with pytest.raises(ValueError, match="both"):
+        SafetyConfig(workspace_min=[0, 0, 0]).validate()
+    with pytest.raises(ValueError, match="mode"):
+        SafetyConfig(mode="fast").validate()
