@@ -33,6 +33,9 @@ class FlowPolicy(nn.Module, abc.ABC):
     model_action_dim: int
     #: Width of the per-step features `velocity` returns for the Flow-Noise head.
     noise_feature_dim: int
+    #: False: `velocity` returns noise features [B, F] (one per chain); True: [B, H, F] (one per action
+    #: token, as pi0's expert naturally gives).
+    noise_features_per_token: bool = False
     #: Width of `value_features` for the value head.
     value_feature_dim: int
 
@@ -42,8 +45,10 @@ class FlowPolicy(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
-        """v(x_t, t | ctx) with shape [B, H, model_action_dim], and features [B, noise_feature_dim] for
-        the noise head at this step. `t` has shape [B]."""
+        """v(x_t, t | ctx) with shape [B, H, model_action_dim], and features for the noise head at this
+        step ([B, noise_feature_dim], or [B, H, noise_feature_dim] if `noise_features_per_token`).
+        `t` has shape [B] (each chain may sit at a different t). Must be differentiable in the trainable
+        parameters and deterministic given its inputs (PI-RL recomputes it to score stored chains)."""
 
     @abc.abstractmethod
     def value_features(self, ctx: Context) -> torch.Tensor:

@@ -1,0 +1,108 @@
+"""RolloutBatch: chunk-level rollout data, as plain tensors that survive torch.save(weights_only=True).
+
+One row = one outer step = one action chunk. Rows of one episode must be contiguous and in time order
+within a batch (`RolloutBatch.cat` of per-episode batches does that; `sorted_by_episode` restores it).
+The last row of every episode in a batch is either `done` (terminal: no bootstrap), `truncated`
+(bootstrap with `bootstrap_value`), or cut by the batch boundary, which GAE treats like a truncation.
+
+Human-driven chunks (`intervention`) have no policy log-prob: their chain/logprob fields are ignored
+(fill with zeros), their `human_action` is what was executed, and they still count for returns and the
+critic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+OBS_PREFIX = "obs."
+
+
+@dataclass
+class RolloutBatch:
+    obs: dict[str, torch.Tensor]  # observation tensors at the chunk start, each [N, ...]
+    chain: torch.Tensor  # [N, K+1, H, D] normalised denoising chain (zeros for human chunks)
+    sde_step: torch.Tensor  # [N] long, stochastic step of hybrid Flow-SDE chains (else -1)
+    logprob: torch.Tensor  # [N] behaviour log-prob of the chain (ignored for human chunks)
+    value: torch.Tensor  # [N] V(obs) at rollout time
+    reward: torch.Tensor  # [N] sum of rewards over the executed actions of the chunk
+    done: torch.Tensor  # [N] bool, the episode terminated after this chunk (success/failure)
+    truncated: torch.Tensor  # [N] bool, the episode was cut (time limit) after this chunk
+    bootstrap_value: torch.Tensor  # [N] V(observation after the chunk), used where truncated
+    intervention: torch.Tensor  # [N] bool, a human drove (part of) this chunk
+    human_action: torch.Tensor  # [N, H, action_dim] executed human actions in robot units (zeros if none)
+    takeover_start: torch.Tensor  # [N] bool, a takeover began during this chunk
+    policy_version: torch.Tensor  # [N] long, version of the weights that produced the chunk
+    episode_id: torch.Tensor  # [N] long, unique per episode
+    chunk_index: torch.Tensor  # [N] long, position of the chunk within its episode
+    group_id: torch.Tensor  # [N] long, GRPO group (episodes from the same reset state), -1 if none
+
+    def __post_init__(self) -> None:
+        n = self.reward.shape[0]
+        for f in fields(self):
+            if f.name == "obs":
+                if not self.obs:
+                    raise ValueError("RolloutBatch.obs is empty; it needs at least observation.state")
+                bad = {k: tuple(v.shape) for k, v in self.obs.items() if v.shape[0] != n}
+            else:
+                val = getattr(self, f.name)
+                bad = {f.name: tuple(val.shape)} if val.shape[0] != n else {}
+            if bad:
+                raise ValueError(f"RolloutBatch fields must all have {n} rows; got {bad}")
+
+    def __len__(self) -> int:
+        return int(self.reward.shape[0])
+
+    # -- (de)serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        """Flat dict of tensors (obs keys prefixed "obs."): safe for torch.save / weights_only load."""
+        out = {OBS_PREFIX + k: v for k, v in self.obs.items()}
+        for f in fields(self):
+            if f.name != "obs":
+                out[f.name] = getattr(self, f.name)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, torch.Tensor]) -> RolloutBatch:
+        names = [f.name for f in fields(cls) if f.name != "obs"]
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise KeyError(f"rollout dict is missing {missing}")
+        obs = {k[len(OBS_PREFIX) :]: v for k, v in d.items() if k.startswith(OBS_PREFIX)}
+        return cls(obs=obs, **{n: d[n] for n in names})
+
+    # -- slicing -------------------------------------------------------------------------------------
+    def index(self, idx: torch.Tensor | slice) -> RolloutBatch:
+        """Rows idx (a long index tensor, bool mask or slice)."""
+        d = {k: v[idx] for k, v in self.to_dict().items()}
+        return RolloutBatch.from_dict(d)
+
+    def to(self, device: torch.device | str) -> RolloutBatch:
+        return RolloutBatch.from_dict({k: v.to(device) for k, v in self.to_dict().items()})
+
+    @staticmethod
+    def cat(batches: list[RolloutBatch]) -> RolloutBatch:
+        if not batches:
+            raise ValueError("RolloutBatch.cat needs at least one batch")
+        keys = batches[0].to_dict().keys()
+        dicts = [b.to_dict() for b in batches]
+        for d in dicts[1:]:
+            if d.keys() != keys:
+                raise ValueError(f"cannot cat batches with different fields: {sorted(keys ^ d.keys())}")
+        return RolloutBatch.from_dict({k: torch.cat([d[k] for d in dicts]) for k in keys})
+
+    def sorted_by_episode(self) -> RolloutBatch:
+        """Rows grouped by episode, in chunk order (stable), as GAE needs."""
+        by_chunk = torch.argsort(self.chunk_index, stable=True)
+        by_episode = torch.argsort(self.episode_id[by_chunk], stable=True)
+        return self.index(by_chunk[by_episode])
+
+    @staticmethod
+    def empty_like_human(n: int, chain_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """Placeholder chain fields for human-driven chunks (zeros chain, sde_step -1, logprob 0)."""
+        return {
+            "chain": torch.zeros((n, *chain_shape)),
+            "sde_step": torch.full((n,), -1, dtype=torch.long),
+            "logprob": torch.zeros(n),
+        }

@@ -1,0 +1,166 @@
+"""Typed PI-RL configuration (draccus-friendly dataclasses).
+
+Every option a recipe may touch lives here with a comment saying what it does; defaults are the
+reference's (DESIGN.md section 5) unless a comment says why we differ. The config is nested inside the
+LeRobot policy config (`lerobot_policy.PIRLFlowConfig.rl`) so a checkpoint carries the exact algorithm
+settings it was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Method = Literal["flow_noise", "flow_sde"]
+Algorithm = Literal["ppo", "grpo"]
+LogprobReduce = Literal["sum", "mean"]
+
+
+@dataclass
+class FlowNoiseConfig:
+    """Flow-Noise: every denoising step is Gaussian with a learned, bounded std."""
+
+    # Bounds of the learned per-element std (in the model's normalised action space).
+    std_min: float = 0.08
+    std_max: float = 0.16
+    # Hidden widths of the noise-head MLP (tanh activations, as the reference).
+    hidden: tuple[int, ...] = (128, 64)
+    # Entropy bonus coefficient on the chain's Gaussian entropy (sum of 0.5*log(2*pi*e*sigma^2)).
+    entropy_coef: float = 0.005
+
+
+@dataclass
+class FlowSDEConfig:
+    """Flow-SDE: the ODE turned into its marginal-preserving reverse SDE."""
+
+    # Noise level a in sigma_t = a * sqrt(t / (1 - t)); the first step's std equals a.
+    noise_level: float = 0.5
+    # Hybrid ODE-SDE sampling during training: one random step per chain is stochastic, the rest are
+    # deterministic ODE steps. False makes every step stochastic (log-prob still uses the stored step only
+    # if hybrid; with hybrid=False the whole chain is scored, like Flow-Noise with a fixed sigma).
+    hybrid: bool = True
+
+
+@dataclass
+class PPOConfig:
+    """Clipped-surrogate PPO over chunks (cleanrl-style), with a value head."""
+
+    clip_coef: float = 0.2  # ratio clip epsilon
+    # Value clipping around the rollout value (None disables it).
+    value_clip: float | None = 0.2
+    # Huber delta of the value loss (None uses plain 0.5*MSE).
+    huber_delta: float | None = 10.0
+    value_coef: float = 1.0  # weight of the value loss in the total loss
+    epochs: int = 2  # passes over a rollout batch per update
+    minibatch_size: int = 256  # chunks per gradient step (clamped to the batch size)
+    normalize_advantages: bool = True  # normalise advantages over the batch's policy rows
+    max_grad_norm: float = 1.0  # global grad-norm clip (0 disables)
+    # Stop the epoch loop early when approx-KL exceeds this (None: never). Not in the reference.
+    target_kl: float | None = None
+    # Recompute V(obs) with the current critic before GAE (True), or trust the rollout's stored values.
+    recompute_values: bool = True
+
+
+@dataclass
+class GAEConfig:
+    """Generalised advantage estimation at chunk level."""
+
+    gamma: float = 0.99  # discount per chunk
+    lam: float = 0.95  # GAE lambda
+
+
+@dataclass
+class GRPOConfig:
+    """Group-relative advantages (no critic): G rollouts from the same reset state."""
+
+    # Advantage = (R - mean_G) / (std_G + eps), with R the episode return, broadcast to its chunks.
+    eps: float = 1e-6
+    # Drop groups whose returns are all equal (all success or all failure): they carry no signal.
+    drop_uniform_groups: bool = True
+
+
+@dataclass
+class StalenessConfig:
+    """Rules for chunks produced by an older policy version (async actor/learner)."""
+
+    # Chunks with (current_version - policy_version) > max_staleness are kept for GAE/critic but masked
+    # out of the policy loss.
+    max_staleness: int = 1
+    # Decoupled PPO (proximal policy interpolated between behaviour and current, importance weights).
+    decoupled: bool = False
+    # With decoupled PPO, mask samples whose weight pi_prox / pi_behaviour exceeds this.
+    max_behaviour_weight: float = 2.0
+
+
+@dataclass
+class InterventionConfig:
+    """Human takeover: masked from the PPO ratio; optionally teaches the policy by BC."""
+
+    # Weight of the flow-matching BC loss on human-driven chunks (0 disables it).
+    bc_coef: float = 0.0
+    # Reward penalty added to the chunk where a takeover began (0 disables it; use a positive number).
+    takeover_penalty: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a separate learning rate for the value head."""
+
+    actor_lr: float = 5e-6  # action expert, noise head and other trainable policy groups
+    value_lr: float = 1e-4  # value head
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-5
+    weight_decay: float = 0.0
+
+
+@dataclass
+class PIRLConfig:
+    """Everything PI-RL needs beyond the flow policy itself."""
+
+    method: Method = "flow_noise"  # "flow_noise" | "flow_sde"
+    algorithm: Algorithm = "ppo"  # "ppo" (critic + GAE) | "grpo" (group-relative, no critic)
+    num_steps: int = 4  # K denoising steps per chain
+    # Actions executed per chunk (H_exec); only [:exec_horizon, :action_dim] enters log-probs.
+    # None executes (and scores) the whole chunk.
+    exec_horizon: int | None = 5
+    # How per-step Gaussian log-densities combine into one chunk log-prob (elements are always summed):
+    # "sum" is the true joint density of the chain; "mean" averages over the step terms (the reference).
+    logprob_reduce: LogprobReduce = "mean"
+    # Include the prior term log N(x_0; 0, I) (the reference does). It does not depend on the parameters,
+    # so it only shifts the reported log-prob and, with "mean", adds one term to the average.
+    include_prior: bool = True
+    # Parameter groups that train: names from FlowPolicy.parameter_groups() plus "noise_head" and
+    # "value_head". Everything else is frozen.
+    trainable: tuple[str, ...] = ("expert", "noise_head", "value_head")
+    # Hidden widths of the value-head MLP.
+    value_hidden: tuple[int, ...] = (256, 128)
+    # Detach the value head's input features so the critic never moves the shared encoder.
+    value_detach_features: bool = True
+    noise: FlowNoiseConfig = field(default_factory=FlowNoiseConfig)
+    sde: FlowSDEConfig = field(default_factory=FlowSDEConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    gae: GAEConfig = field(default_factory=GAEConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    staleness: StalenessConfig = field(default_factory=StalenessConfig)
+    intervention: InterventionConfig = field(default_factory=InterventionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("flow_noise", "flow_sde"):
+            raise ValueError(f"rl.method must be 'flow_noise' or 'flow_sde', got {self.method!r}")
+        if self.algorithm not in ("ppo", "grpo"):
+            raise ValueError(f"rl.algorithm must be 'ppo' or 'grpo', got {self.algorithm!r}")
+        if self.logprob_reduce not in ("sum", "mean"):
+            raise ValueError(f"rl.logprob_reduce must be 'sum' or 'mean', got {self.logprob_reduce!r}")
+        if self.num_steps < 1:
+            raise ValueError(f"rl.num_steps must be >= 1, got {self.num_steps}")
+        if self.exec_horizon is not None and self.exec_horizon < 1:
+            raise ValueError(f"rl.exec_horizon must be >= 1 or null, got {self.exec_horizon}")
+        if not 0 < self.noise.std_min <= self.noise.std_max:
+            raise ValueError(
+                f"rl.noise needs 0 < std_min <= std_max, got {self.noise.std_min}, {self.noise.std_max}"
+            )
+        if self.sde.noise_level <= 0:
+            raise ValueError(f"rl.sde.noise_level must be > 0, got {self.sde.noise_level}")
+        self.trainable = tuple(self.trainable)
+        self.value_hidden = tuple(self.value_hidden)

@@ -1,0 +1,154 @@
+"""PI-RL losses: clipped PPO surrogate, (clipped, Huber) value loss, GRPO advantages, flow-matching BC.
+
+Each function is pure: tensors in, a scalar loss and float diagnostics out. The trainer combines them.
+Masks are float/bool [N]; a masked-out row contributes exactly nothing (value and gradient).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from app.rl.policy import Context, FlowPolicy
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
+def ppo_policy_loss(
+    logprob: torch.Tensor,
+    old_logprob: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_coef: float,
+    prox_logprob: torch.Tensor | None = None,
+    sample_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """-mean(min(r*A, clip(r, 1-eps, 1+eps)*A)) over rows where mask is true.
+
+    r = exp(logprob - old_logprob), or exp(logprob - prox_logprob) under decoupled PPO, where each row is
+    also weighted by `sample_weight` = pi_prox / pi_behaviour. Masked rows (human chunks, stale chunks,
+    GRPO-dropped groups) are multiplied by zero before any reduction, so NaN-free garbage in their
+    logprob fields cannot leak in.
+    """
+    mask = mask.bool()
+    anchor = old_logprob if prox_logprob is None else prox_logprob
+    log_ratio = torch.where(mask, logprob - anchor, torch.zeros_like(logprob))
+    ratio = torch.exp(log_ratio)
+    adv = torch.where(mask, advantages, torch.zeros_like(advantages))
+    per_row = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef))
+    if sample_weight is not None:
+        per_row = per_row * torch.where(mask, sample_weight, torch.zeros_like(sample_weight))
+    loss = _masked_mean(per_row, mask)
+    with torch.no_grad():
+        approx_kl = _masked_mean((ratio - 1.0) - log_ratio, mask)
+        clipfrac = _masked_mean(((ratio - 1.0).abs() > clip_coef).float(), mask)
+        ratio_mean = _masked_mean(ratio, mask)
+    stats = {
+        "losses/policy_loss": float(loss.detach()),
+        "losses/approx_kl": float(approx_kl),
+        "losses/clipfrac": float(clipfrac),
+        "losses/ratio_mean": float(ratio_mean),
+    }
+    return loss, stats
+
+
+def value_loss(
+    value: torch.Tensor,
+    old_value: torch.Tensor,
+    returns: torch.Tensor,
+    value_clip: float | None,
+    huber_delta: float | None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Critic loss: Huber(delta) (or 0.5*MSE) of V - returns, pessimistic max with the clipped version
+    V_old + clip(V - V_old, -c, c) when value_clip is set (cleanrl/RLinf)."""
+
+    def err(pred: torch.Tensor) -> torch.Tensor:
+        if huber_delta is None:
+            return 0.5 * (pred - returns) ** 2
+        return F.huber_loss(pred, returns, reduction="none", delta=huber_delta)
+
+    loss = err(value)
+    if value_clip is not None:
+        clipped = old_value + torch.clamp(value - old_value, -value_clip, value_clip)
+        loss = torch.max(loss, err(clipped))
+    if mask is None:
+        return loss.mean()
+    return _masked_mean(loss, mask)
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var(target - pred) / Var(target); NaN if the target is constant (cleanrl convention)."""
+    var_y = torch.var(target)
+    if float(var_y) == 0.0:
+        return float("nan")
+    return float(1.0 - torch.var(target - pred) / var_y)
+
+
+@torch.no_grad()
+def grpo_advantages(
+    reward: torch.Tensor,
+    episode_id: torch.Tensor,
+    group_id: torch.Tensor,
+    eps: float = 1e-6,
+    drop_uniform_groups: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group-relative advantages broadcast to chunks, and the rows' validity mask.
+
+    Episode return R = sum of its chunk rewards (with a sparse success reward, R is the success flag).
+    Within a group (episodes from the same reset state): A = (R - mean_G) / (std_G + eps).
+    Invalid rows: group_id < 0, groups with fewer than 2 episodes, and (if drop_uniform_groups) groups
+    whose returns are all equal (all success / all failure: no learning signal).
+    """
+    n = reward.shape[0]
+    adv = torch.zeros(n, dtype=torch.float32, device=reward.device)
+    valid = torch.zeros(n, dtype=torch.bool, device=reward.device)
+    eps_ids, inv = torch.unique(episode_id, return_inverse=True)
+    ep_return = torch.zeros(len(eps_ids), dtype=torch.float32, device=reward.device)
+    ep_return.index_add_(0, inv, reward.to(torch.float32))
+    ep_group = torch.full((len(eps_ids),), -1, dtype=torch.long, device=reward.device)
+    ep_group.scatter_(0, inv, group_id.long())
+    for g in torch.unique(ep_group).tolist():
+        if g < 0:
+            continue
+        members = ep_group == g
+        r = ep_return[members]
+        if r.numel() < 2:
+            continue
+        if drop_uniform_groups and bool((r == r[0]).all()):
+            continue
+        ep_adv = torch.zeros_like(ep_return)
+        ep_adv[members] = (r - r.mean()) / (r.std() + eps)
+        rows = members[inv]
+        adv = torch.where(rows, ep_adv[inv], adv)
+        valid |= rows
+    return adv, valid
+
+
+def flow_matching_loss(
+    policy: FlowPolicy,
+    ctx: Context,
+    actions: torch.Tensor,
+    horizon: int | None = None,
+    mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Conditional flow matching on robot-unit action chunks [B, H, action_dim]:
+    x_t = (1-t)*a + t*eps, target v = eps - a, t ~ U(0, 1); MSE over [:horizon, :action_dim] of the rows
+    where mask is true (all rows if None). `ctx` is the policy's encoding of the same observations."""
+    a = policy.normalize_actions(actions)
+    b = a.shape[0]
+    gdev = generator.device if generator is not None else a.device
+    t = torch.rand(b, generator=generator, device=gdev, dtype=a.dtype).to(a.device)
+    noise = torch.randn(a.shape, generator=generator, device=gdev, dtype=a.dtype).to(a.device)
+    tb = t.view(-1, 1, 1)
+    x_t = (1.0 - tb) * a + tb * noise
+    v, _ = policy.velocity(x_t, t, ctx)
+    h = policy.chunk_size if horizon is None else horizon
+    err = ((v - (noise - a)) ** 2)[:, :h, : policy.action_dim].mean(dim=(1, 2))
+    if mask is None:
+        return err.mean()
+    return _masked_mean(err, mask)

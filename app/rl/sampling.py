@@ -1,0 +1,221 @@
+"""Chain samplers with log-probs (Flow-Noise, Flow-SDE), deterministic ODE sampling, and re-scoring.
+
+Notation (DESIGN.md section 5): t = 1 is noise, t = 0 the action; K steps, delta = 1/K, t_k = 1 - k/K;
+x_0 ~ N(0, I) and x_K is the chunk (in the model's normalised space). A chain is stored whole as
+`chain[:, k] = x_k` ([B, K+1, H, D]) with `sde_step[b]` = the stochastic step j of a hybrid Flow-SDE chain
+(-1 otherwise). `evaluate_chain` re-scores a stored chain under the current parameters without
+re-sampling; it is the only place the PPO ratio's numerator comes from, and `sample` calls the same step
+functions, so the ratio is exactly 1 before any update.
+
+Log-prob aggregation (see PIRLConfig.logprob_reduce / include_prior): each step term is the Gaussian
+log-density summed over the executed slice [:exec_horizon, :action_dim]; the chunk log-prob is the sum or
+the mean of the step terms (K transitions, plus log N(x_0; 0, I) if include_prior). A hybrid Flow-SDE
+chain has exactly one term, the stochastic step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from app.rl.model import PIRLModel
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class ChainSample:
+    """What one sampling call returns: the chunk to execute and what the update needs later."""
+
+    actions: torch.Tensor  # [B, H, action_dim] in robot units
+    chain: torch.Tensor  # [B, K+1, H, D] normalised chain x_0..x_K
+    sde_step: torch.Tensor  # [B] long, stochastic step of a hybrid Flow-SDE chain, else -1
+    logprob: torch.Tensor  # [B] behaviour log-prob (NaN for deterministic samples)
+    value: torch.Tensor  # [B] V(obs) from the value head
+
+
+@dataclass
+class ChainEval:
+    """Re-scoring of stored chains under the current parameters (differentiable)."""
+
+    logprob: torch.Tensor  # [B]
+    entropy: torch.Tensor  # [B] Flow-Noise chain entropy (same aggregation), zeros for Flow-SDE
+    value: torch.Tensor  # [B]
+    ctx: Any  # the encoded observation, reusable by a BC loss on the same rows
+
+
+def gaussian_logpdf(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(x; mean, std^2)."""
+    z = (x - mean) / std
+    return -0.5 * z * z - torch.log(std) - 0.5 * _LOG_2PI
+
+
+def time_grid(k: torch.Tensor | int, num_steps: int) -> torch.Tensor | float:
+    """t_k = 1 - k/K."""
+    return 1.0 - k / num_steps
+
+
+def sde_transition(
+    x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, delta: float, noise_level: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of one reverse-SDE step from x_t (t is [B]).
+
+    sigma_t = a*sqrt(t/(1-t)) (at t = 1, delta replaces 1-t); x_eps = x + (1-t)*v;
+    mean = x - delta*(v + sigma_t^2/(2t) * x_eps); std = sigma_t*sqrt(delta).
+    """
+    tb = t.view(-1, *([1] * (x.dim() - 1)))
+    one_minus = torch.where(tb >= 1.0, torch.full_like(tb, delta), 1.0 - tb)
+    sigma = noise_level * torch.sqrt(tb / one_minus)
+    x_eps = x + (1.0 - tb) * v
+    mean = x - delta * (v + sigma**2 / (2.0 * tb) * x_eps)
+    std = (sigma * math.sqrt(delta)).expand_as(mean)
+    return mean, std
+
+
+class _Stepper:
+    """One model + config: the step maths shared by sampling and re-scoring."""
+
+    def __init__(self, model: PIRLModel) -> None:
+        self.model = model
+        self.cfg = model.cfg
+        self.K = model.cfg.num_steps
+        self.delta = 1.0 / self.K
+        self.h = model.exec_horizon
+        self.a = model.policy.action_dim
+
+    def score(self, terms: torch.Tensor) -> torch.Tensor:
+        """Elementwise log-density [B, H, D] -> executed-slice sum [B]."""
+        return terms[:, : self.h, : self.a].sum(dim=(1, 2))
+
+    def transition(
+        self, x: torch.Tensor, t: torch.Tensor, ctx: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(mean, std or None for a deterministic step, v) of the step leaving x at time t."""
+        v, feats = self.model.policy.velocity(x, t, ctx)
+        if self.cfg.method == "flow_noise":
+            std = self.model.noise_head(feats)
+            return x - self.delta * v, std, v
+        mean, std = sde_transition(x, v, t, self.delta, self.cfg.sde.noise_level)
+        return mean, std, v
+
+    def reduce(self, step_terms: list[torch.Tensor], prior: torch.Tensor | None) -> torch.Tensor:
+        terms = list(step_terms) + ([prior] if prior is not None and self.cfg.include_prior else [])
+        total = torch.stack(terms, dim=0).sum(dim=0)
+        return total / len(terms) if self.cfg.logprob_reduce == "mean" else total
+
+    def prior(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.score(-0.5 * x0 * x0 - 0.5 * _LOG_2PI)
+
+    @property
+    def hybrid(self) -> bool:
+        return self.cfg.method == "flow_sde" and self.cfg.sde.hybrid
+
+
+def sample(
+    model: PIRLModel,
+    obs: dict[str, Any],
+    mode: Literal["train", "deterministic"] = "train",
+    generator: torch.Generator | None = None,
+    x0: torch.Tensor | None = None,
+) -> ChainSample:
+    """Sample one chunk per observation (no gradients).
+
+    "train": the stochastic chain of the configured method, with its behaviour log-prob.
+    "deterministic": the plain ODE (x - delta*v), for evaluation and deployment; logprob is NaN.
+    """
+    if mode not in ("train", "deterministic"):
+        raise ValueError(f"sample mode must be 'train' or 'deterministic', got {mode!r}")
+    st = _Stepper(model)
+    pol = model.policy
+    with torch.no_grad():
+        ctx = model.encode(obs)
+        value = model.value(ctx)
+        b = value.shape[0]
+        dev, dt = value.device, value.dtype
+        shape = (b, pol.chunk_size, pol.model_action_dim)
+        x = torch.randn(shape, generator=generator, device=dev, dtype=dt) if x0 is None else x0.to(dev, dt)
+        chain = [x]
+        if mode == "deterministic":
+            for k in range(st.K):
+                t = torch.full((b,), time_grid(k, st.K), device=dev, dtype=dt)
+                v, _ = pol.velocity(x, t, ctx)
+                x = x - st.delta * v
+                chain.append(x)
+            return ChainSample(
+                actions=pol.unnormalize_actions(x),
+                chain=torch.stack(chain, dim=1),
+                sde_step=torch.full((b,), -1, dtype=torch.long, device=dev),
+                logprob=torch.full((b,), float("nan"), device=dev, dtype=dt),
+                value=value,
+            )
+        if st.hybrid:
+            j = torch.randint(0, st.K, (b,), generator=generator, device=dev)
+        else:
+            j = torch.full((b,), -1, dtype=torch.long, device=dev)
+        step_terms: list[torch.Tensor] = []
+        hybrid_term = torch.zeros(b, device=dev, dtype=dt)
+        for k in range(st.K):
+            t = torch.full((b,), time_grid(k, st.K), device=dev, dtype=dt)
+            mean, std, v = st.transition(x, t, ctx)
+            eps = torch.randn(shape, generator=generator, device=dev, dtype=dt)
+            if st.hybrid:
+                stoch = (j == k).view(-1, 1, 1)
+                x_next = torch.where(stoch, mean + std * eps, x - st.delta * v)
+                term = st.score(gaussian_logpdf(x_next, mean, std))
+                hybrid_term = torch.where(j == k, term, hybrid_term)
+            else:
+                x_next = mean + std * eps
+                step_terms.append(st.score(gaussian_logpdf(x_next, mean, std)))
+            x = x_next
+            chain.append(x)
+        logprob = hybrid_term if st.hybrid else st.reduce(step_terms, st.prior(chain[0]))
+        return ChainSample(
+            actions=pol.unnormalize_actions(x),
+            chain=torch.stack(chain, dim=1),
+            sde_step=j,
+            logprob=logprob,
+            value=value,
+        )
+
+
+def evaluate_chain(
+    model: PIRLModel, obs: dict[str, Any], chain: torch.Tensor, sde_step: torch.Tensor
+) -> ChainEval:
+    """Log-prob of stored chains under the current parameters, plus entropy and value (differentiable).
+
+    Flow-Noise / full-SDE: K velocity calls (one per stored transition). Hybrid Flow-SDE: one velocity
+    call at each chain's own stochastic step j, scoring (x_j -> x_{j+1}).
+    """
+    st = _Stepper(model)
+    if chain.dim() != 4 or chain.shape[1] != st.K + 1:
+        raise ValueError(f"chain must be [B, K+1={st.K + 1}, H, D], got {tuple(chain.shape)}")
+    ctx = model.encode(obs)
+    value = model.value(ctx)
+    b = chain.shape[0]
+    zeros = torch.zeros(b, device=chain.device, dtype=chain.dtype)
+    if st.hybrid:
+        if bool((sde_step < 0).any()) or bool((sde_step >= st.K).any()):
+            raise ValueError(f"hybrid Flow-SDE chains need sde_step in [0, {st.K}); got {sde_step.tolist()}")
+        idx = sde_step.view(-1, 1, 1, 1).expand(-1, 1, *chain.shape[2:])
+        x_j = chain.gather(1, idx).squeeze(1)
+        x_next = chain.gather(1, idx + 1).squeeze(1)
+        t = time_grid(sde_step.to(chain.dtype), st.K)
+        mean, std, _ = st.transition(x_j, t, ctx)
+        return ChainEval(st.score(gaussian_logpdf(x_next, mean, std)), zeros, value, ctx)
+    step_terms, ent_terms = [], []
+    for k in range(st.K):
+        t = torch.full((b,), time_grid(k, st.K), device=chain.device, dtype=chain.dtype)
+        mean, std, _ = st.transition(chain[:, k], t, ctx)
+        step_terms.append(st.score(gaussian_logpdf(chain[:, k + 1], mean, std)))
+        if st.cfg.method == "flow_noise":
+            ent_terms.append(st.score(0.5 * torch.log(2 * math.pi * math.e * std * std)))
+    logprob = st.reduce(step_terms, st.prior(chain[:, 0]))
+    if ent_terms:
+        ent = torch.stack(ent_terms).sum(0)
+        entropy = ent / len(ent_terms) if st.cfg.logprob_reduce == "mean" else ent
+    else:
+        entropy = zeros
+    return ChainEval(logprob, entropy, value, ctx)

@@ -1,0 +1,125 @@
+"""Chain samplers: log-probs against independently computed Gaussian densities, ratio = 1, hybrid SDE."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal
+
+from app.rl.sampling import evaluate_chain, sample
+from tests.app.rl.toy import rand_obs, tiny_model
+
+torch.set_num_threads(1)
+
+
+def _slice(x: torch.Tensor, h: int, a: int) -> torch.Tensor:
+    return x[:, :h, :a]
+
+
+@pytest.mark.parametrize(
+    ("reduce", "prior"), [("sum", False), ("mean", True), ("sum", True), ("mean", False)]
+)
+def test_flow_noise_logprob_is_the_chain_gaussian_density(reduce: str, prior: bool) -> None:
+    model = tiny_model(method="flow_noise", exec_horizon=3, logprob_reduce=reduce, include_prior=prior)
+    gen = torch.Generator().manual_seed(0)
+    obs = rand_obs(5, gen)
+    s = sample(model, obs, generator=gen)
+    pol, K, h, a = model.policy, 4, 3, model.policy.action_dim
+    with torch.no_grad():
+        ctx = pol.encode(obs)
+        terms = []
+        for k in range(K):
+            t = torch.full((5,), 1.0 - k / K)
+            v, feats = pol.velocity(s.chain[:, k], t, ctx)
+            std = model.noise_head(feats)
+            assert float(std.min()) >= 0.08 - 1e-6 and float(std.max()) <= 0.16 + 1e-6
+            dist = Normal(_slice(s.chain[:, k] - v / K, h, a), _slice(std, h, a))
+            terms.append(dist.log_prob(_slice(s.chain[:, k + 1], h, a)).sum(dim=(1, 2)))
+        if prior:
+            terms.append(Normal(0.0, 1.0).log_prob(_slice(s.chain[:, 0], h, a)).sum(dim=(1, 2)))
+        expected = torch.stack(terms).sum(0)
+        if reduce == "mean":
+            expected = expected / len(terms)
+    torch.testing.assert_close(s.logprob, expected, rtol=1e-5, atol=1e-4)
+    # The chunk is the unnormalised last chain state.
+    torch.testing.assert_close(s.actions, pol.unnormalize_actions(s.chain[:, -1]))
+
+
+def test_flow_sde_hybrid_logprob_is_the_single_step_density() -> None:
+    a_lvl = 0.5
+    model = tiny_model(method="flow_sde", exec_horizon=4)
+    gen = torch.Generator().manual_seed(1)
+    obs = rand_obs(16, gen)
+    s = sample(model, obs, generator=gen)
+    pol, K = model.policy, 4
+    delta = 1.0 / K
+    assert set(s.sde_step.tolist()) <= set(range(K)) and len(set(s.sde_step.tolist())) > 1
+    with torch.no_grad():
+        ctx = pol.encode(obs)
+        for b in range(16):
+            j = int(s.sde_step[b])
+            for k in range(K):
+                t = 1.0 - k / K
+                x = s.chain[b : b + 1, k]
+                v, _ = pol.velocity(x, torch.tensor([t]), ctx[b : b + 1])
+                if k != j:  # deterministic Euler step
+                    torch.testing.assert_close(s.chain[b : b + 1, k + 1], x - delta * v, rtol=1e-5, atol=1e-5)
+                    continue
+                sigma = a_lvl * math.sqrt(t / (delta if t == 1.0 else 1.0 - t))
+                x_eps = x + (1.0 - t) * v
+                mean = x - delta * (v + sigma**2 / (2 * t) * x_eps)
+                std = sigma * math.sqrt(delta)
+                if j == 0:
+                    assert std == pytest.approx(a_lvl)
+                lp = Normal(mean, std).log_prob(s.chain[b : b + 1, k + 1]).sum()
+                assert float(s.logprob[b]) == pytest.approx(float(lp), rel=1e-5, abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["flow_noise", "flow_sde"])
+def test_ratio_is_one_before_any_update_even_in_another_minibatch(method: str) -> None:
+    model = tiny_model(method=method)
+    gen = torch.Generator().manual_seed(2)
+    obs = rand_obs(32, gen)
+    s = sample(model, obs, generator=gen)
+    ev = evaluate_chain(model, obs, s.chain, s.sde_step)
+    torch.testing.assert_close(ev.logprob.detach(), s.logprob, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ev.value.detach(), s.value)
+    perm = torch.randperm(32, generator=gen)[:11]
+    ev2 = evaluate_chain(model, {k: v[perm] for k, v in obs.items()}, s.chain[perm], s.sde_step[perm])
+    ratio = torch.exp(ev2.logprob.detach() - s.logprob[perm])
+    torch.testing.assert_close(ratio, torch.ones(11), rtol=0, atol=1e-5)
+
+
+def test_deterministic_sampling_is_the_euler_ode() -> None:
+    model = tiny_model(method="flow_noise")
+    gen = torch.Generator().manual_seed(3)
+    obs = rand_obs(4, gen)
+    x0 = torch.randn(4, 4, 2, generator=gen)
+    a = sample(model, obs, mode="deterministic", x0=x0)
+    b = sample(model, obs, mode="deterministic", x0=x0)
+    assert torch.equal(a.actions, b.actions)
+    assert torch.isnan(a.logprob).all()
+    x = x0
+    with torch.no_grad():
+        ctx = model.policy.encode(obs)
+        for k in range(4):
+            v, _ = model.policy.velocity(x, torch.full((4,), 1.0 - k / 4), ctx)
+            x = x - v / 4
+    torch.testing.assert_close(a.actions, model.policy.unnormalize_actions(x))
+
+
+def test_bad_inputs_say_what_is_wrong() -> None:
+    model = tiny_model(method="flow_sde")
+    gen = torch.Generator().manual_seed(4)
+    obs = rand_obs(2, gen)
+    s = sample(model, obs, generator=gen)
+    with pytest.raises(ValueError, match="sde_step"):
+        evaluate_chain(model, obs, s.chain, torch.tensor([-1, 0]))
+    with pytest.raises(ValueError, match="K\\+1"):
+        evaluate_chain(model, obs, s.chain[:, :3], s.sde_step)
+    with pytest.raises(ValueError, match="mode"):
+        sample(model, obs, mode="greedy")  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="observation.state"):
+        sample(model, {"state": obs["observation.state"]})
