@@ -82,3 +82,25 @@ def motor_limits() -> dict[str, tuple[float, float]]:
 
 def positions_to_rad(positions: dict[str, float]) -> np.ndarray:
     return np.array([motor_to_rad(m, positions[m]) for m in MOTORS], dtype=np.float64)
+
+
+# Home pose of the simulated arm (and the default reset pose for episodes), in LeRobot units: the gripper
+# about 15 cm above the table, 21 cm in front of the base, pointing down and forward, nearly closed.
+HOME_POSITION: dict[str, float] = {
+    "shoulder_pan": 0.0,
+    "shoulder_lift": -50.0,
+    "elbow_flex": 20.0,
+    "wrist_flex": 80.0,
+    "wrist_roll": 0.0,
+    "gripper": 10.0,
+}
+
+
+def as_action(positions: dict[str, float]) -> dict[str, float]:
+    """`{motor: value}` -> LeRobot's `{"<motor>.pos": value}` action/observation keys."""
+    return {f"{m}.pos": float(positions[m]) for m in MOTORS}
+
+
+def from_action(action: dict[str, float]) -> dict[str, float]:
+    """LeRobot's `{"<motor>.pos": value}` keys -> `{motor: value}` (other keys ignored)."""
+    return {k.removesuffix(".pos"): float(v) for k, v in action.items() if k.endswith(".pos")}

@@ -1,0 +1,17 @@
+"""Simulated SO-101 (MuJoCo) behind LeRobot's Robot/Teleoperator interfaces.
+
+Importing this package registers `--robot.type=sim_so101`, camera type `sim_mujoco` and teleoperator type
+`sim_expert` with LeRobot's draccus registries.
+"""
+
+from hardware.sim.cameras import SimCamera, SimCameraConfig
+from hardware.sim.protocol import SimTaskRobot
+from hardware.sim.so101_follower import SimSO101Follower, SimSO101FollowerConfig
+
+__all__ = [
+    "SimCamera",
+    "SimCameraConfig",
+    "SimSO101Follower",
+    "SimSO101FollowerConfig",
+    "SimTaskRobot",
+]
