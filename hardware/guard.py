@@ -121,7 +121,9 @@ class RobotGuard:
         self.robot_type = robot_type or robot_type_of(robot)
         self.is_sim = self.robot_type in _SIM_TYPES or bool(getattr(robot, "is_simulated", False))
         mode = self.config.mode
-        self.mode = ("lockstep" if self.is_sim else "realtime") if mode == "auto" else mode
+        # a simulator on the wall clock (sim_so101 realtime=True) behaves like a real arm: realtime mode
+        sim_lockstep = self.is_sim and not getattr(getattr(robot, "config", None), "realtime", False)
+        self.mode = ("lockstep" if sim_lockstep else "realtime") if mode == "auto" else mode
         if getattr(getattr(robot, "config", None), "use_degrees", True) is False:
             raise GuardError(
                 f"{self.robot_type} is configured with use_degrees=False; pirl's limits are in degrees: "

@@ -6,7 +6,11 @@ allowed to do:
     {"robot_type": "so101_follower", "robot_id": "arm1",
      "joint_limits": {"shoulder_pan": [-90.0, 90.0], ...},          # LeRobot units (deg; gripper 0..100)
      "workspace_min": [x, y, z], "workspace_max": [x, y, z],         # metres, base frame; null = no box
+     "home_pose": {"shoulder_pan.pos": 0.0, ...},                     # optional: where resets go
      "recorded_at": "2026-11-24T12:00:00Z", "source": "pirl calibrate envelope"}
+
+`home_pose` is optional (older files without it load unchanged); when present it must lie within the
+joint limits, because the episode reset drives the arm there through the safety layer.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class SafetyEnvelope:
     recorded_at: str | None = None
     source: str = ""
     notes: dict[str, str] = field(default_factory=dict)
+    # Reset target in robot units with "<motor>.pos" keys (what the episode reset drives to); optional.
+    home_pose: dict[str, float] | None = None
 
     def validate(self) -> None:
         if not self.joint_limits:
@@ -50,6 +56,15 @@ class SafetyEnvelope:
             lo, hi = self.workspace_min, self.workspace_max
             if len(lo) != 3 or len(hi) != 3 or any(a >= b for a, b in zip(lo, hi, strict=True)):
                 raise EnvelopeError(f"workspace box must be 3-D with min < max, got {lo} .. {hi}")
+        for key, value in (self.home_pose or {}).items():
+            joint = key.removesuffix(".pos")
+            if joint not in self.joint_limits:
+                raise EnvelopeError(
+                    f"home pose names {key!r}, which has no joint limit; use '<motor>.pos' keys"
+                )
+            lo, hi = self.joint_limits[joint]
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise EnvelopeError(f"home pose {key}={value} is outside the joint limit [{lo}, {hi}]")
 
     def save(self, path: str | Path) -> Path:
         """Atomic write (temp file + fsync + rename): a crash never leaves a half-written envelope."""
@@ -87,6 +102,9 @@ class SafetyEnvelope:
                 recorded_at=data.get("recorded_at"),
                 source=data.get("source", ""),
                 notes=data.get("notes", {}),
+                home_pose={k: float(v) for k, v in data["home_pose"].items()}
+                if data.get("home_pose")
+                else None,
             )
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise EnvelopeError(f"safety envelope {path} is malformed ({exc!r}); re-record it") from exc
