@@ -201,6 +201,11 @@ def write_smolvlm_folder(
     return folder
 
 
+def _config_device(device: str) -> str:
+    """LeRobot configs refuse "meta" (used to count parameters without allocating them)."""
+    return "cpu" if torch.device(device).type == "meta" else device
+
+
 def _features(
     state_dim: int, action_dim: int, image_keys: Sequence[str], image_size: int
 ) -> tuple[dict, dict]:
@@ -282,7 +287,7 @@ def build_smolvla_random(
         chunk_size=chunk_size,
         n_action_steps=chunk_size,
         num_steps=num_steps,
-        device=device,
+        device=_config_device(device),
         input_features=inputs,
         output_features=outputs,
     )
@@ -409,10 +414,11 @@ def build_pi0_random(
         n_action_steps=chunk_size,
         num_inference_steps=num_steps,
         dtype=dtype,
-        device=device,
+        device=_config_device(device),
         input_features=inputs,
         output_features=outputs,
     )
+    cfg.device = device  # after validation: PI0Policy moves itself to cfg.device ("meta" counts for free)
     with _seeded(seed), torch.device(device):
         policy = policy_cls(cfg)
     return policy.to(device).eval(), build_word_tokenizer(image_tokens=False)

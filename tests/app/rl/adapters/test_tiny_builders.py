@@ -56,3 +56,23 @@ def test_unknown_variant_is_refused() -> None:
 
     with pytest.raises(ValueError, match="'pi0' or 'pi05'"):
         build_tiny_pi0("pi1")
+
+
+@pytest.mark.parametrize("name", ["smolvla", "pi0", "pi05"])
+def test_full_size_builders_have_the_real_shapes(name: str, tmp_path: Path) -> None:
+    """Built on the meta device (no memory, no weights): the parameter counts of the real models."""
+    from app.rl.adapters.pi0 import PI0Adapter
+    from app.rl.adapters.smolvla import SmolVLAAdapter
+    from app.rl.adapters.tiny import build_pi0_random, build_smolvla_random
+
+    if name == "smolvla":
+        adapter = SmolVLAAdapter(build_smolvla_random(tmp_path, device="meta"))
+        want_total, want_expert = 450e6, 99.8e6
+    else:
+        adapter = PI0Adapter(build_pi0_random(name, device="meta")[0])
+        want_total, want_expert = (4.03e9, 314.7e6) if name == "pi0" else (4.14e9, 430.1e6)
+    counts = adapter.parameter_count()
+    assert counts["total"] == pytest.approx(want_total, rel=0.01)
+    assert counts["expert"] == pytest.approx(want_expert, rel=0.01)
+    assert (adapter.chunk_size, adapter.model_action_dim) == (50, 32)
+    assert adapter.noise_feature_dim == (720 if name == "smolvla" else 1024)
