@@ -1,0 +1,86 @@
+"""`pirl console`: start the actor (sim or real) and the operator console next to the robot.
+
+    pirl console --config configs/sim_demo.json            # starts `pirl actor --config ...`, then the TUI
+    pirl console --attach=true --control.port=7070         # watch an actor that is already running
+
+The actor is a separate process in its own session, so the console freezing, crashing or losing its SSH
+connection never reaches the robot loop; the actor's output goes to `actor_log`. Quitting (q, confirmed)
+asks the actor to shut down safely and waits for it. `--attach=true` with a dead console: start a new
+console with the same `--control.port` and it picks the running actor up again.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+
+from app.actor.control import ControlConfig
+
+
+@dataclass
+class ConsoleConfig:
+    # The actor's config file (the one `pirl actor --config` takes). The console starts that actor and
+    # watches it. Leave it out with attach=true to watch an actor that is already running.
+    config: str | None = None
+    # Do not start an actor: connect to the one listening on `control` (e.g. after a console restart).
+    attach: bool = False
+    # Where console and actor meet (loopback only). The started actor is told to listen here.
+    control: ControlConfig = field(default_factory=ControlConfig)
+    # File that receives the started actor's stdout/stderr (the terminal belongs to the console).
+    actor_log: str = "outputs/console/actor.log"
+
+    def validate(self) -> None:
+        self.control.validate()
+        if self.attach and self.config:
+            raise ValueError("give either --config (start an actor) or --attach=true (watch a running one)")
+        if not self.attach and not self.config:
+            raise ValueError(
+                "pirl console needs the actor's config: `pirl console --config configs/<recipe>.json`, "
+                "or `--attach=true` to watch an actor that is already running"
+            )
+        if self.config and not Path(self.config).is_file():
+            raise ValueError(f"actor config {self.config} not found; see configs/ for the recipes")
+
+
+def actor_argv(cfg: ConsoleConfig) -> list[str]:
+    """The command that starts the actor so that it listens where this console will connect."""
+    argv = [sys.executable, "-m", "app.cli", "actor", "--config", str(cfg.config)]
+    if cfg.control.unix_socket:
+        argv.append(f"--control.unix_socket={cfg.control.unix_socket}")
+    else:
+        argv.append(f"--control.port={cfg.control.port}")
+    return argv
+
+
+def main(argv: list[str]) -> int:
+    cfg = draccus.parse(config_class=ConsoleConfig, args=argv)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        print(f"pirl console: {exc}", file=sys.stderr)
+        return 2
+    # Imported here so `pirl console --help` stays fast and works without a terminal.
+    from app.console.app import ConsoleApp
+    from app.console.launcher import ActorProcess
+
+    actor = None
+    if not cfg.attach:
+        actor = ActorProcess(actor_argv(cfg), cfg.actor_log).start()
+        print(f"pirl console: actor started (pid {actor.proc.pid}), log: {cfg.actor_log}", file=sys.stderr)
+    app = ConsoleApp(cfg.control, actor=actor)
+    try:
+        app.run()
+    finally:
+        if actor is not None and actor.poll() is None and not app.quit_requested:
+            # The console ended without a confirmed quit (crash, closed terminal): the actor keeps the
+            # robot safe on its own and keeps running; say how to get back to it.
+            print(
+                f"pirl console: the actor (pid {actor.proc.pid}) is still running and holds the robot "
+                f"safe on its own; reattach with `pirl console --attach=true --control.port="
+                f"{cfg.control.port}`",
+                file=sys.stderr,
+            )
+    return int(app.return_code or 0)

@@ -1,0 +1,37 @@
+"""Episode: which one, how long it has left, reward so far, its outcome and who is driving."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from app.actor.control import ActorStatus
+from app.console.format import num
+from app.console.widgets.panel import Panel
+
+
+class EpisodePanel(Panel):
+    TITLE = "episode"
+
+    def render_status(self, status: ActorStatus) -> Text:
+        ep = status.episode
+        out = Text(no_wrap=True, overflow="ellipsis")
+        out.append(f"#{ep.number:<5} ")
+        out.append(ep.state.upper(), style="bold reverse" if ep.state in ("holding", "stopped") else "bold")
+        limit = f" / {ep.length_s:.0f} s" if ep.length_s else ""
+        out.append(f"\nleft    {num(ep.time_left_s, '.1f', ' s')}{limit}")
+        out.append(f"\nreward  {ep.reward:+.2f}")
+        out.append("\nresult  ")
+        if ep.outcome == "success":
+            out.append("SUCCESS", style="bold green")
+        elif ep.outcome == "failure":
+            out.append("FAILURE", style="bold red")
+        else:
+            out.append("open", style="dim")
+        out.append("\ndriver  ")
+        if ep.intervention:
+            out.append("HUMAN", style="bold reverse yellow")
+        else:
+            out.append("policy")
+        out.append(f"  takeovers {ep.interventions}")
+        self.border_subtitle = f"takeover: {ep.takeover_source}" if ep.takeover_source else ""
+        return out

@@ -1,0 +1,35 @@
+"""Log: the actor's recent log lines (appended once each, by sequence number) and the console's own notes
+(commands sent and what the actor said about them)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from app.actor.control import ActorStatus
+
+_LEVEL_STYLE = {"WARNING": "bold yellow", "ERROR": "bold reverse red", "CRITICAL": "bold reverse red"}
+
+
+class LogPane(RichLog):
+    def __init__(self, *, id: str | None = None, max_lines: int = 500) -> None:
+        super().__init__(id=id, max_lines=max_lines, wrap=False, markup=False, auto_scroll=True)
+        self.border_title = "log"
+        self.last_seq = -1
+
+    def show(self, status: ActorStatus) -> None:
+        for line in status.log:
+            if line.seq <= self.last_seq:
+                continue
+            self.last_seq = line.seq
+            level = line.level.upper()
+            tag = "" if level == "INFO" else f"{level[:4]} "
+            self.write(Text(tag + line.text, style=_LEVEL_STYLE.get(level, "")))
+
+    def note(self, text: str, ok: bool = True) -> None:
+        """A console-side line, marked `>` so it is never mistaken for the actor's own log."""
+        self.write(Text(f"> {text}", style="italic" if ok else "bold reverse"))
+
+    def actor_restarted(self) -> None:
+        """A new actor numbers its lines from the start again."""
+        self.last_seq = -1
