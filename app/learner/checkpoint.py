@@ -47,6 +47,12 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def frozen_digest(model: torch.nn.Module) -> str:
+    """Fingerprint of what does not travel with pushed weights (frozen parameters and buffers)."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    return weights_digest({k: v for k, v in model.state_dict().items() if k not in trainable})
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

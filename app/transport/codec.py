@@ -5,7 +5,8 @@ The wire contract is LeRobot's: each gRPC message is `{transfer_state, data}` an
 
 - parameters (learner -> actor): `torch.save` of
   `{"format": "pirl/params/v1", "version": int, "run_id": str, "dtype": "float32"|"bfloat16",
-  "state": {name: tensor}}` (only the trainable subset of the policy).
+  "base_digest": str, "state": {name: tensor}}` (only the trainable subset of the policy;
+  `base_digest` fingerprints the frozen rest, so an actor built differently refuses to act).
 - rollouts (actor -> learner, SendTransitions): `torch.save` of
   `{"format": "pirl/rollout/v1", "actor_id": str, "episode": int, "meta": {str: int|float|str|bool},
   "batch": {name: tensor}}` - one whole episode of chunk transitions.
@@ -66,6 +67,7 @@ class Parameters:
     state: dict[str, torch.Tensor]
     run_id: str = ""
     dtype: str = "float32"
+    base_digest: str = ""  # hash of the weights that do NOT travel (frozen encoder, buffers)
 
 
 def encode_parameters(params: Parameters, bf16: bool = False) -> bytes:
@@ -80,6 +82,7 @@ def encode_parameters(params: Parameters, bf16: bool = False) -> bytes:
             "version": int(params.version),
             "run_id": str(params.run_id),
             "dtype": "bfloat16" if bf16 else "float32",
+            "base_digest": str(params.base_digest),
             "state": state,
         }
     )
@@ -96,7 +99,11 @@ def decode_parameters(buf: bytes) -> Parameters:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DecodeError("parameters: 'state' must map names to tensors")
     return Parameters(
-        version=int(obj["version"]), state=state, run_id=str(obj["run_id"]), dtype=str(obj["dtype"])
+        version=int(obj["version"]),
+        state=state,
+        run_id=str(obj["run_id"]),
+        dtype=str(obj["dtype"]),
+        base_digest=str(obj.get("base_digest", "")),
     )
 
 

@@ -1,0 +1,51 @@
+"""The actor's own settings (one section of the shared run config, `--actor.*`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.actor.control import ControlConfig
+
+
+@dataclass
+class ActorConfig:
+    # Name of this actor in learner logs and episode stats; give each of several actors its own.
+    actor_id: str = "actor0"
+    # Episodes to run before exiting (0: until stopped with Ctrl-C, SIGTERM or the console's quit).
+    episodes: int = 0
+    # Seconds to wait for the learner's first weights before giving up (0: wait forever). The robot
+    # holds while waiting: it never acts on weights the learner does not have.
+    wait_for_weights_s: float = 0.0
+    # Observation keys (robot units) that form `observation.state`, in order. Empty: every float feature
+    # of the robot in its declared order (joints "<motor>.pos" then task keys such as "target.x").
+    state_keys: list[str] = field(default_factory=list)
+    # Robot camera keys fed to the policy as `observation.images.<key>` (floats 0..1). Empty: none.
+    image_keys: list[str] = field(default_factory=list)
+    # Seed of the chain noise (None: random per process).
+    sample_seed: int | None = None
+    # GRPO: this many consecutive episodes share one reset seed and one group id (1: no groups).
+    group_size: int = 1
+    # Sim only: the scripted expert stands in for a human operator when a takeover is requested
+    # (console key or --actor.expert_takeover_prob); False: takeovers need a configured teleoperator.
+    expert: bool = True
+    # Sim only: probability that an episode is driven by the expert from a random chunk onwards (tests
+    # and demos of the human-in-the-loop path without a person). 0 disables it.
+    expert_takeover_prob: float = 0.0
+    # Most payloads (episodes, stats) queued for the learner while it is unreachable; oldest dropped.
+    max_outbox: int = 64
+    # Console control channel (status out, commands in). None: no console (headless).
+    control: ControlConfig | None = None
+    # Print one progress line per this many episodes (0: silent).
+    progress_every: int = 1
+
+    def validate(self) -> None:
+        if self.episodes < 0:
+            raise ValueError(f"actor.episodes must be >= 0, got {self.episodes}")
+        if self.group_size < 1:
+            raise ValueError(f"actor.group_size must be >= 1, got {self.group_size}")
+        if not 0.0 <= self.expert_takeover_prob <= 1.0:
+            raise ValueError("actor.expert_takeover_prob must be in [0, 1]")
+        if self.wait_for_weights_s < 0:
+            raise ValueError("actor.wait_for_weights_s must be >= 0 (0 = forever)")
+        if not self.actor_id or any(c.isspace() for c in self.actor_id):
+            raise ValueError(f"actor.actor_id must be a non-empty name without spaces, got {self.actor_id!r}")

@@ -1,0 +1,431 @@
+"""The PI-RL actor: episodes on the robot (sim or real) -> chunk transitions -> the learner.
+
+One outer step = one action chunk: read the observation, sample a chunk with the current weights (the
+stochastic train-time chain, with its behaviour log-prob and value), execute its first `exec_horizon`
+actions one control step at a time through Takeover (policy or human) -> RobotGuard (safety) ->
+EpisodeManager (reward, success, limits), and record one RolloutBatch row. A finished episode is sent as
+one rollout (SendTransitions) plus one JSON stats message (SendInteractions).
+
+Weights are only swapped between chunks (the safe point): a chunk is always executed by the weights that
+sampled it, and every row says which version that was. The actor never acts before it holds the
+learner's weights (so a resumed learner's weights are the first ones used, LeRobot PR #4560), refuses
+weights whose frozen part differs from its own, and keeps the robot safe without the learner: when the
+link drops, the EpisodeManager ends the episode and holds, and the next episode waits for the link.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from app.actor.client import LearnerClient
+from app.actor.observation import action_dict, action_row, resolve_state_keys, to_policy_observation
+from app.learner.algorithm import pirl_model_of
+from app.learner.checkpoint import frozen_digest, weights_digest
+from app.learner.config import PIRLRunConfig, make_policy
+from app.rl.batch import RolloutBatch
+from app.rl.sampling import sample
+from app.transport.codec import Parameters, Rollout
+from hardware.episodes import EpisodeManager, EpisodeRecord, EpisodeState
+from hardware.guard import RobotGuard
+from hardware.takeover import ExpertSource, Takeover
+from hardware.watchdog import LinkWatchdog
+
+log = logging.getLogger("pirl.actor")
+
+
+class ActorError(RuntimeError):
+    """The actor cannot go on (message says why and what to change)."""
+
+
+def make_robot(cfg: Any) -> Any:
+    """A LeRobot robot from its config (our factory when present, else LeRobot's)."""
+    try:
+        from hardware.factory import make_robot as hw_make_robot  # type: ignore[attr-defined]
+    except ImportError:
+        from lerobot.robots.utils import make_robot_from_config as hw_make_robot
+    return hw_make_robot(cfg)
+
+
+@dataclass
+class EpisodeSummary:
+    """What one episode produced (also the JSON sent with SendInteractions)."""
+
+    record: EpisodeRecord
+    rollout: RolloutBatch | None
+    versions: tuple[int, int]
+    chunks: int
+
+
+class Actor:
+    def __init__(
+        self,
+        cfg: PIRLRunConfig,
+        progress: Callable[[str], None] | None = print,
+        shutdown: threading.Event | None = None,
+    ):
+        cfg.validate("actor")
+        self.cfg = cfg
+        self.progress = progress or (lambda _line: None)
+        self.shutdown = shutdown or threading.Event()
+        self.session = uuid.uuid4().hex[:8]
+        self.rollout_actor = f"{cfg.actor.actor_id}-{self.session}"  # identity for learner-side de-dup
+        self._episode_base = (zlib.crc32(self.rollout_actor.encode()) & 0x7FFFFF) << 32
+        self.version: int | None = None
+        self.paused = False
+        self.episodes_done = 0
+        self.env_steps = 0
+        self.t_start = time.monotonic()
+        self.first_chunk_logged = False
+        self._gen = torch.Generator()
+        self._gen.manual_seed(
+            cfg.actor.sample_seed if cfg.actor.sample_seed is not None else random.getrandbits(62)
+        )
+        self._rng = random.Random(cfg.actor.sample_seed)
+
+        self.policy = make_policy(cfg)
+        self.model = pirl_model_of(self.policy)
+        self.my_digest = frozen_digest(self.model)
+        self.exec_h = self.model.exec_horizon
+
+        self.link = LinkWatchdog(timeout_s=cfg.safety.link_timeout_s, start_ok=False)
+        self.robot = make_robot(cfg.robot)
+        self.guard = RobotGuard(self.robot, cfg.safety, link=self.link)
+        self.is_sim = self.guard.is_sim
+        self.takeover = Takeover(human=self._human_source())
+        self.episodes = EpisodeManager(
+            self.guard,
+            cfg.episode,
+            takeover=self.takeover,
+            task_success=getattr(self.robot, "task_success", None) if self.is_sim else None,
+            env_reset=self._env_reset if self.is_sim else None,
+            link=self.link,
+        )
+        self.client = LearnerClient(cfg.transport, cfg.actor.actor_id, max_outbox=cfg.actor.max_outbox)
+        self.control = None
+        if cfg.actor.control is not None:
+            from app.actor.control import ControlServer
+
+            self.control = ControlServer(cfg.actor.control)
+
+    # ------------------------------------------------------------------------------------ set-up
+
+    def _human_source(self):
+        if not (self.is_sim and self.cfg.actor.expert):
+            return None
+        task = getattr(self.cfg.robot, "task", None)
+        if task not in ("reach", "pick_cube"):
+            return None
+        from hardware.sim.expert import ExpertConfig, ScriptedExpert
+
+        expert = ScriptedExpert(ExpertConfig(task=task, fps=float(self.cfg.robot.fps)))
+        self._expert = expert
+        return ExpertSource(expert.act)
+
+    def _env_reset(self, seed: int | None) -> None:
+        group = self.cfg.actor.group_size
+        if group > 1:  # GRPO: G consecutive episodes start from the same state
+            seed = (self.cfg.episode.seed or 0) + self.episodes_done // group
+        self.robot.reset(seed=seed)
+        if getattr(self, "_expert", None) is not None:
+            self._expert.reset()
+
+    # --------------------------------------------------------------------------------------- run
+
+    def run(self) -> int:
+        """Run episodes until done or stopped. Returns a process exit code."""
+        self.guard.connect()
+        self.robot_keys = list(self.guard.keys)
+        self.state_keys = resolve_state_keys(self.robot, self.cfg.actor.state_keys)
+        self.image_keys = list(self.cfg.actor.image_keys)
+        self.client.start()
+        if self.control is not None:
+            self.control.on_estop = lambda: self.guard.estop("console")
+            self.control.start()
+        try:
+            if not self._wait_for_first_weights():
+                return 3
+            target = self.cfg.actor.episodes
+            while not self.shutdown.is_set() and (target == 0 or self.episodes_done < target):
+                self._service()
+                if self.paused or not self._ready_for_episode():
+                    self.shutdown.wait(0.05)
+                    continue
+                self._run_episode()
+            return 0
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self.client.close(flush_timeout_s=5.0)
+        if self.control is not None:
+            self.control.close()
+        self.guard.close()
+
+    def _wait_for_first_weights(self) -> bool:
+        limit = self.cfg.actor.wait_for_weights_s
+        t0 = time.monotonic()
+        self.progress(
+            f"actor {self.cfg.actor.actor_id}: waiting for weights from {self.cfg.transport.address}"
+        )
+        while not self.shutdown.is_set():
+            self._service()
+            params = self.client.wait_for_parameters(0.2)
+            if params is not None:
+                self._load(params)
+                return True
+            if limit and time.monotonic() - t0 > limit:
+                self.progress(
+                    f"actor {self.cfg.actor.actor_id}: no weights from the learner after {limit:.0f} s "
+                    f"({self.client.status.last_error or 'no answer'}); is `pirl learner` running?"
+                )
+                return False
+        return False
+
+    def _ready_for_episode(self) -> bool:
+        state = self.episodes.state
+        if state is EpisodeState.RESETTING:
+            if not self.guard.estopped:
+                self.episodes.reset()
+            return False
+        return self.episodes.can_start
+
+    def _service(self) -> None:
+        """Feed the link watchdog from the client's connection state; serve the console (never blocks)."""
+        status = self.client.status
+        if status.connected:
+            self.link.heartbeat()
+        else:
+            self.link.lost(status.last_error or "not connected to the learner")
+        if self.control is not None:
+            self._handle_commands()
+            if self.control.status_due():
+                self.control.publish(self._status())
+
+    # ------------------------------------------------------------------------------- weights
+
+    def _maybe_update_weights(self) -> None:
+        params = self.client.latest_parameters(newer_than=self.version)
+        if params is not None:
+            self._load(params)
+
+    def _load(self, params: Parameters) -> None:
+        if params.base_digest and params.base_digest != self.my_digest:
+            raise ActorError(
+                "the learner's policy differs from this actor's in the weights that are not sent "
+                f"(frozen digest {params.base_digest} vs {self.my_digest}): start both from the same "
+                "--policy_path, or the same --policy.* and --seed"
+            )
+        self.model.load_trainable_state(params.state)
+        if self.version is not None and params.version < self.version:
+            log.warning(
+                "learner went back from v%d to v%d (restarted without --resume?)",
+                self.version,
+                params.version,
+            )
+        self.version = params.version
+        log.info("loaded weights v%d", params.version)
+
+    # ------------------------------------------------------------------------------- episode
+
+    def _run_episode(self) -> None:
+        ep = self.episodes.start()
+        episode_id = self._episode_base + self.episodes_done * 1000 + self.episodes.attempt
+        takeover_chunk = None
+        if self.takeover.human is not None and self._rng.random() < self.cfg.actor.expert_takeover_prob:
+            takeover_chunk = self._rng.randrange(max(1, self.episodes.max_steps // self.exec_h // 2))
+        rows: list[dict[str, torch.Tensor]] = []
+        versions: list[int] = []
+        obs = self.guard.observation()
+        t0 = time.monotonic()
+        outcome = None
+        chunk = 0
+        while outcome is None or not outcome.done:
+            self._service()
+            self._maybe_update_weights()  # the safe point: between chunks only
+            if takeover_chunk is not None and chunk == takeover_chunk:
+                self.takeover.request(True)
+            pobs = to_policy_observation(obs, self.state_keys, self.image_keys)
+            s = sample(self.model, pobs, mode="train", generator=self._gen)
+            if not self.first_chunk_logged:
+                self.first_chunk_logged = True
+                self.progress(
+                    f"actor {self.cfg.actor.actor_id}: first chunk with policy v{self.version} "
+                    f"(weights {weights_digest(self.model.get_trainable_state())})"
+                )
+            human = torch.zeros(self.model.policy.chunk_size, self.model.policy.action_dim)
+            intervened = started = False
+            reward = 0.0
+            for i in range(self.exec_h):
+                planned = action_dict(s.actions[0, i], self.robot_keys)
+                decision = self.takeover.arbitrate(obs, planned)
+                result = self._apply(decision)
+                obs = self.guard.observation()
+                outcome = self.episodes.record_step(decision, result, obs)
+                self.env_steps += 1
+                reward += outcome.reward
+                if decision.intervention:
+                    intervened = True
+                    applied = result.action if result is not None else decision.action
+                    if applied:
+                        human[i] = action_row(applied, self.robot_keys)
+                started = started or decision.started
+                if outcome.done or decision.handed_back:
+                    break
+            truncated = bool(outcome.done and outcome.truncated)
+            bootstrap = 0.0
+            if truncated:
+                nxt = to_policy_observation(obs, self.state_keys, self.image_keys)
+                bootstrap = float(self.model.predict_value(nxt)[0])
+            rows.append(
+                {
+                    **{f"obs.{k}": v for k, v in pobs.items()},
+                    "chain": s.chain,
+                    "sde_step": s.sde_step.long(),
+                    "logprob": s.logprob.float(),
+                    "value": s.value.float(),
+                    "reward": torch.tensor([reward]),
+                    "done": torch.tensor([bool(outcome.done and outcome.terminated)]),
+                    "truncated": torch.tensor([truncated]),
+                    "bootstrap_value": torch.tensor([bootstrap]),
+                    "intervention": torch.tensor([intervened]),
+                    "human_action": human.unsqueeze(0),
+                    "takeover_start": torch.tensor([started]),
+                    "policy_version": torch.tensor([int(self.version)]),
+                    "episode_id": torch.tensor([episode_id]),
+                    "chunk_index": torch.tensor([chunk]),
+                    "group_id": torch.tensor([self._group_id()]),
+                }
+            )
+            versions.append(int(self.version))
+            chunk += 1
+        record = self.episodes.records[-1]
+        self._finish_episode(ep, record, rows, versions, time.monotonic() - t0)
+
+    def _group_id(self) -> int:
+        g = self.cfg.actor.group_size
+        return -1 if g <= 1 else self._episode_base + self.episodes_done // g
+
+    def _apply(self, decision):
+        if self.guard.mode == "lockstep":
+            return self.guard.step(decision.action, source=decision.source)
+        if decision.action is None:
+            self.guard.hold("hand-back")
+        else:
+            self.guard.submit(decision.action, source=decision.source)
+        time.sleep(1.0 / self.guard.layer.control_hz)
+        return None
+
+    def _finish_episode(
+        self, ep: int, record: EpisodeRecord, rows, versions: list[int], wall_s: float
+    ) -> None:
+        if record.rerecord:
+            self.progress(f"actor {self.cfg.actor.actor_id}: episode {ep} discarded (re-record)")
+            return
+        batch = RolloutBatch.from_dict({k: torch.cat([r[k] for r in rows]) for k in rows[0]})
+        meta = {"steps": record.steps, "success": bool(record.success), "policy_version": max(versions)}
+        self.client.send_rollout(Rollout(self.rollout_actor, self.episodes_done, batch.to_dict(), meta))
+        stats = {
+            "type": "episode",
+            "actor_id": self.cfg.actor.actor_id,
+            "episode": self.episodes_done,
+            "steps": record.steps,
+            "chunks": len(rows),
+            "return": float(record.reward),
+            "success": bool(record.success),
+            "termination": record.termination,
+            "interventions": int(record.interventions),
+            "intervention_rate": float(record.intervention_rate),
+            "policy_version_min": min(versions),
+            "policy_version_max": max(versions),
+            "wall_s": round(wall_s, 4),
+            "time": time.time(),
+        }
+        self.client.send_interaction(stats)
+        self.episodes_done += 1
+        every = self.cfg.actor.progress_every
+        if every and self.episodes_done % every == 0:
+            sps = self.env_steps / max(time.monotonic() - self.t_start, 1e-9)
+            link = "ok" if self.client.status.connected else "down"
+            self.progress(
+                f"actor {self.cfg.actor.actor_id}: episode {self.episodes_done} {record.termination} "
+                f"return {record.reward:.2f} steps {record.steps} v{self.version} "
+                f"interventions {record.interventions} sps {sps:.0f} link {link}"
+            )
+
+    # ------------------------------------------------------------------------------- console
+
+    def _handle_commands(self) -> None:
+        from app.actor.control import Command
+
+        for cmd in self.control.poll_commands():
+            if cmd is Command.START:
+                self.paused = False
+                self.episodes.confirm()
+            elif cmd is Command.PAUSE:
+                self.paused = True
+                self.episodes.stop("operator")
+            elif cmd is Command.TAKEOVER_ON and self.takeover.human is not None:
+                self.takeover.request(True)
+            elif cmd is Command.TAKEOVER_OFF:
+                self.takeover.request(False)
+            elif cmd is Command.SUCCESS:
+                self.episodes.mark_success()
+            elif cmd is Command.FAILURE:
+                self.episodes.mark_failure()
+            elif cmd is Command.RERECORD:
+                self.episodes.request_rerecord()
+            elif cmd is Command.RESET:
+                self.episodes.stop("operator")
+            elif cmd is Command.ESTOP:
+                self.guard.estop("console")
+            elif cmd is Command.CLEAR_ESTOP:
+                self.guard.clear_estop()
+            elif cmd is Command.QUIT:
+                self.shutdown.set()
+
+    def _status(self):
+        from app.actor.control import ActorStatus, EpisodeStatus, JointStatus, LearnerLinkStatus, LoopStatus
+
+        g = self.guard.status()
+        cs = self.client.status
+        joints = [
+            JointStatus(
+                k,
+                g.present.get(k, 0.0),
+                g.commanded.get(k),
+                *g.limits.get(k.removesuffix(".pos"), (0.0, 0.0)),
+            )
+            for k in self.robot_keys
+        ]
+        running = self.episodes.state is EpisodeState.RUNNING
+        return ActorStatus(
+            robot=g.robot_type,
+            estop=g.estopped,
+            holding=g.holding,
+            hold_reason=g.hold_reason or "",
+            joints=joints,
+            episode=EpisodeStatus(
+                number=self.episodes.index,
+                state="paused" if self.paused else self.episodes.state.value,
+                reward=self.episodes.reward_sum if running else 0.0,
+                intervention=self.takeover.active,
+                length_s=self.cfg.episode.time_limit_s,
+            ),
+            learner=LearnerLinkStatus(
+                connected=cs.connected,
+                address=self.cfg.transport.address,
+                policy_version=self.version,
+                queue_depth=cs.pending,
+            ),
+            loop=LoopStatus(hz=g.loop_hz or 0.0, target_hz=self.guard.layer.control_hz, steps=self.env_steps),
+        )

@@ -1,0 +1,175 @@
+"""One typed config for a PI-RL run, read by both `pirl learner` and `pirl actor` (draccus, JSON).
+
+A learner and its actors read the same file, so they agree on the policy, the port and the token:
+
+    pirl learner --config configs/sim_pirl_reach.json
+    pirl actor   --config configs/sim_pirl_reach.json --actor.actor_id=a1
+
+Sections: `policy` (LeRobot policy config, `--policy.type=pirl_flow`, with the PPO settings under
+`policy.rl`) or `policy_path` (a LeRobot pretrained folder, e.g. after BC), `algorithm`
+(`--algorithm.type=pirl`), `robot` (LeRobot robot config, `--robot.type=sim_so101`), `safety`,
+`episode`, `transport`, `learner`, `actor`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import draccus
+import torch
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.rl.algorithms.configs import RLAlgorithmConfig
+from lerobot.robots import RobotConfig
+
+from app.actor.config import ActorConfig
+from app.learner.algorithm import PIRLAlgorithmConfig
+from app.transport.config import TransportConfig
+from hardware.episodes import EpisodeConfig
+from hardware.safety.config import SafetyConfig
+
+# Modules whose import registers config choices (policy "pirl_flow", robot "sim_so101", LeRobot robots).
+_REGISTRATIONS = (
+    "app.rl.lerobot_policy",
+    "hardware.sim",
+    "lerobot.robots.so_follower",
+    "lerobot.robots.koch_follower",
+)
+
+
+def register_choices() -> None:
+    for name in _REGISTRATIONS:
+        importlib.import_module(name)
+
+
+@dataclass
+class LearnerConfig:
+    # Where checkpoints, metrics.jsonl and TensorBoard logs go.
+    output_dir: Path = Path("outputs/pirl")
+    # Continue the run in output_dir from its newest checkpoint (policy, optimiser, version, counters).
+    resume: bool = False
+    # Stop after this many updates (0: run until stopped).
+    max_updates: int = 0
+    # Updates between checkpoints (0: only the final one at exit).
+    save_every: int = 10
+    # Finished checkpoints kept on disk (older ones are deleted after each save).
+    keep_checkpoints: int = 3
+    # Episodes in the sliding window of charts/success_rate and charts/intervention_rate.
+    stats_window: int = 20
+    # Write TensorBoard event files to <output_dir>/tb.
+    tensorboard: bool = True
+    # Also log to Weights & Biases (needs wandb installed and configured; off by default, offline OK).
+    wandb: bool = False
+    wandb_project: str = "pirl"
+    # Print one progress line per update (headless); metrics also go to <output_dir>/metrics.jsonl.
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.max_updates < 0 or self.save_every < 0:
+            raise ValueError("learner.max_updates and learner.save_every must be >= 0")
+        if self.keep_checkpoints < 1:
+            raise ValueError("learner.keep_checkpoints must be >= 1")
+        if self.stats_window < 1:
+            raise ValueError("learner.stats_window must be >= 1")
+
+
+@dataclass
+class PIRLRunConfig:
+    # The flow policy (LeRobot policy config). Mutually exclusive with policy_path.
+    policy: PreTrainedConfig | None = None
+    # A LeRobot pretrained policy folder (config.json + model.safetensors), e.g. a BC-pretrained one.
+    policy_path: Path | None = None
+    # The RL algorithm (`pirl`; `sac` routes to LeRobot's own learner/actor, see app/learner/sac.py).
+    algorithm: RLAlgorithmConfig | None = None
+    # The robot the actor drives (LeRobot robot config, e.g. sim_so101 or so101_follower).
+    robot: RobotConfig | None = None
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    # Seed for policy construction (learner and actor must agree) and everything else not seeded.
+    seed: int = 0
+
+    def validate(self, side: str) -> None:
+        """Check what `side` ("learner" or "actor") needs; errors say which option to fix."""
+        if self.policy is not None and self.policy_path is not None:
+            raise ValueError("give either --policy.* or --policy_path, not both")
+        if self.policy is None and self.policy_path is None:
+            raise ValueError(
+                "no policy: set --policy.type=pirl_flow (fresh) or --policy_path=<pretrained dir>"
+            )
+        if self.policy_path is not None and not (Path(self.policy_path) / "config.json").is_file():
+            raise ValueError(
+                f"policy_path={self.policy_path} is not a LeRobot pretrained folder (no config.json)"
+            )
+        if self.algorithm is None:
+            self.algorithm = PIRLAlgorithmConfig()
+        if not isinstance(self.algorithm, PIRLAlgorithmConfig):
+            raise ValueError(
+                f"algorithm.type={self.algorithm.type!r} is not PI-RL; `pirl {side}` routes "
+                "--algorithm.type=sac to LeRobot's own runtime with a LeRobot config (see docs/runtime.md)"
+            )
+        self.algorithm.validate()
+        self.transport.validate()
+        if side == "learner":
+            self.learner.validate()
+        else:
+            if self.robot is None:
+                raise ValueError("no robot: set --robot.type=sim_so101 (simulated) or a real follower type")
+            self.actor.validate()
+            self.safety.validate()
+            self.episode.validate()
+
+
+def parse_run_config(argv: list[str]) -> PIRLRunConfig:
+    """`--config X` (alias of --config_path) and dotted overrides -> PIRLRunConfig."""
+    from app.learner.sac import config_path
+
+    register_choices()
+    path = config_path(argv)
+    args = [a for a in _drop_config_args(argv)]
+    with draccus.config_type("json"):
+        return draccus.parse(PIRLRunConfig, config_path=path, args=args)
+
+
+def _drop_config_args(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in ("--config", "--config_path") and i + 1 < len(argv):
+            skip = True
+            continue
+        if arg.startswith(("--config=", "--config_path=")):
+            continue
+        out.append(arg)
+    return out
+
+
+def make_policy(cfg: PIRLRunConfig, device: str | torch.device = "cpu") -> Any:
+    """The LeRobot policy both sides run. Same seed + same config (or same folder) = same weights, which
+    matters because only the trainable subset travels; the actor checks a digest of the rest."""
+    register_choices()
+    if cfg.policy_path is not None:
+        pcfg = PreTrainedConfig.from_pretrained(cfg.policy_path)
+        policy_cls = _policy_class(pcfg)
+        policy = policy_cls.from_pretrained(cfg.policy_path, config=pcfg)
+    else:
+        torch.manual_seed(cfg.seed)
+        policy_cls = _policy_class(cfg.policy)
+        policy = policy_cls(cfg.policy)
+    return policy.to(device).eval()
+
+
+def _policy_class(pcfg: PreTrainedConfig) -> type:
+    if pcfg.type == "pirl_flow":
+        from app.rl.lerobot_policy import PIRLFlowPolicy
+
+        return PIRLFlowPolicy
+    from lerobot.policies.factory import get_policy_class
+
+    return get_policy_class(pcfg.type)
