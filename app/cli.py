@@ -16,7 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "app.doctor",
         "check this machine: Python/torch/LeRobot, headless MuJoCo, ports, cameras, CUDA",
     ),
-    "learner": ("app.learner.cli", "serve LearnerService and train (PI-RL; --algorithm.type=sac: LeRobot's SAC)"),
+    "learner": (
+        "app.learner.cli",
+        "serve LearnerService and train (PI-RL; --algorithm.type=sac: LeRobot's SAC)",
+    ),
     "actor": ("app.actor.cli", "run episodes on a robot or the sim and stream them to the learner"),
 }
 
