@@ -1,0 +1,295 @@
+"""`pirl calibrate`: calibrate, validate, record the safety envelope, check it.
+
+    pirl calibrate --robot.type=so101_follower --robot.port=/dev/ttyACM0 --robot.id=arm1
+    pirl calibrate --teleop.type=so101_leader --teleop.port=/dev/ttyACM1 --teleop.id=lead1
+    pirl calibrate validate --robot.type=... --robot.id=arm1 [--robot.port=...] [--teleop.* ...]
+    pirl calibrate envelope --robot.type=so101_follower --robot.port=... --robot.id=arm1 [--duration_s=60]
+    pirl calibrate check --robot.type=so101_follower --robot.port=... --robot.id=arm1
+
+Exit codes: 0 ok, 1 a check failed (the report says which and what to do), 2 bad usage.
+See docs/calibration.md for the step-by-step guide.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+from lerobot.robots import RobotConfig
+from lerobot.teleoperators import TeleoperatorConfig
+
+from calibration.devices import register_lerobot_types, spec_for
+from calibration.errors import CalibrationError
+from calibration.flow import OperatorIO, run_calibration
+from hardware.safety.config import SafetyConfig
+
+register_lerobot_types()
+
+SUBCOMMANDS = ("validate", "envelope", "check")
+
+
+@dataclass
+class CalibrateConfig:
+    """`pirl calibrate`: run LeRobot's calibration for one device and validate the file it writes."""
+
+    # The follower to calibrate (e.g. --robot.type=so101_follower --robot.port=/dev/ttyACM0 --robot.id=arm1).
+    robot: RobotConfig | None = None
+    # ... or the leader (e.g. --teleop.type=so101_leader --teleop.port=/dev/ttyACM1 --teleop.id=lead1).
+    teleop: TeleoperatorConfig | None = None
+
+
+@dataclass
+class ValidateConfig:
+    """`pirl calibrate validate`: check calibration files (and the arms, when a port is given)."""
+
+    # Follower whose calibration to check; give both --robot.* and --teleop.* to also check takeover.
+    robot: RobotConfig | None = None
+    # Leader whose calibration to check.
+    teleop: TeleoperatorConfig | None = None
+    # Also open the port(s): motors answer, registers hold the file, joints inside their ranges.
+    # Set automatically to false when no --robot.port / --teleop.port is given.
+    live: bool = True
+
+
+@dataclass
+class EnvelopeConfig:
+    """`pirl calibrate envelope`: record joint limits and the workspace box by moving the limp arm."""
+
+    # The follower (calibrated first with `pirl calibrate`).
+    robot: RobotConfig | None = None
+    # Where to write the envelope JSON; default ~/.cache/pirl/envelopes/<type>/<id>.json.
+    output: str | None = None
+    # Stop recording after this many seconds (default: when you press Enter).
+    duration_s: float | None = None
+    # Stop after this many samples (scripted runs).
+    max_samples: int | None = None
+    # Sampling rate while recording (Hz).
+    fps: float = 30.0
+    # Widen each recorded joint range by this much (degrees; gripper units) on both sides, within the
+    # calibrated range.
+    joint_margin: float = 2.0
+    # Widen the recorded end-effector box by this much (metres) on every side (SO-100/SO-101 only).
+    workspace_margin: float = 0.02
+    # Give the gripper its whole calibrated range whatever the demonstration did (grasping needs it).
+    gripper_full_range: bool = True
+    # Store the pose at the start of recording as the envelope's home pose (where resets go).
+    home_from_start: bool = True
+
+
+@dataclass
+class CheckConfig:
+    """`pirl calibrate check`: move slowly to poses inside the envelope to prove the limits hold."""
+
+    # The follower.
+    robot: RobotConfig | None = None
+    # Envelope to check; default ~/.cache/pirl/envelopes/<type>/<id>.json.
+    envelope_path: str | None = None
+    # Safety layer settings for the moves (the envelope path above is filled in).
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    # Test poses stay this fraction of each joint's range away from its limits (0..0.5).
+    inset: float = 0.2
+    # Move at this fraction of the safety layer's velocity limit.
+    speed_fraction: float = 0.25
+    # A pose counts as reached within this many degrees (gripper units).
+    tolerance: float = 2.0
+    # Also ask each joint to go `probe_overshoot` past each limit and check the safety layer stops it.
+    probe_limits: bool = False
+    # How far past the limit the probes ask (degrees; gripper units).
+    probe_overshoot: float = 5.0
+    # Skip the "press Enter to start moving" confirmation.
+    yes: bool = False
+
+
+def _device_config(cfg) -> object:
+    if (cfg.robot is None) == (cfg.teleop is None):
+        raise CalibrationError("choose exactly one device: --robot.type=... or --teleop.type=...")
+    return cfg.robot or cfg.teleop
+
+
+def _robot(cfg) -> object:
+    if cfg.robot is None:
+        raise CalibrationError(
+            "give the follower: --robot.type=so101_follower --robot.port=... --robot.id=..."
+        )
+    spec_for(cfg.robot.type)
+    return cfg.robot
+
+
+def cmd_calibrate(cfg: CalibrateConfig, io: OperatorIO) -> int:
+    report = run_calibration(_device_config(cfg), io)
+    return 0 if report.ok else 1
+
+
+def cmd_validate(cfg: ValidateConfig, io: OperatorIO) -> int:
+    from calibration.validate import validate
+
+    if cfg.robot is None and cfg.teleop is None:
+        raise CalibrationError("give --robot.* and/or --teleop.* (type and id) to validate")
+    reports = validate(cfg.robot, cfg.teleop, live=cfg.live)
+    for r in reports:
+        io.out(r.format())
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_envelope(cfg: EnvelopeConfig, io: OperatorIO) -> int:
+    from calibration.envelope import EnvelopeRecorder, build_envelope
+    from calibration.session import default_envelope_path, open_follower
+    from hardware.safety.limits import calibration_limits
+
+    robot_cfg = _robot(cfg)
+    spec = spec_for(robot_cfg.type)
+    path = Path(cfg.output) if cfg.output else default_envelope_path(robot_cfg.type, robot_cfg.id)
+    io.out(f"pirl calibrate envelope: {robot_cfg.type} '{robot_cfg.id}' -> {path}")
+    robot = open_follower(robot_cfg, io.out)
+    try:
+        motors = tuple(robot.bus.motors)
+        fk = None
+        if spec.has_kinematics:
+            from hardware.kinematics import SO101Kinematics
+
+            fk = SO101Kinematics().fk
+        else:
+            io.out(f"  note: no kinematic model for {robot_cfg.type}: recording joint limits only (no box)")
+        robot.bus.disable_torque()
+        io.out(
+            "Torque is OFF: hold the arm. Move it by hand through everything the task needs (all the\n"
+            "places the gripper must reach, every joint as far as the task goes), then press Enter."
+            + (f" Recording stops after {cfg.duration_s:g} s." if cfg.duration_s else "")
+        )
+        recorder = EnvelopeRecorder(
+            lambda: robot.bus.sync_read("Present_Position", num_retry=2),
+            motors,
+            fk,
+            fps=cfg.fps,
+            duration_s=cfg.duration_s,
+            max_samples=cfg.max_samples,
+            stop=io.stop,
+            clock=io.clock,
+            sleep=io.sleep,
+            out=io.out,
+            redraw=io.redraw,
+        )
+        rec = recorder.run()
+        env, warnings = build_envelope(
+            rec,
+            robot_cfg.type,
+            robot_cfg.id,
+            joint_margin=cfg.joint_margin,
+            workspace_margin=cfg.workspace_margin,
+            reachable=calibration_limits(robot),
+            gripper_full_range=cfg.gripper_full_range,
+            home_from_start=cfg.home_from_start,
+        )
+    finally:
+        robot.disconnect()
+    env.save(path)
+    io.out(f"recorded {len(rec.samples)} poses in {rec.elapsed_s:.1f} s (stopped by {rec.stopped_by})")
+    for m, (lo, hi) in env.joint_limits.items():
+        io.out(f"  {m:<14} [{lo:8.2f}, {hi:8.2f}]")
+    if env.workspace_min is not None:
+        io.out(f"  workspace box (m): {env.workspace_min} .. {env.workspace_max}")
+    for w in warnings:
+        io.out(f"  warning: {w}")
+    io.out(f"saved {path}\nuse it with --safety.envelope_path={path}; prove it with `pirl calibrate check`")
+    return 0
+
+
+def cmd_check(cfg: CheckConfig, io: OperatorIO) -> int:
+    from calibration.check import run_check
+    from calibration.session import default_envelope_path, open_follower
+    from hardware.guard import RobotGuard
+    from hardware.safety.envelope import EnvelopeError, SafetyEnvelope
+
+    robot_cfg = _robot(cfg)
+    path = (
+        Path(cfg.envelope_path) if cfg.envelope_path else default_envelope_path(robot_cfg.type, robot_cfg.id)
+    )
+    try:
+        env = SafetyEnvelope.load(path)
+    except EnvelopeError as exc:
+        raise CalibrationError(str(exc)) from exc
+    if env.robot_type != robot_cfg.type and {env.robot_type, robot_cfg.type} != {
+        "so100_follower",
+        "so101_follower",
+    }:
+        raise CalibrationError(
+            f"envelope {path} was recorded for {env.robot_type}, not {robot_cfg.type}; record one for this arm"
+        )
+    cfg.safety.envelope_path = str(path)
+    io.out(f"pirl calibrate check: {robot_cfg.type} '{robot_cfg.id}' inside {path}")
+    robot = open_follower(robot_cfg, io.out)
+    try:
+        guard = RobotGuard(robot, cfg.safety)
+    except Exception:
+        robot.disconnect()
+        raise
+    try:
+        guard.connect()
+        report = run_check(
+            guard,
+            inset=cfg.inset,
+            speed_fraction=cfg.speed_fraction,
+            tolerance=cfg.tolerance,
+            probe_limits=cfg.probe_limits,
+            probe_overshoot=cfg.probe_overshoot,
+            confirm=None if cfg.yes else io.input,
+            out=io.out,
+        )
+    finally:
+        guard.close()
+    io.out(report.format())
+    return 0 if report.ok else 1
+
+
+_COMMANDS = {
+    None: (CalibrateConfig, cmd_calibrate),
+    "validate": (ValidateConfig, cmd_validate),
+    "envelope": (EnvelopeConfig, cmd_envelope),
+    "check": (CheckConfig, cmd_check),
+}
+
+
+def _without_port_means_offline(argv: list[str]) -> list[str]:
+    """`validate` without a port checks files only; LeRobot's configs still require a port string."""
+    out = list(argv)
+    for kind in ("robot", "teleop"):
+        given = any(a.startswith(f"--{kind}.") for a in argv)
+        if given and not any(a.startswith(f"--{kind}.port") for a in argv):
+            out.append(f"--{kind}.port=")
+            if not any(a.startswith("--live") for a in argv):
+                out.append("--live=false")
+    return out
+
+
+def main(argv: list[str] | None = None, *, io: OperatorIO | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sub = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    rest = argv[1:] if sub else argv
+    if sub == "validate":
+        rest = _without_port_means_offline(rest)
+    config_class, command = _COMMANDS[sub]
+    if not rest or rest[0] in ("-h", "--help"):
+        print(__doc__)
+        if rest:
+            draccus.parse(config_class=config_class, args=["--help"])
+        return 0
+    try:
+        cfg = draccus.parse(config_class=config_class, args=rest)
+    except SystemExit as exc:  # draccus prints its own message on bad arguments
+        return 2 if exc.code else 0
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return command(cfg, io or OperatorIO())
+    except CalibrationError as exc:
+        print(f"pirl calibrate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pirl calibrate: interrupted; the arm was released", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
