@@ -66,13 +66,20 @@ class PI0Adapter(LeRobotVLAAdapter):
         prefix_position_ids = torch.cumsum(prefix_pad_masks, dim=1) - 1
         prefix_att_2d_masks_4d = prepare_attention_masks_4d(prefix_att_2d_masks)
         pwe.paligemma.model.language_model.config._attn_implementation = "eager"  # noqa: SLF001 (as LeRobot)
-        (prefix_out, _), past_key_values = pwe.forward(
-            attention_mask=prefix_att_2d_masks_4d,
-            position_ids=prefix_position_ids,
-            past_key_values=None,
-            inputs_embeds=[prefix_embs, None],
-            use_cache=True,
-        )
+        lm = pwe.paligemma.model.language_model
+        # With gradient checkpointing on (LeRobot's pi0 memory option) HF drops use_cache in training
+        # mode, which would lose the prefix cache; checkpointing only matters for the expert anyway.
+        ckpt, lm.gradient_checkpointing = getattr(lm, "gradient_checkpointing", False), False
+        try:
+            (prefix_out, _), past_key_values = pwe.forward(
+                attention_mask=prefix_att_2d_masks_4d,
+                position_ids=prefix_position_ids,
+                past_key_values=None,
+                inputs_embeds=[prefix_embs, None],
+                use_cache=True,
+            )
+        finally:
+            lm.gradient_checkpointing = ckpt
         return VLAContext(prefix_pad_masks, past_key_values, prefix_out, state=state)
 
     def _denoise(self, ctx: VLAContext, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -361,10 +361,12 @@ def build_tiny_pi0(
     width: int = 64,
     depth: int = 2,
     image_size: int = 32,
+    dtype: str = "float32",
     seed: int = 0,
 ) -> tuple[Any, Any]:
     """A tiny PI0Policy / PI05Policy (Gemma `width` wide, `depth` deep, 8 heads; SigLIP 32 wide, 1 layer,
-    patch 16; vocabulary = the tokenizer's) and the word-level tokenizer that feeds it.
+    patch 16; vocabulary = the tokenizer's) and the word-level tokenizer that feeds it. `dtype` is LeRobot's
+    precision ("bfloat16" casts the language models, keeping vision and norms in float32).
 
     Returns (policy, tokenizer). Pass the tokenizer to `TokenizerProcessorStep(tokenizer=...)` or use
     `tokenize` below; LeRobot's own pi0 processor would fetch PaliGemma's tokenizer from the hub.
@@ -378,7 +380,7 @@ def build_tiny_pi0(
         num_inference_steps=num_steps,
         image_resolution=(image_size, image_size),
         tokenizer_max_length=16,
-        dtype="float32",
+        dtype=dtype,
         device="cpu",
         input_features=inputs,
         output_features=outputs,
