@@ -83,8 +83,7 @@ class LeRobotVLAAdapter(FlowPolicy):
     `obs` is a batch as LeRobot's own pre-processor leaves it (normalised `observation.state`, images in
     0..1 under `observation.images.*`, `observation.language.tokens` / `.attention_mask`); actions inside
     the chain are in the policy's normalised, padded space. `set_action_stats` makes
-    `normalize_actions` / `unnormalize_actions` speak robot units (MEAN_STD, LeRobot's default for these
-    policies).
+    `normalize_actions` / `unnormalize_actions` speak robot units exactly as LeRobot's processors do.
     """
 
     def __init__(
@@ -109,8 +108,9 @@ class LeRobotVLAAdapter(FlowPolicy):
         self.value_source = value_source
         self.noise_feature_dim = self.expert_width
         self.value_feature_dim = self.expert_width if value_source == "expert" else self.vlm_width
-        self.register_buffer("action_mean", torch.zeros(self.action_dim), persistent=True)
-        self.register_buffer("action_std", torch.ones(self.action_dim), persistent=True)
+        # Robot units <-> the model's normalised action space (set from data by `set_action_stats`).
+        self.register_buffer("action_shift", torch.zeros(self.action_dim))
+        self.register_buffer("action_scale", torch.ones(self.action_dim))
 
     # -- model-specific ---------------------------------------------------------------------------------
     @property
@@ -164,18 +164,40 @@ class LeRobotVLAAdapter(FlowPolicy):
 
     # -- action space -------------------------------------------------------------------------------------
     @torch.no_grad()
-    def set_action_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """MEAN_STD statistics of the robot action (the dataset's `action` stats)."""
-        self.action_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).reshape(self.action_dim))
-        self.action_std.copy_(
-            torch.as_tensor(std, dtype=torch.float32).reshape(self.action_dim).clamp_min(1e-8)
-        )
+    def set_action_stats(self, stats: dict[str, Any]) -> None:
+        """Use the dataset's `action` statistics (`dataset.meta.stats["action"]`) so that
+        `normalize_actions` / `unnormalize_actions` map robot units exactly as the policy's LeRobot
+        processors do. The mode comes from `config.normalization_mapping["ACTION"]` (MEAN_STD for pi0 and
+        SmolVLA, QUANTILES for pi0.5); every mode is affine: model = (robot - shift) / scale."""
+        mode = str(getattr(self.policy.config.normalization_mapping.get("ACTION"), "value", "IDENTITY"))
+
+        def stat(name: str) -> torch.Tensor:
+            if name not in stats:
+                raise KeyError(
+                    f"{mode} action normalisation needs the {name!r} statistic; got {sorted(stats)}"
+                )
+            return torch.as_tensor(stats[name], dtype=torch.float32).reshape(self.action_dim)
+
+        if mode == "MEAN_STD":
+            shift, scale = stat("mean"), stat("std")
+        elif mode in ("MIN_MAX", "QUANTILES", "QUANTILE10"):
+            lo_name, hi_name = {"MIN_MAX": ("min", "max"), "QUANTILES": ("q01", "q99")}.get(
+                mode, ("q10", "q90")
+            )
+            lo, hi = stat(lo_name), stat(hi_name)
+            shift, scale = (lo + hi) / 2, (hi - lo) / 2
+        elif mode == "IDENTITY":
+            shift, scale = torch.zeros(self.action_dim), torch.ones(self.action_dim)
+        else:
+            raise ValueError(f"unsupported action normalisation mode {mode!r}")
+        self.action_shift.copy_(shift)
+        self.action_scale.copy_(torch.where(scale == 0, torch.full_like(scale, 1e-8), scale))
 
     def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        return super().normalize_actions((actions - self.action_mean) / self.action_std)
+        return super().normalize_actions((actions - self.action_shift) / self.action_scale)
 
     def unnormalize_actions(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., : self.action_dim] * self.action_std + self.action_mean
+        return x[..., : self.action_dim] * self.action_scale + self.action_shift
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def parameter_count(self) -> dict[str, int]:

@@ -136,11 +136,22 @@ def test_bad_inputs_say_what_is_wrong(built: Built) -> None:
 
 def test_action_stats_round_trip(built: Built) -> None:
     a = built.adapter
-    a.set_action_stats(torch.arange(6.0), torch.full((6,), 2.0))
+    stats = {
+        "mean": torch.arange(6.0),
+        "std": torch.full((6,), 2.0),
+        "q01": -torch.ones(6),
+        "q99": torch.ones(6) * 3,
+    }
+    a.set_action_stats(stats)
     try:
+        assert not torch.equal(a.action_scale, torch.ones(6))
         act = torch.randn(3, a.chunk_size, 6) * 5
         x = a.normalize_actions(act)
         assert x.shape == (3, a.chunk_size, 32) and torch.all(x[..., 6:] == 0)
         torch.testing.assert_close(a.unnormalize_actions(x), act)
+        with pytest.raises(KeyError, match="statistic"):
+            a.set_action_stats({"max": torch.ones(6)})
     finally:
-        a.set_action_stats(torch.zeros(6), torch.ones(6))
+        a.set_action_stats(
+            {"mean": torch.zeros(6), "std": torch.ones(6), "q01": -torch.ones(6), "q99": torch.ones(6)}
+        )
