@@ -12,7 +12,8 @@ critic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -99,10 +100,71 @@ class RolloutBatch:
         return self.index(by_chunk[by_episode])
 
     @staticmethod
-    def empty_like_human(n: int, chain_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
-        """Placeholder chain fields for human-driven chunks (zeros chain, sde_step -1, logprob 0)."""
-        return {
-            "chain": torch.zeros((n, *chain_shape)),
-            "sde_step": torch.full((n,), -1, dtype=torch.long),
-            "logprob": torch.zeros(n),
-        }
+    def from_records(records: list[ChunkRecord], action_dim: int) -> RolloutBatch:
+        """Stack per-chunk records (what an actor accumulates) into a batch. Human chunks without chain
+        data get zeros shaped like the policy chunks' chains; policy chunks get zero human actions
+        [H, action_dim]. At least one record must carry a chain."""
+        if not records:
+            raise ValueError("from_records needs at least one ChunkRecord")
+        chain_like = next((r.chain for r in records if r.chain is not None), None)
+        if chain_like is None:
+            raise ValueError(
+                "from_records: no record carries a chain; cannot infer the chain shape [K+1, H, D]"
+            )
+        action_like = torch.zeros(chain_like.shape[1], action_dim)
+        rows: dict[str, list[torch.Tensor]] = {}
+        for r in records:
+            for k, v in r.row(chain_like, action_like).items():
+                rows.setdefault(k, []).append(v)
+        try:
+            return RolloutBatch.from_dict({k: torch.stack(v) for k, v in rows.items()})
+        except RuntimeError as e:
+            raise ValueError(f"from_records: records disagree on a tensor shape ({e})") from e
+
+
+@dataclass
+class ChunkRecord:
+    """One chunk as the actor saw it, without a batch dimension. Policy chunks carry chain/sde_step/
+    logprob/value from `sampling.sample` (row i of a ChainSample); human chunks leave chain None and
+    set human_action. `row()` turns it into the tensors of one RolloutBatch row."""
+
+    obs: dict[str, torch.Tensor]  # each tensor without the batch dimension
+    reward: float
+    done: bool = False
+    truncated: bool = False
+    bootstrap_value: float = 0.0  # V(obs after the chunk) when truncated (model.predict_value)
+    chain: torch.Tensor | None = None  # [K+1, H, D]
+    sde_step: int = -1
+    logprob: float = 0.0
+    value: float = 0.0
+    intervention: bool = False
+    human_action: torch.Tensor | None = None  # [H, action_dim] robot units, executed by the human
+    takeover_start: bool = False
+    policy_version: int = 0
+    episode_id: int = 0
+    chunk_index: int = 0
+    group_id: int = -1
+    extra: dict[str, Any] = field(default_factory=dict)  # free for the caller; not stored in the batch
+
+    def row(self, chain_like: torch.Tensor, action_like: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {OBS_PREFIX + k: torch.as_tensor(v) for k, v in self.obs.items()}
+        out.update(
+            chain=(self.chain if self.chain is not None else torch.zeros_like(chain_like)).float(),
+            sde_step=torch.tensor(self.sde_step, dtype=torch.long),
+            logprob=torch.tensor(float(self.logprob)),
+            value=torch.tensor(float(self.value)),
+            reward=torch.tensor(float(self.reward)),
+            done=torch.tensor(bool(self.done)),
+            truncated=torch.tensor(bool(self.truncated)),
+            bootstrap_value=torch.tensor(float(self.bootstrap_value)),
+            intervention=torch.tensor(bool(self.intervention)),
+            human_action=(
+                self.human_action if self.human_action is not None else torch.zeros_like(action_like)
+            ).float(),
+            takeover_start=torch.tensor(bool(self.takeover_start)),
+            policy_version=torch.tensor(int(self.policy_version), dtype=torch.long),
+            episode_id=torch.tensor(int(self.episode_id), dtype=torch.long),
+            chunk_index=torch.tensor(int(self.chunk_index), dtype=torch.long),
+            group_id=torch.tensor(int(self.group_id), dtype=torch.long),
+        )
+        return out

@@ -59,6 +59,9 @@ class PPOConfig:
     target_kl: float | None = None
     # Recompute V(obs) with the current critic before GAE (True), or trust the rollout's stored values.
     recompute_values: bool = True
+    # The first N updates train only the value head (the policy loss is skipped): a fresh critic's
+    # advantages are noise, and acting on them undoes behaviour cloning. 0 disables it.
+    critic_warmup_updates: int = 0
 
 
 @dataclass

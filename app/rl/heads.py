@@ -56,7 +56,7 @@ class NoiseHead(nn.Module):
                 f"noise features must have {want} dims ({'[B, H, F]' if self.per_token else '[B, F]'}), got "
                 f"shape {tuple(features.shape)}; check the adapter's noise_features_per_token"
             )
-        o = self.mlp(features)
+        o = self.mlp(features.to(self.mlp[0].weight.dtype))
         if not self.per_token:
             o = o.view(-1, self.chunk_size, self.action_dim)
         logvar = self.logvar_min + (self.logvar_max - self.logvar_min) * (torch.tanh(o) + 1.0) / 2.0
@@ -72,4 +72,4 @@ class ValueHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[B, F] -> [B]."""
-        return self.mlp(features).squeeze(-1)
+        return self.mlp(features.to(self.mlp[0].weight.dtype)).squeeze(-1)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.rl.lora import LoRALinear, add_lora, lora_parameters
 from app.rl.policy import FlowPolicy
 
 STATE_KEY = "observation.state"
@@ -40,6 +41,10 @@ class NativeFlowConfig:
     expert_layers: int = 2  # hidden layers of the velocity MLP
     time_embed_dim: int = 32  # sinusoidal embedding of t
     image_channels: int = 16  # channels of the first conv of the image encoder (second is 2x)
+    # LoRA on the expert's linear layers (0: none). Their parameters form the "lora" group; train them
+    # with rl.trainable=("lora", "noise_head", "value_head") to keep the pre-trained expert frozen.
+    lora_rank: int = 0
+    lora_alpha: float = 16.0  # LoRA scale is lora_alpha / lora_rank
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -106,6 +111,9 @@ class NativeFlowPolicy(FlowPolicy):
             d = cfg.expert_hidden
         self.expert_trunk = nn.Sequential(*layers)
         self.expert_out = nn.Linear(cfg.expert_hidden, flat)
+        if cfg.lora_rank > 0:
+            add_lora(self.expert_trunk, cfg.lora_rank, cfg.lora_alpha)
+            self.expert_out = LoRALinear(self.expert_out, cfg.lora_rank, cfg.lora_alpha)
 
     # -- normalisation -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -164,7 +172,13 @@ class NativeFlowPolicy(FlowPolicy):
         return ctx
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {
+        lora = lora_parameters(self)
+        lora_ids = {id(p) for p in lora}
+        expert = list(self.expert_trunk.parameters()) + list(self.expert_out.parameters())
+        groups = {
             "encoder": list(self.obs_encoder.parameters()) + list(self.image_encoders.parameters()),
-            "expert": list(self.expert_trunk.parameters()) + list(self.expert_out.parameters()),
+            "expert": [p for p in expert if id(p) not in lora_ids],
         }
+        if lora:
+            groups["lora"] = lora
+        return groups

@@ -47,8 +47,10 @@ class FlowPolicy(nn.Module, abc.ABC):
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
         """v(x_t, t | ctx) with shape [B, H, model_action_dim], and features for the noise head at this
         step ([B, noise_feature_dim], or [B, H, noise_feature_dim] if `noise_features_per_token`).
-        `t` has shape [B] (each chain may sit at a different t). Must be differentiable in the trainable
-        parameters and deterministic given its inputs (PI-RL recomputes it to score stored chains)."""
+        `t` has shape [B] (each chain may sit at a different t). x_t and t arrive as float32 (PI-RL keeps
+        chains in float32); cast inside if the model runs in another dtype. Must be differentiable in the
+        trainable parameters and deterministic given its inputs (PI-RL recomputes it to score stored
+        chains)."""
 
     @abc.abstractmethod
     def value_features(self, ctx: Context) -> torch.Tensor:

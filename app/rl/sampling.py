@@ -48,9 +48,17 @@ class ChainEval:
 
 
 def gaussian_logpdf(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Elementwise log N(x; mean, std^2)."""
+    """Elementwise log N(x; mean, std^2), always in float32 (bf16 densities are too coarse for ratios)."""
+    x, mean, std = x.float(), mean.float(), std.float()
     z = (x - mean) / std
     return -0.5 * z * z - torch.log(std) - 0.5 * _LOG_2PI
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """float32 normal noise on `device`, drawn on the generator's own device (a CPU generator can seed a
+    GPU sampler reproducibly)."""
+    gdev = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32).to(device)
 
 
 def time_grid(k: torch.Tensor | int, num_steps: int) -> torch.Tensor | float:
@@ -95,8 +103,9 @@ class _Stepper:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """(mean, std or None for a deterministic step, v) of the step leaving x at time t."""
         v, feats = self.model.policy.velocity(x, t, ctx)
+        v = v.float()
         if self.cfg.method == "flow_noise":
-            std = self.model.noise_head(feats)
+            std = self.model.noise_head(feats).float()
             return x - self.delta * v, std, v
         mean, std = sde_transition(x, v, t, self.delta, self.cfg.sde.noise_level)
         return mean, std, v
@@ -132,17 +141,17 @@ def sample(
     pol = model.policy
     with torch.no_grad():
         ctx = model.encode(obs)
-        value = model.value(ctx)
+        value = model.value(ctx).float()
         b = value.shape[0]
-        dev, dt = value.device, value.dtype
+        dev, dt = value.device, torch.float32  # the chain is always kept in float32
         shape = (b, pol.chunk_size, pol.model_action_dim)
-        x = torch.randn(shape, generator=generator, device=dev, dtype=dt) if x0 is None else x0.to(dev, dt)
+        x = _randn(shape, generator, dev) if x0 is None else x0.to(dev, dt)
         chain = [x]
         if mode == "deterministic":
             for k in range(st.K):
                 t = torch.full((b,), time_grid(k, st.K), device=dev, dtype=dt)
                 v, _ = pol.velocity(x, t, ctx)
-                x = x - st.delta * v
+                x = x - st.delta * v.float()
                 chain.append(x)
             return ChainSample(
                 actions=pol.unnormalize_actions(x),
@@ -152,7 +161,8 @@ def sample(
                 value=value,
             )
         if st.hybrid:
-            j = torch.randint(0, st.K, (b,), generator=generator, device=dev)
+            gdev = generator.device if generator is not None else dev
+            j = torch.randint(0, st.K, (b,), generator=generator, device=gdev).to(dev)
         else:
             j = torch.full((b,), -1, dtype=torch.long, device=dev)
         step_terms: list[torch.Tensor] = []
@@ -160,7 +170,7 @@ def sample(
         for k in range(st.K):
             t = torch.full((b,), time_grid(k, st.K), device=dev, dtype=dt)
             mean, std, v = st.transition(x, t, ctx)
-            eps = torch.randn(shape, generator=generator, device=dev, dtype=dt)
+            eps = _randn(shape, generator, dev)
             if st.hybrid:
                 stoch = (j == k).view(-1, 1, 1)
                 x_next = torch.where(stoch, mean + std * eps, x - st.delta * v)
@@ -192,8 +202,9 @@ def evaluate_chain(
     st = _Stepper(model)
     if chain.dim() != 4 or chain.shape[1] != st.K + 1:
         raise ValueError(f"chain must be [B, K+1={st.K + 1}, H, D], got {tuple(chain.shape)}")
+    chain = chain.float()
     ctx = model.encode(obs)
-    value = model.value(ctx)
+    value = model.value(ctx).float()
     b = chain.shape[0]
     zeros = torch.zeros(b, device=chain.device, dtype=chain.dtype)
     if st.hybrid:

@@ -50,6 +50,7 @@ class PIRLTrainer:
         self.optimizer = torch.optim.AdamW(groups, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
         self.generator = torch.Generator().manual_seed(seed)
         self.policy_version = policy_version
+        self.num_updates = 0  # updates run by this trainer (drives the critic warm-up)
 
     # -- shipping and checkpointing ------------------------------------------------------------------
     def get_trainable_state(self) -> dict[str, torch.Tensor]:
@@ -59,11 +60,16 @@ class PIRLTrainer:
         self.model.load_trainable_state(state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "policy_version": self.policy_version}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "policy_version": self.policy_version,
+            "num_updates": self.num_updates,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.policy_version = int(state["policy_version"])
+        self.num_updates = int(state.get("num_updates", 0))
 
     # -- helpers -------------------------------------------------------------------------------------
     def _chunks(self, n: int, size: int, shuffle: bool) -> list[torch.Tensor]:
@@ -148,7 +154,8 @@ class PIRLTrainer:
             sel = advantages[policy_mask]
             advantages = (advantages - sel.mean()) / (sel.std() + 1e-8)
 
-        # 6. epochs x minibatches
+        # 6. epochs x minibatches (during the critic warm-up only the value loss trains)
+        actor_on = not (cfg.algorithm == "ppo" and self.num_updates < cfg.ppo.critic_warmup_updates)
         model.train()
         sums: dict[str, float] = {}
         steps = 0
@@ -167,20 +174,20 @@ class PIRLTrainer:
                     prox_logprob=None if prox_logprob is None else prox_logprob[idx],
                     sample_weight=None if weight is None else weight[idx],
                 )
-                loss = pl
+                loss = pl if actor_on else torch.zeros((), device=device)
                 if cfg.algorithm == "ppo":
                     vl = value_loss(
                         ev.value, old_value[idx], returns[idx], cfg.ppo.value_clip, cfg.ppo.huber_delta
                     )
                     loss = loss + cfg.ppo.value_coef * vl
                     stats["losses/value_loss"] = float(vl.detach())
-                if cfg.method == "flow_noise":
+                if cfg.method == "flow_noise" and actor_on:
                     m = pmask.float()
                     ent = (ev.entropy * m).sum() / m.sum().clamp_min(1.0)
                     loss = loss - cfg.noise.entropy_coef * ent
                     stats["losses/entropy"] = float(ent.detach())
                 hmask = intervention[idx]
-                if cfg.intervention.bc_coef > 0 and bool(hmask.any()):
+                if actor_on and cfg.intervention.bc_coef > 0 and bool(hmask.any()):
                     bc = flow_matching_loss(
                         model.policy,
                         ev.ctx,
@@ -227,8 +234,10 @@ class PIRLTrainer:
                 else 0.0,
                 "rl/minibatch_steps": float(steps),
                 "rl/early_stop": float(stopped_early),
+                "rl/critic_warmup": float(not actor_on),
                 "rl/update_seconds": time.perf_counter() - t_start,
             }
         )
         self.policy_version = version + 1
+        self.num_updates += 1
         return metrics

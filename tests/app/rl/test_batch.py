@@ -7,7 +7,8 @@ import io
 import pytest
 import torch
 
-from app.rl.batch import RolloutBatch
+from app.rl.batch import ChunkRecord, RolloutBatch
+from app.rl.sampling import sample
 from tests.app.rl.toy import bandit_batch, tiny_model
 
 
@@ -51,3 +52,45 @@ def test_ragged_fields_are_rejected_with_a_clear_message() -> None:
     del d["done"]
     with pytest.raises(KeyError, match="done"):
         RolloutBatch.from_dict(d)
+
+
+def test_from_records_mixes_policy_and_human_chunks() -> None:
+    model = tiny_model(method="flow_sde")
+    gen = torch.Generator().manual_seed(0)
+    obs = {"observation.state": torch.randn(2, 3, generator=gen)}
+    s = sample(model, obs, generator=gen)
+    recs = [
+        ChunkRecord(
+            obs={k: v[i] for k, v in obs.items()},
+            reward=0.5,
+            chain=s.chain[i],
+            sde_step=int(s.sde_step[i]),
+            logprob=float(s.logprob[i]),
+            value=float(s.value[i]),
+            episode_id=3,
+            chunk_index=i,
+        )
+        for i in range(2)
+    ]
+    recs.append(
+        ChunkRecord(
+            obs={"observation.state": torch.zeros(3)},
+            reward=1.0,
+            done=True,
+            intervention=True,
+            takeover_start=True,
+            human_action=torch.ones(4, 2),
+            episode_id=3,
+            chunk_index=2,
+        )
+    )
+    b = RolloutBatch.from_records(recs, action_dim=2)
+    assert len(b) == 3 and b.chain.shape == (3, 5, 4, 2)
+    assert torch.equal(b.chain[:2], s.chain) and torch.equal(b.chain[2], torch.zeros(5, 4, 2))
+    assert b.intervention.tolist() == [False, False, True] and b.done.tolist() == [False, False, True]
+    assert torch.equal(b.human_action[2], torch.ones(4, 2)) and torch.equal(
+        b.human_action[0], torch.zeros(4, 2)
+    )
+    torch.testing.assert_close(b.logprob[:2], s.logprob)
+    with pytest.raises(ValueError, match="chain"):
+        RolloutBatch.from_records(recs[2:], action_dim=2)

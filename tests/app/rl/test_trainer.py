@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.rl.config import OptimConfig, PPOConfig
+from app.rl.config import OptimConfig, PIRLConfig, PPOConfig
+from app.rl.model import PIRLModel
+from app.rl.sampling import sample
 from app.rl.trainer import PIRLTrainer
-from tests.app.rl.toy import bandit_batch, tiny_model
+from tests.app.rl.toy import bandit_batch, rand_obs, tiny_model, tiny_native
 
 torch.set_num_threads(1)
 TARGET = torch.tensor([0.8, -0.5])
@@ -124,3 +126,56 @@ def test_decoupled_ppo_runs_and_masks_overweighted_samples() -> None:
     metrics = trainer.update(batch)
     assert metrics["rl/policy_chunks"] == 28
     assert torch.isfinite(torch.tensor(metrics["losses/policy_loss"]))
+
+
+def test_critic_warmup_trains_only_the_value_head() -> None:
+    cfg = _fast_cfg("flow_noise")
+    model = tiny_model(**cfg)
+    model.cfg.ppo.critic_warmup_updates = 1
+    trainer = PIRLTrainer(model, seed=0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    m1 = trainer.update(bandit_batch(model, 32, torch.Generator().manual_seed(0), TARGET)[0])
+    moved = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert m1["rl/critic_warmup"] == 1.0 and moved and all(n.startswith("value_head") for n in moved)
+    m2 = trainer.update(bandit_batch(model, 32, torch.Generator().manual_seed(1), TARGET, version=1)[0])
+    moved = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert m2["rl/critic_warmup"] == 0.0 and any(n.startswith("policy.expert") for n in moved)
+
+
+def test_lora_group_trains_adapters_and_leaves_the_expert_frozen() -> None:
+    torch.manual_seed(0)
+    plain = tiny_native()
+    pol = tiny_native(lora_rank=4)
+    # Same base weights under the wrapped names: the untouched adapter must not change the velocity.
+    renamed = {}
+    for k, v in plain.state_dict().items():
+        parts = k.split(".")
+        if k.startswith("expert_trunk."):
+            k = ".".join([*parts[:2], "base", *parts[2:]])
+        elif k.startswith("expert_out."):
+            k = "expert_out.base." + parts[-1]
+        renamed[k] = v
+    missing, unexpected = pol.load_state_dict(renamed, strict=False)
+    assert not unexpected and all("lora_" in k for k in missing)
+    obs = rand_obs(4, torch.Generator().manual_seed(0))
+    x = torch.randn(4, 4, 2)
+    t = torch.rand(4)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            pol.velocity(x, t, pol.encode(obs))[0], plain.velocity(x, t, plain.encode(obs))[0]
+        )
+    cfg = PIRLConfig(**{**_fast_cfg("flow_sde"), "trainable": ("lora", "value_head")})
+    model = PIRLModel(pol, cfg)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("value_head") for n in trainable)
+    x0 = torch.randn(4, 4, 2, generator=torch.Generator().manual_seed(1))
+    before = sample(model, obs, mode="deterministic", x0=x0).actions
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainer = PIRLTrainer(model, seed=0)
+    for v in range(3):
+        trainer.update(bandit_batch(model, 64, torch.Generator().manual_seed(v), TARGET, version=v)[0])
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(frozen[n], p.detach()), n
+    after = sample(model, obs, mode="deterministic", x0=x0).actions
+    assert not torch.equal(before, after)  # the zero-initialised B moved
