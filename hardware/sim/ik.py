@@ -44,6 +44,10 @@ class ArmIK:
         self._set(so101_model.positions_to_rad(positions))
         return self._data.site_xpos[self._site].copy(), self._data.site_xmat[self._site].reshape(3, 3)[:, 0]
 
+    def jaw_axis(self) -> np.ndarray:
+        """Jaw closing axis (site z: from the fixed pad towards the moving one) of the last `pose`/`solve`."""
+        return self._data.site_xmat[self._site].reshape(3, 3)[:, 2].copy()
+
     def solve(
         self,
         target: np.ndarray,
@@ -77,12 +81,14 @@ class ArmIK:
                 axis = self._data.site_xmat[self._site].reshape(3, 3)[:, 0]
                 skew = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
                 jax = -skew @ self._jacr[:, self._dof]  # d(axis)/dq = omega x axis
-                dq_ax = np.linalg.pinv(jax, rcond=1e-3) @ (np.asarray(approach) - axis)
+                dq_ax = jax.T @ np.linalg.solve(jax @ jax.T + 1e-3 * np.eye(3), np.asarray(approach) - axis)
                 dq = dq + approach_weight * (np.eye(len(self._dof)) - jinv @ jac) @ dq_ax
             elif err_norm < tolerance:
                 break
             dq = np.clip(dq, -0.2, 0.2)
             q[idx] = np.clip(q[idx] + dq, self._lo, self._hi)
+            if err_norm < tolerance and float(np.abs(dq).max()) < 1e-3:
+                break  # converged, secondary task included
         self._set(q)
         err_norm = float(np.linalg.norm(target - self._data.site_xpos[self._site]))
         out = dict(seed)
