@@ -230,3 +230,10 @@ def evaluate_chain(
     else:
         entropy = zeros
     return ChainEval(logprob, entropy, value, ctx)
+
+
+def recompute_logprob(
+    model: PIRLModel, obs: dict[str, Any], chain: torch.Tensor, sde_step: torch.Tensor
+) -> torch.Tensor:
+    """Just the log-prob [B] of stored chains under the current parameters (see `evaluate_chain`)."""
+    return evaluate_chain(model, obs, chain, sde_step).logprob

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from app.rl.sampling import evaluate_chain, sample
+from app.rl.sampling import evaluate_chain, recompute_logprob, sample
 from tests.app.rl.toy import rand_obs, tiny_model
 
 torch.set_num_threads(1)
@@ -85,6 +85,9 @@ def test_ratio_is_one_before_any_update_even_in_another_minibatch(method: str) -
     s = sample(model, obs, generator=gen)
     ev = evaluate_chain(model, obs, s.chain, s.sde_step)
     torch.testing.assert_close(ev.logprob.detach(), s.logprob, rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        recompute_logprob(model, obs, s.chain, s.sde_step).detach(), s.logprob, rtol=0, atol=1e-5
+    )
     torch.testing.assert_close(ev.value.detach(), s.value)
     perm = torch.randperm(32, generator=gen)[:11]
     ev2 = evaluate_chain(model, {k: v[perm] for k, v in obs.items()}, s.chain[perm], s.sde_step[perm])
