@@ -6,17 +6,18 @@ The e-stop state is always spelled out ("e-stop: off" / "E-STOP LATCHED"), never
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from app.actor.control import ActorStatus
 
 
-class StatusBar(Static):
+class StatusBar(Widget):
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__("", id=id)
+        super().__init__(id=id)
         self.status: ActorStatus | None = None
         self.link = "connecting"
         self.link_ok = False
+        self._line = Text("")
 
     def show(
         self, status: ActorStatus | None = None, link: str | None = None, link_ok: bool | None = None
@@ -28,7 +29,13 @@ class StatusBar(Static):
         if link_ok is not None:
             self.link_ok = link_ok
         self.set_class(bool(self.status and self.status.estop), "-estop")
-        self.update(self._render_line())
+        line = self._render_line()
+        if line != self._line:
+            self._line = line
+            self.refresh()
+
+    def render(self) -> Text:
+        return self._line
 
     def _render_line(self) -> Text:
         st = self.status

@@ -29,14 +29,21 @@ from app.actor.control import (
 
 class SimActorDouble:
     def __init__(
-        self, port: int = 0, hz: float = 30.0, camera: bool = False, episode_s: float = 20.0
+        self,
+        port: int = 0,
+        hz: float = 30.0,
+        camera: bool = False,
+        episode_s: float = 20.0,
+        console_timeout_s: float = 1.0,
     ) -> None:
         self._camera = camera
         self.robot = None
         self.guard = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self.server = ControlServer(ControlConfig(port=port))
+        self.server = ControlServer(
+            ControlConfig(port=port, rate_hz=20.0, console_timeout_s=console_timeout_s)
+        )
         self.server.on_estop = lambda: self.guard is not None and self.guard.estop("console e-stop")
         self.hz = hz
         self.episode_s = episode_s
@@ -46,6 +53,7 @@ class SimActorDouble:
         self.log: list[LogLine] = []
         self.commands: list[Command] = []
         self.steps = 0
+        self.console_seen = False
         self.present_log: list[dict[str, float]] = []  # present position after every step
         self.quit = threading.Event()
         self._t0 = 0.0
@@ -109,6 +117,12 @@ class SimActorDouble:
                 self._handle(cmd)
             if self.quit.is_set():
                 break
+            if self.state == "running" and self.console_seen and not self.server.console_alive:
+                # Nobody is watching: finish nothing, start nothing, hold until a console is back.
+                self.state = "paused"
+                self.guard.hold("console lost")
+                self._say("console lost: paused, robot holds", "WARNING")
+            self.console_seen = self.console_seen or self.server.console_alive
             if self.guard.estopped:
                 self.state = "holding"
                 result = self.guard.step(None, source="hold")
