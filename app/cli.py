@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve LearnerService and train (PI-RL; --algorithm.type=sac: LeRobot's SAC)",
     ),
     "actor": ("app.actor.cli", "run episodes on a robot or the sim and stream them to the learner"),
+    "console": (
+        "app.console.main",
+        "start the actor and the operator console next to the robot (Textual TUI)",
+    ),
 }
 
 

@@ -38,7 +38,7 @@ class ConsoleConfig:
             raise ValueError("give either --config (start an actor) or --attach=true (watch a running one)")
         if not self.attach and not self.config:
             raise ValueError(
-                "pirl console needs the actor's config: `pirl console --config configs/<recipe>.json`, "
+                "no actor config given: start one with `pirl console --config configs/<recipe>.json`, "
                 "or `--attach=true` to watch an actor that is already running"
             )
         if self.config and not Path(self.config).is_file():
