@@ -8,6 +8,7 @@ GPU memory.
     python benchmarks/gpu_update.py                      # full size on CUDA (skips cleanly without CUDA)
     python benchmarks/gpu_update.py --tiny               # tiny models on CPU: a smoke test of the script
     python benchmarks/gpu_update.py --models pi0 --batch 32 --method flow_sde
+    python benchmarks/gpu_update.py --models smolvla --device cpu --batch 1 --iters 1   # full size, slow
 
 Random weights give the same cost as trained ones; nothing here says anything about task success.
 """
@@ -130,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--tiny", action="store_true", help="tiny models on CPU (smoke test of this script)")
     ap.add_argument(
+        "--device",
+        default=None,
+        help="torch device (default: cuda; cpu with --tiny). Full size on cpu is slow",
+    )
+    ap.add_argument(
         "--batch", type=int, default=None, help="chunks per update minibatch (default 32, tiny 4)"
     )
     ap.add_argument("--steps", type=int, default=4, help="denoising steps K")
@@ -138,14 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     args = ap.parse_args(argv)
 
-    if args.tiny:
-        device = torch.device("cpu")
-        torch.set_num_threads(1)
-    elif not torch.cuda.is_available():
+    device = torch.device(args.device or ("cpu" if args.tiny else "cuda"))
+    if device.type == "cuda" and not torch.cuda.is_available():
         print("skipped: no CUDA device (run with --tiny for a CPU smoke test)")
         return 0
-    else:
-        device = torch.device("cuda")
+    if args.tiny:
+        torch.set_num_threads(1)
     args.batch = args.batch or (4 if args.tiny else 32)
     print(f"device={device} batch={args.batch} K={args.steps} method={args.method} tiny={args.tiny}")
     header = f"{'model':8} {'params M':>9} {'train M':>8} {'sample s':>9} {'chunk/s':>8} {'update s':>9} {'chunk/s':>8} {'peak GiB':>9}"
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         r = bench(name, args, device)
         print(
             f"{r['model']:8} {r['params_M']:9.2f} {r['trainable_M']:8.2f} {r['sample_s']:9.3f} "
-            f"{r['sample_chunks_per_s']:8.1f} {r['update_s']:9.3f} {r['update_chunks_per_s']:8.1f} {r['peak_GiB']:9.2f}",
+            f"{r['sample_chunks_per_s']:8.2f} {r['update_s']:9.3f} {r['update_chunks_per_s']:8.2f} {r['peak_GiB']:9.2f}",
             flush=True,
         )
         if device.type == "cuda":
