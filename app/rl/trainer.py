@@ -103,10 +103,19 @@ class PIRLTrainer:
         cfg, model = self.cfg, self.model
         version = self.policy_version if current_version is None else int(current_version)
         device = next(model.parameters()).device
-        batch = batch.sorted_by_episode().to(device)
         n = len(batch)
         if n == 0:
             raise ValueError("cannot update on an empty RolloutBatch")
+        batch = batch.sorted_by_episode().to(device)
+        dup = (batch.episode_id[1:] == batch.episode_id[:-1]) & (
+            batch.chunk_index[1:] == batch.chunk_index[:-1]
+        )
+        if bool(dup.any()):
+            ep = int(batch.episode_id[1:][dup][0])
+            raise ValueError(
+                f"RolloutBatch has two rows for episode {ep} with the same chunk_index; episode ids must be "
+                "unique across actors/batches (GAE would mix episodes)"
+            )
         reward = batch.reward.float() - cfg.intervention.takeover_penalty * batch.takeover_start.float()
         intervention = batch.intervention.bool()
 

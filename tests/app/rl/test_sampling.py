@@ -8,8 +8,11 @@ import pytest
 import torch
 from torch.distributions import Normal
 
+from app.rl.config import PIRLConfig
+from app.rl.model import PIRLModel
+from app.rl.native import NativeFlowPolicy
 from app.rl.sampling import evaluate_chain, recompute_logprob, sample
-from tests.app.rl.toy import rand_obs, tiny_model
+from tests.app.rl.toy import rand_obs, tiny_model, tiny_native
 
 torch.set_num_threads(1)
 
@@ -126,3 +129,29 @@ def test_bad_inputs_say_what_is_wrong() -> None:
         sample(model, obs, mode="greedy")  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="observation.state"):
         sample(model, {"state": obs["observation.state"]})
+
+
+class _PerTokenPolicy(NativeFlowPolicy):
+    """The native policy, but giving the noise head one feature vector per action token (as pi0 does)."""
+
+    def __init__(self) -> None:
+        super().__init__(tiny_native().cfg)
+        self.noise_features_per_token = True
+        self.noise_feature_dim = 5
+
+    def velocity(self, x_t, t, ctx):
+        v, _ = super().velocity(x_t, t, ctx)
+        return v, torch.cat([x_t, v, t.view(-1, 1, 1).expand(-1, x_t.shape[1], 1)], dim=-1)[..., :5]
+
+
+def test_per_token_noise_features_give_per_token_stds() -> None:
+    torch.manual_seed(0)
+    model = PIRLModel(_PerTokenPolicy(), PIRLConfig(method="flow_noise", exec_horizon=None))
+    assert model.noise_head is not None and model.noise_head.per_token
+    gen = torch.Generator().manual_seed(0)
+    obs = rand_obs(3, gen)
+    s = sample(model, obs, generator=gen)
+    ev = evaluate_chain(model, obs, s.chain, s.sde_step)
+    torch.testing.assert_close(ev.logprob.detach(), s.logprob, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="noise_features_per_token"):
+        model.noise_head(torch.zeros(3, 5))

@@ -179,3 +179,11 @@ def test_lora_group_trains_adapters_and_leaves_the_expert_frozen() -> None:
             assert torch.equal(frozen[n], p.detach()), n
     after = sample(model, obs, mode="deterministic", x0=x0).actions
     assert not torch.equal(before, after)  # the zero-initialised B moved
+
+
+def test_colliding_episode_ids_are_rejected() -> None:
+    model = tiny_model(**_fast_cfg("flow_sde"))
+    batch, _ = bandit_batch(model, 8, torch.Generator().manual_seed(0), TARGET)
+    batch.episode_id[:] = 0  # eight rows claim to be chunk 0 of episode 0
+    with pytest.raises(ValueError, match="unique"):
+        PIRLTrainer(model).update(batch)
