@@ -7,11 +7,14 @@ Importing this package registers `--robot.type=sim_so101`, camera type `sim_mujo
 from hardware.sim.cameras import SimCamera, SimCameraConfig
 from hardware.sim.protocol import SimTaskRobot
 from hardware.sim.so101_follower import SimSO101Follower, SimSO101FollowerConfig
+from hardware.sim.teleop import SimExpertTeleop, SimExpertTeleopConfig
 
 __all__ = [
     "SimCamera",
     "SimCameraConfig",
     "SimSO101Follower",
     "SimSO101FollowerConfig",
+    "SimExpertTeleop",
+    "SimExpertTeleopConfig",
     "SimTaskRobot",
 ]
