@@ -154,8 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device={device} batch={args.batch} K={args.steps} method={args.method} tiny={args.tiny}")
     header = f"{'model':8} {'params M':>9} {'train M':>8} {'sample s':>9} {'chunk/s':>8} {'update s':>9} {'chunk/s':>8} {'peak GiB':>9}"
     print(header)
+    rows = []
     for name in args.models:
         r = bench(name, args, device)
+        rows.append(
+            [r["model"], f"{r['params_M']:.2f}", f"{r['trainable_M']:.2f}", f"{r['sample_s']:.3f}",
+             f"{r['sample_chunks_per_s']:.2f}", f"{r['update_s']:.3f}", f"{r['update_chunks_per_s']:.2f}",
+             "n/a" if device.type != "cuda" else f"{r['peak_GiB']:.2f}"]
+        )  # fmt: skip
         print(
             f"{r['model']:8} {r['params_M']:9.2f} {r['trainable_M']:8.2f} {r['sample_s']:9.3f} "
             f"{r['sample_chunks_per_s']:8.2f} {r['update_s']:9.3f} {r['update_chunks_per_s']:8.2f} {r['peak_GiB']:9.2f}",
@@ -163,6 +169,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    from benchmarks.common import report
+
+    cols = ["model", "params M", "trainable M", "sample s", "sample chunks/s", "update s", "update chunks/s"]
+    print()
+    print(
+        report(
+            f"PI-RL update cost ({'tiny' if args.tiny else 'full size'}, random weights)",
+            [*cols, "peak GiB"],
+            rows,
+            notes=f"batch {args.batch} chunks, K={args.steps}, {args.method}, median of {args.iters} after "
+            f"{args.warmup} warm-up; update = re-score + PPO loss + backward + AdamW (expert + heads).",
+        )
+    )
     return 0
 
 
