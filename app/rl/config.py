@@ -53,7 +53,7 @@ class PPOConfig:
     value_coef: float = 1.0  # weight of the value loss in the total loss
     epochs: int = 2  # passes over a rollout batch per update
     minibatch_size: int = 256  # chunks per gradient step (clamped to the batch size)
-    normalize_advantages: bool = True  # normalise advantages over the batch's policy rows
+    normalize_advantages: bool = True  # normalise GAE advantages over the batch's policy rows (not GRPO's)
     max_grad_norm: float = 1.0  # global grad-norm clip (0 disables)
     # Stop the epoch loop early when approx-KL exceeds this (None: never). Not in the reference.
     target_kl: float | None = None

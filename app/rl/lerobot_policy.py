@@ -43,7 +43,9 @@ class PIRLFlowConfig(PreTrainedConfig):
             if self.native.env_state_dim:
                 feats[ENV_STATE_KEY] = PolicyFeature(type=FeatureType.ENV, shape=(self.native.env_state_dim,))
             for cam in self.native.image_keys:
-                feats[IMAGE_PREFIX + cam] = PolicyFeature(type=FeatureType.VISUAL, shape=(3, 0, 0))
+                feats[IMAGE_PREFIX + cam] = PolicyFeature(
+                    type=FeatureType.VISUAL, shape=(3, *self.native.image_size)
+                )
             self.input_features = feats
         if not self.output_features:
             self.output_features = {

@@ -41,6 +41,9 @@ class NativeFlowConfig:
     expert_layers: int = 2  # hidden layers of the velocity MLP
     time_embed_dim: int = 32  # sinusoidal embedding of t
     image_channels: int = 16  # channels of the first conv of the image encoder (second is 2x)
+    # Camera frame size (height, width) advertised in the LeRobot features; the encoder pools globally,
+    # so other sizes work too.
+    image_size: tuple[int, int] = (96, 96)
     # LoRA on the expert's linear layers (0: none). Their parameters form the "lora" group; train them
     # with rl.trainable=("lora", "noise_head", "value_head") to keep the pre-trained expert frozen.
     lora_rank: int = 0

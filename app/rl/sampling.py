@@ -100,8 +100,8 @@ class _Stepper:
 
     def transition(
         self, x: torch.Tensor, t: torch.Tensor, ctx: Any
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """(mean, std or None for a deterministic step, v) of the step leaving x at time t."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean, std, v) of the stochastic step leaving x at time t under the configured method."""
         v, feats = self.model.policy.velocity(x, t, ctx)
         v = v.float()
         if self.cfg.method == "flow_noise":

@@ -159,7 +159,8 @@ class PIRLTrainer:
             weight = torch.exp(torch.where(policy_mask, prox_logprob - lp_b, torch.zeros_like(lp_b)))
             policy_mask = policy_mask & (weight <= cfg.staleness.max_behaviour_weight)
 
-        if cfg.ppo.normalize_advantages and int(policy_mask.sum()) > 1:
+        # GRPO advantages are already normalised within their groups.
+        if cfg.algorithm == "ppo" and cfg.ppo.normalize_advantages and int(policy_mask.sum()) > 1:
             sel = advantages[policy_mask]
             advantages = (advantages - sel.mean()) / (sel.std() + 1e-8)
 
