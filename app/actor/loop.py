@@ -86,6 +86,7 @@ class Actor:
         self.env_steps = 0
         self.t_start = time.monotonic()
         self.first_chunk_logged = False
+        self._was_connected = False
         self._gen = torch.Generator()
         self._gen.manual_seed(
             cfg.actor.sample_seed if cfg.actor.sample_seed is not None else random.getrandbits(62)
@@ -206,6 +207,17 @@ class Actor:
             self.link.heartbeat()
         else:
             self.link.lost(status.last_error or "not connected to the learner")
+        if status.connected != self._was_connected and self.version is not None:
+            if status.connected:
+                self.progress(
+                    f"actor {self.cfg.actor.actor_id}: learner link back (reconnects {status.reconnects})"
+                )
+            else:
+                self.progress(
+                    f"actor {self.cfg.actor.actor_id}: learner link down ({status.last_error}); "
+                    "holding, no new episode until it is back"
+                )
+        self._was_connected = status.connected
         if self.control is not None:
             self._handle_commands()
             if self.control.status_due():
