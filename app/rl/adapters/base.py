@@ -9,6 +9,7 @@ into v, so the Flow-Noise features can never drift from the velocity's computati
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -123,11 +124,13 @@ class LeRobotVLAAdapter(FlowPolicy):
         return self.model.action_out_proj.in_features
 
     @property
+    @abc.abstractmethod
     def vlm_width(self) -> int:
-        raise NotImplementedError
+        """Width of the VLM's prefix tokens (the "prefix" value features)."""
 
+    @abc.abstractmethod
     def _denoise(self, ctx: VLAContext, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The model's own `denoise_step` for this context: v [B, H, max_action_dim] (float32)."""
 
     # -- FlowPolicy --------------------------------------------------------------------------------------
     def velocity(
@@ -141,15 +144,19 @@ class LeRobotVLAAdapter(FlowPolicy):
             )
         t = torch.as_tensor(t, dtype=torch.float32, device=x_t.device)
         t = t.expand(b) if t.dim() == 0 else t
+        if t.shape != (b,):
+            raise ValueError(f"t must be a scalar or [B={b}] (one time per chain), got {tuple(t.shape)}")
         with capture_input(self.model.action_out_proj) as tokens:
             v = self._denoise(ctx, x_t.to(torch.float32), t.to(torch.float32))
         feats = tokens.value  # [B, H, W] float32: the action expert's output tokens
         return v, (feats if self.noise_features_per_token else feats.mean(dim=1))
 
     def value_features(self, ctx: VLAContext) -> torch.Tensor:
-        """ "prefix": masked mean of the VLM's prefix output tokens. "expert": mean of the action expert's
-        output tokens at the chain's start (x_t = 0, the noise mean; t = 1), a deterministic function of
-        the observation. Both are detached: the critic never moves the policy."""
+        """Per-chunk features for the value head, detached (the critic never moves the policy).
+
+        value_source "prefix": masked mean of the VLM's prefix output tokens. "expert": mean of the action
+        expert's output tokens at the chain's start (x_t = 0, the noise mean; t = 1), a deterministic
+        function of the observation, computed once per context."""
         if self.value_source == "prefix":
             if ctx.prefix_out is None:
                 raise RuntimeError("this context has no prefix outputs; re-encode with value_source='prefix'")

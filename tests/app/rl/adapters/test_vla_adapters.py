@@ -155,3 +155,15 @@ def test_action_stats_round_trip(built: Built) -> None:
         a.set_action_stats(
             {"mean": torch.zeros(6), "std": torch.ones(6), "q01": -torch.ones(6), "q99": torch.ones(6)}
         )
+
+
+def test_time_must_be_scalar_or_one_per_chain(built: Built) -> None:
+    a = built.adapter
+    with torch.no_grad():
+        ctx = a.encode(built.obs)
+        x = _noise(built)
+        v_scalar, _ = a.velocity(x, torch.tensor(0.5), ctx)
+        v_rows, _ = a.velocity(x, torch.full((3,), 0.5), ctx)
+        assert torch.equal(v_scalar, v_rows)
+        with pytest.raises(ValueError, match="one time per chain"):
+            a.velocity(x, torch.ones(2), ctx)
