@@ -313,6 +313,7 @@ class EpisodeManager:
             return False
         if self.env_reset is not None:
             self.env_reset(self.seed if seed is None else seed)
+            self.guard.resync()
         self.state = EpisodeState.IDLE if self.auto_start else EpisodeState.WAITING_CONFIRMATION
         return True
 

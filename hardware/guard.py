@@ -179,7 +179,7 @@ class RobotGuard:
             self.robot.connect(calibrate=calibrate)
         with self._lock:
             present = self._read_present()
-            self._hold_target = dict(present)
+            self._hold_target = self.layer.hold_action(present)
             self.layer.reset_reference(present)
         if self.mode == "realtime" and self._thread is None:
             self._stop.clear()
@@ -206,8 +206,7 @@ class RobotGuard:
             if self.robot.is_connected:
                 try:
                     if self._torque_enabled:
-                        present = self._read_present()
-                        self._send(dict(present))
+                        self._send(self.layer.hold_action(self._read_present()))
                 except Exception:
                     logger.exception("could not hold %s before release", self.robot_type)
                 try:
@@ -244,6 +243,17 @@ class RobotGuard:
         with self._lock:
             self._check_open()
             return dict(self._read_present())
+
+    def resync(self) -> dict[str, float]:
+        """Re-read the arm after something outside the guard moved it (a simulator reset teleports the
+        arm home): the velocity limit then measures from the new position, and any hold is re-latched."""
+        with self._lock:
+            self._check_open()
+            present = self._read_present()
+            self.layer.reset_reference(present)
+            if self._hold_reason is not None:
+                self._hold_target = self.layer.hold_action(present)
+            return dict(present)
 
     @property
     def limits(self) -> dict[str, tuple[float, float]]:
@@ -340,7 +350,9 @@ class RobotGuard:
                 return
             if not self._torque_enabled:
                 present = self._read_present()
-                self._send(dict(present))  # goal register = where the arm is now, before torque returns
+                self._send(
+                    self.layer.hold_action(present)
+                )  # goal register = where the arm is now, before torque returns
                 self._enable_torque()
             self._estop_reason = None
             self._pending_estop = None
@@ -468,7 +480,7 @@ class RobotGuard:
     def _enter_hold(self, present: dict[str, float], reason: str) -> None:
         """Latch the hold target at the first hold (so a sagging arm is held where it stopped)."""
         if self._hold_target is None or self._hold_reason is None:
-            self._hold_target = dict(present)
+            self._hold_target = self.layer.hold_action(present)
         if reason != self._hold_reason:
             self.layer.report.count(f"hold:{reason}")
         self._hold_reason = reason

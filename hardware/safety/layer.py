@@ -173,8 +173,18 @@ class SafetyLayer:
         self._last_command = {m: float(positions.get(f"{m}.pos", positions.get(m))) for m in self.motors}
 
     def hold_action(self, present: Mapping[str, float]) -> dict[str, float]:
-        """The action that keeps every joint where it is."""
-        return {k: float(present[k]) for k in self.keys}
+        """The action that keeps every joint where it is.
+
+        A joint that overshot its limit slightly (servo overshoot, gravity sag) is held just inside the
+        limit instead, moving it back by at most max_step; one far outside is held where it is.
+        """
+        out = {}
+        for m, k in zip(self.motors, self.keys, strict=True):
+            p = float(present[k])
+            lo, hi = self.limits[m]
+            c = min(max(p, lo), hi)
+            out[k] = min(max(c, p - self.max_step[m]), p + self.max_step[m])
+        return out
 
     def in_workspace(self, positions: Mapping[str, float]) -> bool:
         return self.workspace is None or self._box_distance(positions) == 0.0
@@ -201,7 +211,7 @@ class SafetyLayer:
         problem = self._validate(action)
         if problem is not None:
             result = SafetyResult(self.hold_action(present), [f"rejected:{problem}"], rejected=True)
-            self._last_command = {m: float(present[f"{m}.pos"]) for m in self.motors}
+            self._last_command = {m: result.action[f"{m}.pos"] for m in self.motors}
             self.report.record(result)
             return result
 
@@ -272,7 +282,7 @@ class SafetyLayer:
         d_target = self._box_distance(target)
         if d_target == 0.0:
             return target, False
-        start = self.hold_action(present)
+        start = {k: float(present[k]) for k in self.keys}
         d_start = self._box_distance(start)
         if d_start > 0.0:
             # already outside (e.g. switched on outside the box): only moves that get closer are allowed

@@ -67,7 +67,7 @@ bad_action = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=st.lists(st.one_of(good_action, good_action, bad_action), min_size=1, max_size=40))
 def test_adversarial_streams_never_leave_limits_or_box(stream):
     """A perfectly tracking arm following the filtered stream stays in limits and box at every step."""
