@@ -23,7 +23,8 @@ def _fresh_cache(cache: Any) -> Any:
 
     SmolVLA's self-attention layers append the suffix K/V to the cache and crop it back afterwards, which
     mutates the cache object. Giving every velocity call its own object keeps calls independent (each one
-    builds its own autograd graph, so callers may backward per step) and makes a context reusable."""
+    builds its own autograd graph, so with a frozen prefix callers may backward per step) and makes a
+    context reusable."""
     from transformers import DynamicCache
 
     return DynamicCache(tuple((k, v, sw) for k, v, sw in cache))

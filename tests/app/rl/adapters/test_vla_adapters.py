@@ -167,3 +167,30 @@ def test_time_must_be_scalar_or_one_per_chain(built: Built) -> None:
         assert torch.equal(v_scalar, v_rows)
         with pytest.raises(ValueError, match="one time per chain"):
             a.velocity(x, torch.ones(2), ctx)
+
+
+def test_one_context_serves_per_step_backward_passes(built: Built) -> None:
+    """With the prefix frozen, each velocity call owns its graph: step-by-step backward works and
+    accumulates the same gradient as one backward over the summed loss."""
+    a = built.adapter
+    expert = a.parameter_groups()["expert"]
+    for p in a.parameters():
+        p.requires_grad_(False)
+    for p in expert:
+        p.requires_grad_(True)
+    try:
+        ctx = a.encode(built.obs)
+        xs = [_noise(built, seed=s) for s in (1, 2)]
+        ts = [torch.full((3,), 0.75), torch.full((3,), 0.25)]
+        for x, t in zip(xs, ts, strict=True):
+            a.velocity(x, t, ctx)[0].square().mean().backward()
+        per_step = [p.grad.clone() for p in expert]
+        for p in expert:
+            p.grad = None
+        sum(a.velocity(x, t, ctx)[0].square().mean() for x, t in zip(xs, ts, strict=True)).backward()
+        for g_step, p in zip(per_step, expert, strict=True):
+            torch.testing.assert_close(g_step, p.grad, rtol=1e-5, atol=1e-7)
+    finally:
+        for p in a.parameters():
+            p.requires_grad_(False)
+            p.grad = None
