@@ -4,6 +4,14 @@ Importing this package registers `--robot.type=sim_so101`, camera type `sim_mujo
 `sim_expert` with LeRobot's draccus registries.
 """
 
+# ruff: noqa: E402
+
+import os
+
+# Headless machines (no DISPLAY) render through EGL; MuJoCo reads this once, when it is first imported.
+if not os.environ.get("MUJOCO_GL") and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+
 from hardware.sim.cameras import SimCamera, SimCameraConfig
 from hardware.sim.protocol import SimTaskRobot
 from hardware.sim.so101_follower import SimSO101Follower, SimSO101FollowerConfig

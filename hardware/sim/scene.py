@@ -8,10 +8,10 @@ makes a 128x128 camera affordable on a 2-core CPU.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import mujoco
+import numpy as np
 
 from hardware import so101_model
 
@@ -23,6 +23,8 @@ CUBE_BODY = "cube"
 CUBE_HALF_SIZE = 0.0125  # m; a 25 mm cube fits the SO-101 jaws with room to spare
 CUBE_MASS = 0.03  # kg
 TARGET_RADIUS = 0.012  # m; purely visual marker
+WRIST_CAM_POS = [0.0, 0.04, -0.02]  # in the gripper body frame, beside the wrist motor
+WRIST_CAM_QUAT = [0.9848, -0.1736, 0.0, 0.0]  # looking along the jaws, tilted 20 deg towards them
 
 
 @dataclass(frozen=True)
@@ -35,26 +37,17 @@ class SceneSpec:
     max_render_height: int = 128
 
 
-def _quat_look(yaw_deg: float, pitch_deg: float) -> list[float]:
-    """Camera orientation looking along azimuth `yaw` (from +x, CCW) tilted down by `pitch` (MuJoCo quat).
-
-    A MuJoCo camera looks along its local -z with +y up; build it from yaw about world z then a tilt.
-    """
-    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    # Start: camera looking along world -z. Rotate about x by (90 - pitch) so it looks forward along +y
-    # tilted down, then rotate about z by (yaw - 90) so "forward" points along the requested azimuth.
-    ax = math.radians(90.0) - pitch
-    qx = (math.cos(ax / 2), math.sin(ax / 2), 0.0, 0.0)
-    az = yaw - math.radians(90.0)
-    qz = (math.cos(az / 2), 0.0, 0.0, math.sin(az / 2))
-    w1, x1, y1, z1 = qz
-    w2, x2, y2, z2 = qx
-    return [
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-    ]
+def _look_at(pos: list[float], target: list[float]) -> list[float]:
+    """Quaternion of a camera at `pos` looking at `target` with world +z up (MuJoCo cameras look along -z)."""
+    fwd = np.asarray(target, dtype=float) - np.asarray(pos, dtype=float)
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, fwd)
+    mat = np.column_stack([right, up, -fwd]).ravel()
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, mat)
+    return quat.tolist()
 
 
 def build_model(scene: SceneSpec) -> mujoco.MjModel:
@@ -80,11 +73,15 @@ def build_model(scene: SceneSpec) -> mujoco.MjModel:
     )
     world.add_light(pos=[0.2, 0.0, 1.5], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8], castshadow=False)
 
-    world.add_camera(name="front", pos=[0.65, 0.0, 0.35], quat=_quat_look(180.0, 30.0), fovy=50)
-    world.add_camera(name="top", pos=[0.22, 0.0, 0.75], quat=_quat_look(180.0, 89.9), fovy=50)
-    world.add_camera(name="side", pos=[0.22, -0.55, 0.3], quat=_quat_look(90.0, 25.0), fovy=50)
+    for name, pos, look in (
+        ("front", [0.6, 0.0, 0.35], [0.15, 0.0, 0.1]),
+        ("top", [0.18, 0.0, 0.75], [0.18, 0.001, 0.0]),
+        ("side", [0.18, -0.6, 0.3], [0.15, 0.0, 0.12]),
+    ):
+        world.add_camera(name=name, pos=pos, quat=_look_at(pos, look), fovy=50)
+    # On the gripper, looking along the approach axis (the gripper body's -z) past the jaws.
     gripper = spec.body("gripper")
-    gripper.add_camera(name="wrist", pos=[0.0, 0.035, -0.03], quat=[0.0, 0.0, 1.0, 0.0], fovy=70)
+    gripper.add_camera(name="wrist", pos=WRIST_CAM_POS, quat=WRIST_CAM_QUAT, fovy=75)
 
     if scene.target_marker:
         target = world.add_body(name=TARGET_BODY, mocap=True, pos=[0.2, 0.0, 0.1])

@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -76,7 +77,13 @@ class SimSO101Follower(Robot):
     PHYSICS_DT = 0.002  # s, the arm model's timestep
 
     def __init__(self, config: SimSO101FollowerConfig):
-        super().__init__(config)
+        # Robot.__init__ would create (and read) a calibration folder under the user's LeRobot home; a
+        # simulated arm has no calibration, so set the same attributes without touching the disk.
+        self.robot_type = self.name
+        self.id = config.id
+        self.calibration_dir = config.calibration_dir or Path("/nonexistent/pirl-sim-has-no-calibration")
+        self.calibration_fpath = self.calibration_dir / f"{self.id}.json"
+        self.calibration = {}
         self.config = config
         self.task = make_task(config.task)
         self.rng = np.random.default_rng(config.seed)
