@@ -358,6 +358,7 @@ class RobotGuard:
             self._pending_estop = None
             self._latest = None
             self.watchdog.clear()
+            self._hold_reason = None  # the arm may have been moved while limp: hold where it is *now*
             self._hold_step("estop_cleared")
             logger.warning("e-stop cleared by operator")
 
@@ -488,6 +489,12 @@ class RobotGuard:
     def _hold_step(self, reason: str, source: str = "hold") -> StepResult:
         present = self._present_now()
         self._enter_hold(present, reason)
+        if any(
+            abs(self._hold_target[k] - present[k]) > self.layer.max_step[m]
+            for m, k in zip(self.layer.motors, self.layer.keys, strict=True)
+        ):
+            # the arm is far from the latched target (moved by hand, dropped): never jump back to it
+            self._hold_target = self.layer.hold_action(present)
         if self._torque_enabled:
             self._send(dict(self._hold_target))
         self.layer.reset_reference(self._hold_target)

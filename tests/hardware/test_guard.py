@@ -137,6 +137,8 @@ def test_estop_latches_until_cleared_and_torque_returns_without_jump():
     assert kinds[on - 1] == "send"
     assert arm.log[on - 1][2]["shoulder_lift.pos"] == pytest.approx(sagged, abs=1.01)
     assert not g.estopped
+    # and the hold after the clear is where the arm is now, not the target latched before the e-stop
+    assert arm.sends()[-1][2]["shoulder_lift.pos"] == pytest.approx(sagged, abs=1.01)
     res = g.step(dict(HOME, **{"shoulder_pan.pos": 60.0}))
     assert not res.held and res.action["shoulder_pan.pos"] == pytest.approx(7.0)
     g.close()
