@@ -1,0 +1,105 @@
+"""The PI-RL actor in-process against an in-process learner over real loopback gRPC, on the state-only
+simulated SO-101: rollout rows, safe-point weight swaps, takeover rows, refusal of foreign weights."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from app.actor.loop import Actor, ActorError
+from app.learner.loop import Learner
+
+
+class LearnerThread:
+    def __init__(self, cfg):
+        self.learner = Learner(cfg, progress=None)
+        self.port = self.learner.start_server()
+        self.thread = threading.Thread(target=self.learner.run, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.learner.shutdown.set()
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def learner(run_config):
+    lt = LearnerThread(run_config())
+    yield lt
+    lt.stop()
+
+
+def _actor(run_config, learner, *extra):
+    cfg = run_config(f"--transport.port={learner.port}", *extra)
+    lines: list[str] = []
+    actor = Actor(cfg, progress=lines.append)
+    sent = []
+    original = actor.client.send_rollout
+    actor.client.send_rollout = lambda r: (sent.append(r), original(r))
+    return actor, sent, lines
+
+
+def test_episodes_become_rollouts_and_weights_change_only_between_chunks(run_config, learner):
+    actor, sent, lines = _actor(run_config, learner, "--actor.episodes=8")
+    trace: list[tuple[str, int | None]] = []
+    apply, update = actor._apply, actor._maybe_update_weights
+    actor._apply = lambda d: (trace.append(("step", actor.version)), apply(d))[1]
+    actor._maybe_update_weights = lambda: (update(), trace.append(("boundary", actor.version)))
+    assert actor.run() == 0
+    # the version seen by every control step equals the one at the start of its chunk
+    current = None
+    for kind, version in trace:
+        if kind == "boundary":
+            current = version
+        else:
+            assert version == current
+    assert len({v for _, v in trace}) > 1, "no weight update reached the actor during 8 episodes"
+    assert any("first chunk with policy v0" in line for line in lines)
+    assert len(sent) == 8
+    for r in sent:
+        b = r.batch
+        n = b["reward"].shape[0]
+        assert torch.equal(b["chunk_index"], torch.arange(n))
+        ends = b["done"] | b["truncated"]
+        assert bool(ends[-1]) and not bool(ends[:-1].any())
+        assert float(b["reward"].sum()) == pytest.approx(1.0 if r.meta["success"] else 0.0)
+        assert len(set(b["episode_id"].tolist())) == 1
+        assert b["policy_version"].max() == r.meta["policy_version"]
+        assert b["chain"].shape[1:] == (5, 10, 6)  # K+1 states of the chunk
+        assert not bool(b["intervention"].any())
+    assert learner.learner.updates >= 1
+
+
+def test_expert_takeover_is_recorded_as_human_chunks(run_config, learner):
+    actor, sent, _ = _actor(run_config, learner, "--actor.episodes=2", "--actor.expert_takeover_prob=1.0")
+    assert actor.run() == 0
+    for r in sent:
+        b = r.batch
+        assert bool(b["intervention"].any())
+        assert int(b["takeover_start"].sum()) == 1
+        human = b["human_action"][b["intervention"]]
+        assert human.abs().sum() > 0  # the executed human actions travel for BC / the critic
+        first = int(torch.nonzero(b["intervention"])[0])
+        assert bool(b["intervention"][first:].all())  # the expert keeps control to the end
+
+
+def test_an_actor_built_differently_refuses_the_learners_weights(run_config, learner):
+    actor, _, _ = _actor(run_config, learner, "--actor.episodes=1", "--seed=1")
+    with pytest.raises(ActorError, match="frozen"):
+        actor.run()
+
+
+def test_without_a_learner_the_actor_never_acts_and_says_why(run_config):
+    from app.learner.launch import free_port
+
+    cfg = run_config(
+        f"--transport.port={free_port()}", "--actor.wait_for_weights_s=1.0", "--actor.episodes=1"
+    )
+    lines: list[str] = []
+    actor = Actor(cfg, progress=lines.append)
+    steps = []
+    actor._apply = lambda d: steps.append(d)
+    assert actor.run() == 3
+    assert steps == [] and "is `pirl learner` running?" in lines[-1]
