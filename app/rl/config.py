@@ -8,8 +8,30 @@ settings it was trained with.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+
+def as_tuple(value: Any, cast: Callable[[Any], Any]) -> tuple:
+    """A tuple option from a tuple/list, or from the string a JSON-mode draccus override leaves when the
+    value is not strict JSON (`--rl.trainable=[expert,value_head]` arrives as that literal string, or
+    already split into its characters by draccus's tuple decoder)."""
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, str) and len(v) == 1 for v in value):
+        joined = "".join(value)
+        if joined[0] in "[(":
+            value = joined
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = [v.strip().strip("'\"") for v in text.strip("[]()").split(",") if v.strip()]
+        if isinstance(value, (str, int, float)):
+            value = [value]
+    return tuple(cast(v) for v in value)
+
 
 Method = Literal["flow_noise", "flow_sde"]
 Algorithm = Literal["ppo", "grpo"]
@@ -165,5 +187,6 @@ class PIRLConfig:
             )
         if self.sde.noise_level <= 0:
             raise ValueError(f"rl.sde.noise_level must be > 0, got {self.sde.noise_level}")
-        self.trainable = tuple(self.trainable)
-        self.value_hidden = tuple(self.value_hidden)
+        self.trainable = as_tuple(self.trainable, str)
+        self.value_hidden = as_tuple(self.value_hidden, int)
+        self.noise.hidden = as_tuple(self.noise.hidden, int)

@@ -38,19 +38,18 @@ class PIRLFlowConfig(PreTrainedConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.input_features:
-            feats = {STATE_KEY: PolicyFeature(type=FeatureType.STATE, shape=(self.native.state_dim,))}
-            if self.native.env_state_dim:
-                feats[ENV_STATE_KEY] = PolicyFeature(type=FeatureType.ENV, shape=(self.native.env_state_dim,))
-            for cam in self.native.image_keys:
-                feats[IMAGE_PREFIX + cam] = PolicyFeature(
-                    type=FeatureType.VISUAL, shape=(3, *self.native.image_size)
-                )
-            self.input_features = feats
-        if not self.output_features:
-            self.output_features = {
-                "action": PolicyFeature(type=FeatureType.ACTION, shape=(self.native.action_dim,))
-            }
+        # The native config is the source of truth: the LeRobot features always mirror it.
+        feats = {STATE_KEY: PolicyFeature(type=FeatureType.STATE, shape=(self.native.state_dim,))}
+        if self.native.env_state_dim:
+            feats[ENV_STATE_KEY] = PolicyFeature(type=FeatureType.ENV, shape=(self.native.env_state_dim,))
+        for cam in self.native.image_keys:
+            feats[IMAGE_PREFIX + cam] = PolicyFeature(
+                type=FeatureType.VISUAL, shape=(3, *self.native.image_size)
+            )
+        self.input_features = feats
+        self.output_features = {
+            "action": PolicyFeature(type=FeatureType.ACTION, shape=(self.native.action_dim,))
+        }
         if self.rl.exec_horizon is not None and self.rl.exec_horizon > self.native.chunk_size:
             raise ValueError(
                 f"rl.exec_horizon ({self.rl.exec_horizon}) exceeds native.chunk_size ({self.native.chunk_size})"

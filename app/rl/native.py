@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.rl.config import as_tuple
 from app.rl.lora import LoRALinear, add_lora, lora_parameters
 from app.rl.policy import FlowPolicy
 
@@ -44,6 +45,16 @@ class NativeFlowConfig:
     # Camera frame size (height, width) advertised in the LeRobot features; the encoder pools globally,
     # so other sizes work too.
     image_size: tuple[int, int] = (96, 96)
+
+    def __post_init__(self) -> None:
+        self.image_keys = as_tuple(self.image_keys, str)
+        self.image_size = as_tuple(self.image_size, int)  # type: ignore[assignment]
+        if self.state_dim < 1 or self.action_dim < 1 or self.chunk_size < 1:
+            raise ValueError(
+                f"native policy needs state_dim, action_dim and chunk_size >= 1; got {self.state_dim}, "
+                f"{self.action_dim}, {self.chunk_size}"
+            )
+
     # LoRA on the expert's linear layers (0: none). Their parameters form the "lora" group; train them
     # with rl.trainable=("lora", "noise_head", "value_head") to keep the pre-trained expert frozen.
     lora_rank: int = 0

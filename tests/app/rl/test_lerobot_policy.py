@@ -122,3 +122,22 @@ def test_bad_config_is_reported() -> None:
         PIRLFlowConfig(native=NativeFlowConfig(chunk_size=4), rl=PIRLConfig(exec_horizon=5), device="cpu")
     with pytest.raises(ValueError, match="method"):
         PIRLConfig(method="flow_magic")  # type: ignore[arg-type]
+
+
+def test_config_overrides_parse_like_lerobot_cli(tmp_path) -> None:
+    PIRLFlowPolicy(PIRLFlowConfig(device="cpu")).save_pretrained(tmp_path)
+    cfg = PreTrainedConfig.from_pretrained(
+        tmp_path,
+        cli_overrides=[
+            "--rl.method=flow_sde",
+            "--rl.trainable=[expert,value_head]",  # not strict JSON: still a tuple of names
+            "--native.image_keys=[front,wrist]",
+            "--native.chunk_size=8",
+            "--rl.ppo.value_clip=null",
+        ],
+    )
+    assert isinstance(cfg, PIRLFlowConfig)
+    assert cfg.rl.method == "flow_sde" and cfg.rl.trainable == ("expert", "value_head")
+    assert cfg.native.image_keys == ("front", "wrist") and cfg.native.chunk_size == 8
+    assert cfg.rl.ppo.value_clip is None
+    assert {"observation.images.front", "observation.images.wrist"} <= set(cfg.input_features)
