@@ -1,7 +1,9 @@
 """`pirl calibrate check`: drive the arm slowly, through the safety layer, to poses inside the envelope.
 
-Each joint in turn goes from the starting pose to a point `inset` inside its low and its high limit and
-back, with the other joints still, on a smooth trajectory timed at `speed_fraction` of the velocity limit
+First the arm revisits the envelope's waypoints (recorded poses where some joint reached its extreme:
+poses the operator really put it in), in recording order, then returns to the start. Then each joint in
+turn goes from the starting pose to a point `inset` inside its low and its high limit and back, with the
+other joints still, on a smooth trajectory timed at `speed_fraction` of the velocity limit
 (`RobotGuard.move_to`). After each move we read the arm and check it got there, sits inside the joint
 limits and (SO-10x) keeps the end effector inside the workspace box, and that the safety layer did not
 have to clamp anything: a move planned inside the envelope that gets clamped means the envelope, the
@@ -33,7 +35,14 @@ class PoseResult:
     in_limits: bool
     in_box: bool | None  # None: no workspace box for this robot
     events: dict[str, int] = field(default_factory=dict)
-    probe: bool = False  # a deliberate request past a limit: the clamp is the expected outcome
+    # "inside": planned inside the envelope, must arrive unclamped; "probe": a deliberate request past a
+    # limit, must be clamped; "return": back from a probe, where the first step may be clamped by the
+    # encoder tick the arm sits past its limit.
+    kind: str = "inside"
+
+    @property
+    def probe(self) -> bool:
+        return self.kind == "probe"
 
     @property
     def clamped(self) -> bool:
@@ -43,7 +52,9 @@ class PoseResult:
     def ok(self) -> bool:
         if not self.in_limits or self.in_box is False:
             return False
-        return self.clamped if self.probe else (self.reached and not self.clamped)
+        if self.kind == "probe":
+            return self.clamped
+        return self.reached and (self.kind == "return" or not self.clamped)
 
     def line(self) -> str:
         mark = "ok  " if self.ok else "FAIL"
@@ -59,6 +70,7 @@ class PoseResult:
 class CheckReport:
     results: list[PoseResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    aborted: bool = False  # nothing was moved (the arm started outside the envelope)
 
     @property
     def ok(self) -> bool:
@@ -80,13 +92,23 @@ def plan_poses(
     limits: Mapping[str, tuple[float, float]],
     inset: float,
     inside_box: Callable[[dict[str, float]], bool] | None = None,
+    waypoints: list[dict[str, float]] | None = None,
 ) -> tuple[list[tuple[str, dict[str, float]]], list[str]]:
-    """(name, pose) moves: each joint to its low and high inset point and back to `start` ("<m>.pos" keys)."""
+    """(name, pose) moves ("<m>.pos" keys): the waypoints then back to `start`; then each joint to its low
+    and high inset point and back to `start`."""
     if not 0.0 < inset < 0.5:
         raise ValueError(f"inset must be in (0, 0.5), got {inset}")
     base = {k: float(v) for k, v in start.items()}
     moves: list[tuple[str, dict[str, float]]] = []
     skipped: list[str] = []
+    for i, wp in enumerate(waypoints or []):
+        pose = {k: float(wp.get(k, base[k])) for k in base}
+        if inside_box is not None and not inside_box(pose):
+            skipped.append(f"waypoint {i}: its end effector is outside the workspace box")
+            continue
+        moves.append((f"waypoint {i + 1}/{len(waypoints)}", pose))
+    if moves:
+        moves.append(("start", dict(base)))
     for motor, (lo, hi) in limits.items():
         key = f"{motor}.pos"
         span = hi - lo
@@ -127,9 +149,7 @@ def _in_box(guard: Any, present: Mapping[str, float]) -> bool | None:
     return all(box[0][i] - BOX_TOLERANCE_M <= xyz[i] <= box[1][i] + BOX_TOLERANCE_M for i in range(3))
 
 
-def _move(
-    guard: Any, name: str, goal: dict[str, float], *, probe: bool, tolerance: float, **kw
-) -> PoseResult:
+def _move(guard: Any, name: str, goal: dict[str, float], *, kind: str, tolerance: float, **kw) -> PoseResult:
     before = Counter(guard.layer.report.total_events)
     reached, err = guard.move_to(goal, tolerance=tolerance, **kw)
     present = guard.present()
@@ -140,7 +160,7 @@ def _move(
         for k, v in present.items()
     )
     err = err if math.isfinite(err) else max(abs(present[k] - goal[k]) for k in goal)
-    return PoseResult(name, goal, reached, err, in_limits, _in_box(guard, present), events, probe)
+    return PoseResult(name, goal, reached, err, in_limits, _in_box(guard, present), events, kind)
 
 
 def run_check(
@@ -152,10 +172,16 @@ def run_check(
     probe_limits: bool = False,
     probe_overshoot: float = 5.0,
     settle_steps: int = 30,
+    waypoints: list[dict[str, float]] | None = None,
     confirm: Callable[[str], Any] | None = None,
     out: Callable[[str], None] = print,
 ) -> CheckReport:
-    """Plan, (confirm,) move and verify; the arm ends where it started. `guard` must be connected."""
+    """Plan, (confirm,) move and verify; the arm ends where it started.
+
+    `guard` must not be connected yet: if the arm starts outside the envelope we abort before the guard
+    connects, because a guard's hold pulls an out-of-limit joint back, and this check must not move
+    anything it was not asked to (the report says to move the arm inside by hand).
+    """
     start = guard.present()
     limits = guard.limits
     outside = [
@@ -167,11 +193,14 @@ def run_check(
     report = CheckReport()
     if outside:
         report.skipped.append(
-            "the arm starts outside the envelope: " + ", ".join(outside) + "; move it inside and re-run"
+            "the arm starts outside the envelope: " + ", ".join(outside) + "; nothing was moved. Move it "
+            "inside by hand (or re-record the envelope) and re-run"
         )
+        report.aborted = True
         return report
+    guard.connect()
     inside_box = (lambda pose: guard.layer.in_workspace(pose)) if guard.layer.workspace is not None else None
-    moves, report.skipped = plan_poses(start, limits, inset, inside_box)
+    moves, report.skipped = plan_poses(start, limits, inset, inside_box, waypoints)
     probes: list[tuple[str, dict[str, float]]] = []
     if probe_limits:
         for motor, (lo, hi) in limits.items():
@@ -180,7 +209,7 @@ def run_check(
                 pose[f"{motor}.pos"] = target
                 probes += [(f"{motor} past {side} limit", pose), (f"{motor} back", dict(start))]
     out(
-        f"plan: {len(moves) // 2} excursions inside the envelope"
+        f"plan: {len(moves)} moves inside the envelope"
         + (f" and {len(probes) // 2} limit probes" if probes else "")
         + f", at {speed_fraction:.0%} of the velocity limit; every move goes through the safety layer"
     )
@@ -190,10 +219,10 @@ def run_check(
         )
     kw = {"speed_fraction": speed_fraction, "settle_steps": settle_steps}
     for name, goal in moves:
-        report.results.append(_move(guard, name, goal, probe=False, tolerance=tolerance, **kw))
+        report.results.append(_move(guard, name, goal, kind="inside", tolerance=tolerance, **kw))
         out(report.results[-1].line())
     for name, goal in probes:
-        is_probe = "past" in name
-        report.results.append(_move(guard, name, goal, probe=is_probe, tolerance=tolerance, **kw))
+        kind = "probe" if "past" in name else "return"
+        report.results.append(_move(guard, name, goal, kind=kind, tolerance=tolerance, **kw))
         out(report.results[-1].line())
     return report

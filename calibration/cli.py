@@ -99,6 +99,8 @@ class CheckConfig:
     probe_limits: bool = False
     # How far past the limit the probes ask (degrees; gripper units).
     probe_overshoot: float = 5.0
+    # Revisit the envelope's recorded waypoints (poses at its edges the operator moved the arm through).
+    waypoints: bool = True
     # Skip the "press Enter to start moving" confirmation.
     yes: bool = False
 
@@ -226,8 +228,8 @@ def cmd_check(cfg: CheckConfig, io: OperatorIO) -> int:
     except Exception:
         robot.disconnect()
         raise
+    report = None
     try:
-        guard.connect()
         report = run_check(
             guard,
             inset=cfg.inset,
@@ -235,10 +237,13 @@ def cmd_check(cfg: CheckConfig, io: OperatorIO) -> int:
             tolerance=cfg.tolerance,
             probe_limits=cfg.probe_limits,
             probe_overshoot=cfg.probe_overshoot,
+            waypoints=getattr(env, "waypoints", None) if cfg.waypoints else None,
             confirm=None if cfg.yes else io.input,
             out=io.out,
         )
     finally:
+        if report is not None and report.aborted:
+            robot.disconnect()  # release without the guard's hold, which would pull the joint back
         guard.close()
     io.out(report.format())
     return 0 if report.ok else 1

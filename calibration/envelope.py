@@ -186,6 +186,8 @@ def build_envelope(
             f"no kinematic model for {robot_type} in pirl: joint limits only, no workspace box"
         )
     kwargs = {}
+    if "waypoints" in SafetyEnvelope.__dataclass_fields__:
+        kwargs["waypoints"] = extreme_poses(rec)
     if home_from_start:
         home = {f"{m}.pos": min(max(v, limits[m][0]), limits[m][1]) for m, v in rec.samples[0].items()}
         if "home_pose" in SafetyEnvelope.__dataclass_fields__:
@@ -205,6 +207,20 @@ def build_envelope(
     )
     env.validate()
     return env, warnings
+
+
+def extreme_poses(rec: Recording) -> list[dict[str, float]]:
+    """The recorded poses where some joint reached its min or max, in recording order, without repeats.
+
+    They are poses the operator really put the arm in (so free of collisions with the scene) at the edges
+    of the envelope: the targets `pirl calibrate check` revisits.
+    """
+    picked: set[int] = set()
+    for m in rec.motors:
+        values = [s[m] for s in rec.samples]
+        picked.add(int(np.argmin(values)))
+        picked.add(int(np.argmax(values)))
+    return [{f"{m}.pos": v for m, v in rec.samples[i].items()} for i in sorted(picked)]
 
 
 def _non_degenerate(lo: tuple[float, ...], hi: tuple[float, ...], min_size: float = 0.005):

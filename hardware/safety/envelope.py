@@ -11,6 +11,10 @@ allowed to do:
 
 `home_pose` is optional (older files without it load unchanged); when present it must lie within the
 joint limits, because the episode reset drives the arm there through the safety layer.
+
+`waypoints` is optional too: poses ("<motor>.pos" keys) the operator actually moved the arm through while
+recording (where each joint reached its extremes), so `pirl calibrate check` can revisit known
+collision-free poses at the edges of the envelope. They must lie within the joint limits.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class SafetyEnvelope:
     notes: dict[str, str] = field(default_factory=dict)
     # Reset target in robot units with "<motor>.pos" keys (what the episode reset drives to); optional.
     home_pose: dict[str, float] | None = None
+    # Recorded poses at the envelope's edges ("<motor>.pos" keys) for `pirl calibrate check`; optional.
+    waypoints: list[dict[str, float]] | None = None
 
     def validate(self) -> None:
         if not self.joint_limits:
@@ -56,15 +62,18 @@ class SafetyEnvelope:
             lo, hi = self.workspace_min, self.workspace_max
             if len(lo) != 3 or len(hi) != 3 or any(a >= b for a, b in zip(lo, hi, strict=True)):
                 raise EnvelopeError(f"workspace box must be 3-D with min < max, got {lo} .. {hi}")
-        for key, value in (self.home_pose or {}).items():
-            joint = key.removesuffix(".pos")
-            if joint not in self.joint_limits:
-                raise EnvelopeError(
-                    f"home pose names {key!r}, which has no joint limit; use '<motor>.pos' keys"
-                )
-            lo, hi = self.joint_limits[joint]
-            if not (math.isfinite(value) and lo <= value <= hi):
-                raise EnvelopeError(f"home pose {key}={value} is outside the joint limit [{lo}, {hi}]")
+        poses = [("home pose", self.home_pose or {})]
+        poses += [(f"waypoint {i}", wp) for i, wp in enumerate(self.waypoints or [])]
+        for what, pose in poses:
+            for key, value in pose.items():
+                joint = key.removesuffix(".pos")
+                if joint not in self.joint_limits:
+                    raise EnvelopeError(
+                        f"{what} names {key!r}, which has no joint limit; use '<motor>.pos' keys"
+                    )
+                lo, hi = self.joint_limits[joint]
+                if not (math.isfinite(value) and lo <= value <= hi):
+                    raise EnvelopeError(f"{what} {key}={value} is outside the joint limit [{lo}, {hi}]")
 
     def save(self, path: str | Path) -> Path:
         """Atomic write (temp file + fsync + rename): a crash never leaves a half-written envelope."""
@@ -104,6 +113,9 @@ class SafetyEnvelope:
                 notes=data.get("notes", {}),
                 home_pose={k: float(v) for k, v in data["home_pose"].items()}
                 if data.get("home_pose")
+                else None,
+                waypoints=[{k: float(v) for k, v in wp.items()} for wp in data["waypoints"]]
+                if data.get("waypoints")
                 else None,
             )
         except (KeyError, TypeError, IndexError, ValueError) as exc:

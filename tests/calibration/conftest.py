@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 from tests.calibration.operator import ScriptedOperator  # noqa: F401
-from tests.mocks.fixtures import calib_dir, koch_sim, sim_ports, so101_sim  # noqa: F401
+from tests.mocks.sim_fixtures import calib_dir, koch_sim, sim_ports, so101_sim  # noqa: F401

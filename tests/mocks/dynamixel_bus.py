@@ -18,7 +18,7 @@ from collections import Counter, deque
 from lerobot.motors.dynamixel.tables import MODEL_NUMBER_TABLE, X_SERIES_CONTROL_TABLE
 
 from tests.mocks.serial_port import SimulatedBus
-from tests.mocks.servo import Register, SimulatedArm, SimulatedMotor
+from tests.mocks.servo import WRITE_LOG_SIZE, Register, SimulatedArm, SimulatedMotor
 
 BROADCAST_ID = 0xFE
 HEADER = b"\xff\xff\xfd\x00"
@@ -137,7 +137,7 @@ class DynamixelBus(SimulatedBus):
         self.motors: dict[int, DynamixelMotor] = {m.id: m for m in motors}
         self.baudrate = baudrate
         self.traffic: Counter[str] = Counter()
-        self.writes: deque[tuple[int, int, bytes]] = deque(maxlen=20_000)
+        self.writes: deque[tuple[int, int, bytes]] = deque(maxlen=WRITE_LOG_SIZE)
         self.corrupt_replies = 0
         self._buf = bytearray()
 

@@ -19,7 +19,7 @@ from collections import Counter, deque
 from lerobot.motors.feetech.tables import MODEL_NUMBER_TABLE, STS_SMS_SERIES_CONTROL_TABLE
 
 from tests.mocks.serial_port import SimulatedBus
-from tests.mocks.servo import Register, SimulatedArm, SimulatedMotor
+from tests.mocks.servo import WRITE_LOG_SIZE, Register, SimulatedArm, SimulatedMotor
 
 BROADCAST_ID = 0xFE
 INST_PING, INST_READ, INST_WRITE, INST_SYNC_READ, INST_SYNC_WRITE = 0x01, 0x02, 0x03, 0x82, 0x83
@@ -102,7 +102,7 @@ class FeetechBus(SimulatedBus):
         self.motors: dict[int, FeetechMotor] = {m.id: m for m in motors}
         self.baudrate = baudrate
         self.traffic: Counter[str] = Counter()
-        self.writes: deque[tuple[int, int, bytes]] = deque(maxlen=20_000)
+        self.writes: deque[tuple[int, int, bytes]] = deque(maxlen=WRITE_LOG_SIZE)
         self.corrupt_replies = 0  # the next N status packets get a wrong checksum (noisy cable)
         self._buf = bytearray()
 

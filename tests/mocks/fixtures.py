@@ -1,50 +1,9 @@
-"""pytest fixtures for the simulated servo buses.
+"""pytest plugin module for the simulated servo buses: `pytest_plugins = ["tests.mocks.fixtures"]`.
 
-Enable them in a test module (or a conftest you own) with:
-
-    pytest_plugins = ["tests.mocks.fixtures"]
-
-Fixtures:
-    sim_ports   -- PortRegistry; the Feetech and Dynamixel SDKs open simulated ports for the test's duration
-    so101_sim   -- SimulatedArm (6 x STS3215) registered at `so101_sim.port` ("/dev/mock_so101")
-    koch_sim    -- SimulatedArm (Koch follower servos) at `koch_sim.port` ("/dev/mock_koch")
-    calib_dir   -- a temporary LeRobot calibration folder (pass it as `calibration_dir=` to robot configs)
+The fixtures live in tests/mocks/sim_fixtures.py (so/koch arms on simulated ports, a temporary
+calibration folder); conftest files import them from there instead.
 """
 
-from __future__ import annotations
+from tests.mocks.sim_fixtures import calib_dir, koch_sim, sim_ports, so101_sim
 
-import pytest
-
-from tests.mocks.dynamixel_bus import koch_arm
-from tests.mocks.feetech_bus import so101_arm
-from tests.mocks.serial_port import PortRegistry, simulated_ports
-from tests.mocks.servo import SimulatedArm
-
-
-@pytest.fixture
-def sim_ports():
-    with simulated_ports(PortRegistry()) as registry:
-        yield registry
-
-
-def _register(registry: PortRegistry, arm: SimulatedArm, port: str) -> SimulatedArm:
-    registry.add(port, arm.bus)
-    arm.port = port
-    return arm
-
-
-@pytest.fixture
-def so101_sim(sim_ports) -> SimulatedArm:
-    return _register(sim_ports, so101_arm(), "/dev/mock_so101")
-
-
-@pytest.fixture
-def koch_sim(sim_ports) -> SimulatedArm:
-    return _register(sim_ports, koch_arm(), "/dev/mock_koch")
-
-
-@pytest.fixture
-def calib_dir(tmp_path):
-    path = tmp_path / "calibration"
-    path.mkdir()
-    return path
+__all__ = ["calib_dir", "koch_sim", "sim_ports", "so101_sim"]

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 ScriptLike = Iterable[float] | Callable[[int], float]
+# Bus write logs keep this many recent writes (about 15 minutes of a 6-motor arm at 30 Hz).
+WRITE_LOG_SIZE = 200_000
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ from lerobot.motors.dynamixel import DynamixelMotorsBus
 
 from tests.mocks.dynamixel_bus import KOCH_FOLLOWER_MODELS, KOCH_MOTORS, DynamixelMotor, crc16, stuff, unstuff
 
-pytest_plugins = ["tests.mocks.fixtures"]
-
 
 def make_bus(port: str) -> DynamixelMotorsBus:
     motors = {

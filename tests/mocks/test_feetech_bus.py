@@ -8,8 +8,6 @@ from lerobot.motors.feetech import FeetechMotorsBus
 
 from tests.mocks.feetech_bus import SO101_MOTORS, FeetechBus, FeetechMotor, checksum, so101_arm
 
-pytest_plugins = ["tests.mocks.fixtures"]
-
 
 def make_bus(port: str) -> FeetechMotorsBus:
     motors = {n: Motor(i, "sts3215", MotorNormMode.RANGE_M100_100) for n, i in SO101_MOTORS.items()}

@@ -15,8 +15,6 @@ from tests.mocks.calibration_files import (
 )
 from tests.mocks.feetech_bus import so101_arm
 
-pytest_plugins = ["tests.mocks.fixtures"]
-
 
 def test_so101_follower_connects_observes_and_acts(so101_sim, calib_dir):
     cal = calibrate_registers(so101_sim, SO101_RANGES, offsets={"shoulder_pan": -120})
