@@ -1,7 +1,7 @@
 """PIRLTrainer: one PI-RL update over a RolloutBatch, top to bottom (cleanrl-style).
 
 update(batch) does, in order:
-  1. group rows by episode; apply the takeover penalty to rewards;
+  1. group rows by episode (rejecting colliding ids); apply the takeover penalty to rewards;
   2. values: recompute V(obs) with the current critic (or use the stored ones);
   3. advantages: GAE with truncation bootstrap (PPO), or group-relative returns (GRPO);
   4. the policy mask: not human-driven, not older than `max_staleness` versions, in a kept GRPO group;
@@ -9,11 +9,13 @@ update(batch) does, in order:
   6. epochs x minibatches of: re-score stored chains -> clipped surrogate + value loss - entropy bonus
      + BC on human chunks; AdamW step with grad-norm clipping;
   7. diagnostics with cleanrl names, and the policy version moves on by one.
+Steps 1-5 are `prepare()` (no parameter changes), 6-7 the rest of `update()`.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +31,23 @@ from app.rl.losses import (
 )
 from app.rl.model import PIRLModel
 from app.rl.sampling import evaluate_chain
+
+
+@dataclass
+class PreparedBatch:
+    """A batch ready for the epochs: sorted rows and everything fixed before the first gradient step."""
+
+    batch: RolloutBatch  # rows grouped by episode, in chunk order, on the model's device
+    version: int  # the policy version being trained
+    reward: torch.Tensor  # [N] after the takeover penalty
+    old_value: torch.Tensor  # [N] V at the start of the update (GAE input, value-clip anchor)
+    advantages: torch.Tensor  # [N] (normalised for PPO if configured)
+    returns: torch.Tensor  # [N] value targets (zeros for GRPO)
+    policy_mask: torch.Tensor  # [N] bool, rows the surrogate sees
+    intervention: torch.Tensor  # [N] bool, human-driven rows
+    stale: torch.Tensor  # [N] bool, older than max_staleness (or from a future version)
+    prox_logprob: torch.Tensor | None  # [N] decoupled-PPO proximal log-prob
+    weight: torch.Tensor | None  # [N] decoupled-PPO weight pi_prox / pi_behaviour
 
 
 class PIRLTrainer:
@@ -96,10 +115,10 @@ class PIRLTrainer:
         return mb.sde_step.clamp(min=0, max=self.cfg.num_steps - 1)
 
     # -- the update ----------------------------------------------------------------------------------
-    def update(self, batch: RolloutBatch, current_version: int | None = None) -> dict[str, float]:
-        """One PI-RL update. `current_version` is the version of the weights being trained (defaults to
-        this trainer's counter); afterwards the counter is that plus one. Returns a metrics dict."""
-        t_start = time.perf_counter()
+    @torch.no_grad()
+    def prepare(self, batch: RolloutBatch, current_version: int | None = None) -> PreparedBatch:
+        """Steps 1-5 of the update: everything fixed before the first gradient step (no parameter
+        changes). Exposed so callers and tests can inspect advantages and masks."""
         cfg, model = self.cfg, self.model
         version = self.policy_version if current_version is None else int(current_version)
         device = next(model.parameters()).device
@@ -116,6 +135,7 @@ class PIRLTrainer:
                 f"RolloutBatch has two rows for episode {ep} with the same chunk_index; episode ids must be "
                 "unique across actors/batches (GAE would mix episodes)"
             )
+        # 1. reward shaping
         reward = batch.reward.float() - cfg.intervention.takeover_penalty * batch.takeover_start.float()
         intervention = batch.intervention.bool()
 
@@ -163,6 +183,31 @@ class PIRLTrainer:
         if cfg.algorithm == "ppo" and cfg.ppo.normalize_advantages and int(policy_mask.sum()) > 1:
             sel = advantages[policy_mask]
             advantages = (advantages - sel.mean()) / (sel.std() + 1e-8)
+        return PreparedBatch(
+            batch=batch,
+            version=version,
+            reward=reward,
+            old_value=old_value,
+            advantages=advantages,
+            returns=returns,
+            policy_mask=policy_mask,
+            intervention=intervention,
+            stale=~fresh,
+            prox_logprob=prox_logprob,
+            weight=weight,
+        )
+
+    def update(self, batch: RolloutBatch, current_version: int | None = None) -> dict[str, float]:
+        """One PI-RL update. `current_version` is the version of the weights being trained (defaults to
+        this trainer's counter); afterwards the counter is that plus one. Returns a metrics dict."""
+        t_start = time.perf_counter()
+        cfg, model = self.cfg, self.model
+        p = self.prepare(batch, current_version)
+        batch, version, n = p.batch, p.version, len(p.batch)
+        device = p.reward.device
+        old_value, advantages, returns = p.old_value, p.advantages, p.returns
+        policy_mask, intervention = p.policy_mask, p.intervention
+        prox_logprob, weight = p.prox_logprob, p.weight
 
         # 6. epochs x minibatches (during the critic warm-up only the value loss trains)
         actor_on = not (cfg.algorithm == "ppo" and self.num_updates < cfg.ppo.critic_warmup_updates)
@@ -238,7 +283,7 @@ class PIRLTrainer:
                 "rl/chunks": float(n),
                 "rl/policy_chunks": float(policy_mask.sum()),
                 "rl/intervention_chunks": float(intervention.sum()),
-                "rl/stale_chunks": float((~fresh).sum()),
+                "rl/stale_chunks": float(p.stale.sum()),
                 "rl/advantage_mean": float(advantages[policy_mask].mean())
                 if bool(policy_mask.any())
                 else 0.0,

@@ -187,3 +187,32 @@ def test_colliding_episode_ids_are_rejected() -> None:
     batch.episode_id[:] = 0  # eight rows claim to be chunk 0 of episode 0
     with pytest.raises(ValueError, match="unique"):
         PIRLTrainer(model).update(batch)
+
+
+def test_prepare_applies_takeover_penalty_and_masks() -> None:
+    model = tiny_model(**_fast_cfg("flow_sde"))
+    model.cfg.intervention.takeover_penalty = 0.5
+    trainer = PIRLTrainer(model, policy_version=4)
+    batch, _ = bandit_batch(model, 6, torch.Generator().manual_seed(0), TARGET, version=4)
+    batch.takeover_start[1] = True
+    batch.intervention[1] = True
+    batch.policy_version[2] = 2  # too old
+    batch.policy_version[3] = 5  # from the future: also out
+    p = trainer.prepare(batch)
+    torch.testing.assert_close(p.reward, batch.reward - 0.5 * batch.takeover_start.float())
+    assert p.policy_mask.tolist() == [True, False, False, False, True, True]
+    assert p.stale.tolist() == [False, False, True, True, False, False]
+    # One-chunk terminal episodes: return = reward, advantage = reward - V (before normalisation).
+    torch.testing.assert_close(p.returns, p.reward)
+    assert trainer.policy_version == 4  # prepare changes nothing
+
+
+def test_grpo_advantages_reach_the_surrogate_unchanged() -> None:
+    model = tiny_model(**_fast_cfg("flow_sde", "grpo"))
+    batch, _ = bandit_batch(model, 16, torch.Generator().manual_seed(0), TARGET, group_size=4)
+    p = PIRLTrainer(model).prepare(batch)
+    for g in range(4):
+        rows = p.batch.group_id == g
+        r = p.reward[rows]
+        torch.testing.assert_close(p.advantages[rows], (r - r.mean()) / (r.std() + 1e-6))
+    assert bool(p.policy_mask.all())
