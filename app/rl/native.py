@@ -49,6 +49,11 @@ class NativeFlowConfig:
     def __post_init__(self) -> None:
         self.image_keys = as_tuple(self.image_keys, str)
         self.image_size = as_tuple(self.image_size, int)  # type: ignore[assignment]
+        bad = [k for k in self.image_keys if not k or "." in k]
+        if bad:
+            raise ValueError(
+                f"camera names must be non-empty and dot-free (observation.images.<cam>); got {bad}"
+            )
         if self.state_dim < 1 or self.action_dim < 1 or self.chunk_size < 1:
             raise ValueError(
                 f"native policy needs state_dim, action_dim and chunk_size >= 1; got {self.state_dim}, "

@@ -10,7 +10,7 @@ from torch.distributions import Normal
 
 from app.rl.config import PIRLConfig
 from app.rl.model import PIRLModel
-from app.rl.native import NativeFlowPolicy
+from app.rl.native import NativeFlowConfig, NativeFlowPolicy
 from app.rl.sampling import evaluate_chain, recompute_logprob, sample
 from tests.app.rl.toy import rand_obs, tiny_model, tiny_native
 
@@ -127,6 +127,8 @@ def test_bad_inputs_say_what_is_wrong() -> None:
         evaluate_chain(model, obs, s.chain[:, :3], s.sde_step)
     with pytest.raises(ValueError, match="mode"):
         sample(model, obs, mode="greedy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dot-free"):
+        NativeFlowConfig(image_keys=("cam.front",))
     with pytest.raises(KeyError, match="observation.state"):
         sample(model, {"state": obs["observation.state"]})
 
