@@ -47,11 +47,11 @@ class ConsoleConfig:
 
 def actor_argv(cfg: ConsoleConfig) -> list[str]:
     """The command that starts the actor so that it listens where this console will connect."""
-    argv = [sys.executable, "-m", "app.cli", "actor", "--config", str(cfg.config)]
+    argv = [sys.executable, "-m", "app", "actor", "--config", str(cfg.config)]
     if cfg.control.unix_socket:
-        argv.append(f"--control.unix_socket={cfg.control.unix_socket}")
+        argv.append(f"--actor.control.unix_socket={cfg.control.unix_socket}")
     else:
-        argv.append(f"--control.port={cfg.control.port}")
+        argv += [f"--actor.control.host={cfg.control.host}", f"--actor.control.port={cfg.control.port}"]
     return argv
 
 

@@ -8,6 +8,9 @@ from app.actor.control import ActorStatus
 from app.console.format import num
 from app.console.widgets.panel import Panel
 
+# Short labels for states whose names do not fit a narrow panel; the key that moves on is part of it.
+STATE_LABELS = {"waiting_confirmation": "READY: p starts", "idle": "IDLE", "resetting": "RESETTING"}
+
 
 class EpisodePanel(Panel):
     TITLE = "episode"
@@ -16,7 +19,8 @@ class EpisodePanel(Panel):
         ep = status.episode
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(f"#{ep.number:<5} ")
-        out.append(ep.state.upper(), style="bold reverse" if ep.state in ("holding", "stopped") else "bold")
+        state = STATE_LABELS.get(ep.state, ep.state.upper())
+        out.append(state, style="bold reverse" if ep.state in ("holding", "stopped") else "bold")
         limit = f" / {ep.length_s:.0f} s" if ep.length_s else ""
         out.append(f"\nleft    {num(ep.time_left_s, '.1f', ' s')}{limit}")
         out.append(f"\nreward  {ep.reward:+.2f}")

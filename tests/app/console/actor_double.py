@@ -53,8 +53,6 @@ class SimActorDouble:
         self.log: list[LogLine] = []
         self.commands: list[Command] = []
         self.steps = 0
-        self.console_seen = False
-        self.present_log: list[dict[str, float]] = []  # present position after every step
         self.quit = threading.Event()
         self._t0 = 0.0
         self._human_steps = 0
@@ -117,12 +115,6 @@ class SimActorDouble:
                 self._handle(cmd)
             if self.quit.is_set():
                 break
-            if self.state == "running" and self.console_seen and not self.server.console_alive:
-                # Nobody is watching: finish nothing, start nothing, hold until a console is back.
-                self.state = "paused"
-                self.guard.hold("console lost")
-                self._say("console lost: paused, robot holds", "WARNING")
-            self.console_seen = self.console_seen or self.server.console_alive
             if self.guard.estopped:
                 self.state = "holding"
                 result = self.guard.step(None, source="hold")
@@ -146,7 +138,6 @@ class SimActorDouble:
                 result = self.guard.step(None, source="hold")
             del result
             self.steps += 1
-            self.present_log.append(self.guard.present())
             if self.server.status_due():
                 self.server.publish(self._status(time.monotonic() - t_start))
             time.sleep(max(0.0, period - (time.monotonic() - t_start)))

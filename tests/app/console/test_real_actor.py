@@ -1,0 +1,240 @@
+"""The console against the real PI-RL actor (app/actor/loop.py) on the simulated SO-101, fed by a real
+in-process learner over gRPC on loopback: every key changes the actor's state, and killing the console
+(-9) leaves the actor running with the robot inside its limits.
+
+One learner + actor pair serves the whole module (start-up is the cost); the kill test runs first, the
+key test ends with quit.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.actor.control import Command, ControlConfig
+from app.console.app import ConsoleApp
+from app.console.widgets import ConfirmScreen
+from tests.app.console.helpers import PtyConsole, until, wait
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def tiny_config(tmp: Path) -> Path:
+    cfg = json.loads((REPO / "configs" / "sim_pirl_reach.json").read_text())
+    cfg["policy"]["native"].update({"obs_hidden": 32, "expert_hidden": 32, "time_embed_dim": 8})
+    cfg["policy"]["rl"]["noise"] = {"hidden": [16]}
+    cfg["policy"]["rl"]["ppo"] = {"epochs": 1, "minibatch_size": 32}
+    cfg["algorithm"]["chunks_per_update"] = 10_000  # no update during the test: weights stay v0
+    cfg["episode"]["time_limit_s"] = 30.0  # episodes outlast the key presses
+    cfg["learner"].update({"output_dir": str(tmp / "run"), "tensorboard": False})
+    cfg["transport"].update({"port": 0, "backoff_initial_s": 0.1, "backoff_max_s": 0.5})
+    path = tmp / "tiny.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+class ActorThread:
+    """An Actor built exactly as `pirl actor` builds it, running on its own thread."""
+
+    def __init__(self, path: Path, learner_port: int, *overrides: str) -> None:
+        import socket
+
+        from app.actor.loop import Actor
+        from app.learner.config import parse_run_config
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.control_port = s.getsockname()[1]
+        args = [
+            "--config",
+            str(path),
+            f"--transport.port={learner_port}",
+            f"--actor.control.port={self.control_port}",
+            "--actor.control.console_timeout_s=1.0",
+            *overrides,
+        ]
+        self.lines: list[str] = []
+        self.stop_event = threading.Event()
+        self.actor = Actor(parse_run_config(args), progress=self.lines.append, shutdown=self.stop_event)
+        self.rc: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="actor")
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.rc = self.actor.run()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(15)
+
+
+class RealRun:
+    """One in-process Learner (as `pirl learner` builds it) that actors connect to over gRPC."""
+
+    def __init__(self, tmp: Path) -> None:
+        import torch
+
+        from app.learner.config import parse_run_config
+        from app.learner.loop import Learner
+
+        torch.set_num_threads(1)
+        self.path = tiny_config(tmp)
+        self.stop_event = threading.Event()
+        self.learner = Learner(
+            parse_run_config(["--config", str(self.path)]), progress=None, shutdown=self.stop_event
+        )
+        self.port = self.learner.start_server()
+        self.thread = threading.Thread(target=self.learner.run, daemon=True, name="learner")
+        self.thread.start()
+        self.actors: list[ActorThread] = []
+
+    def start_actor(self, *overrides: str) -> ActorThread:
+        self.actors.append(ActorThread(self.path, self.port, *overrides))
+        return self.actors[-1]
+
+    def stop(self) -> None:
+        for a in self.actors:
+            a.stop()
+        self.stop_event.set()
+        self.thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    r = RealRun(tmp_path_factory.mktemp("real"))
+    yield r
+    r.stop()
+
+
+def within_limits(actor) -> None:
+    limits = actor.guard.limits
+    for key, value in actor.guard.present().items():
+        lo, hi = limits[key.removesuffix(".pos")]
+        assert lo - 1.0 <= value <= hi + 1.0, f"{key}={value:.1f} outside [{lo}, {hi}]"
+
+
+def test_killing_the_console_leaves_the_actor_stepping_safely(run):
+    a = run.start_actor()
+    console = PtyConsole(a.control_port)
+    try:
+        wait(lambda: a.actor.control is not None and a.actor.control.console_alive, 60, "console heartbeat")
+        wait(lambda: a.actor.env_steps > 0, 60, "episodes running (weights arrived)")
+        console.proc.send_signal(signal.SIGKILL)
+        console.proc.wait(5)
+        wait(lambda: not a.actor.control.console_alive, 3, "actor notices the console is gone")
+        steps = a.actor.env_steps
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:  # sample the arm while the actor goes on alone
+            within_limits(a.actor)
+            time.sleep(0.01)
+        assert a.actor.env_steps > steps, "the actor stopped stepping when the console died"
+        assert a.alive and not a.actor.guard.estopped
+    finally:
+        console.close()
+        a.stop()
+    assert a.rc == 0 and a.actor.guard.closed
+
+
+async def test_every_key_drives_the_real_actor(run):
+    """Operator-confirmed episodes on a wall-clock sim (`episode.auto_start=false`, `robot.realtime=true`),
+    as on a real robot."""
+    a = run.start_actor("--episode.auto_start=false", "--robot.realtime=true")
+    actor = a.actor
+    app = ConsoleApp(ControlConfig(port=a.control_port, heartbeat_s=0.2))
+    state = lambda: actor.episodes.state.value  # noqa: E731
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.connected and app.status is not None, 30, "first status")
+        await until(pilot, lambda: app.status.episode.state == "waiting_confirmation", 60, "ready to confirm")
+        assert app.status.robot == "sim_so101" and app.status.learner.connected
+
+        await pilot.press("p")  # start = confirm the next episode
+        await until(pilot, lambda: state() == "running", 10, "episode running")
+        await until(pilot, lambda: app.status.episode.state == "running", what="console shows running")
+
+        await pilot.press("t")  # takeover: the scripted expert stands in for the human in the sim
+        await until(pilot, lambda: actor.takeover.active, what="takeover active")
+        await until(pilot, lambda: app.status.episode.intervention, what="console shows HUMAN")
+        await pilot.press("t")  # hand back (unless the expert already finished the episode)
+        await until(pilot, lambda: not actor.takeover.active or state() != "running", what="handed back")
+        await until(pilot, lambda: any(k.command is Command.TAKEOVER_OFF for k in app.acks), what="ack")
+        if state() != "running":
+            await pilot.press("p")
+            await until(pilot, lambda: state() == "running", 10, "next episode")
+
+        for key, success in (("s", True), ("f", False)):
+            done = len(actor.episodes.records)
+            await pilot.press(key)
+            await until(pilot, lambda d=done: len(actor.episodes.records) > d, 30, f"episode ended by {key}")
+            assert actor.episodes.records[-1].success is success
+            await until(pilot, lambda: app.status.episode.state == "waiting_confirmation", 30, "confirm")
+            await pilot.press("p")
+            await until(pilot, lambda: state() == "running", 10, "next episode")
+
+        done = len(actor.episodes.records)
+        await pilot.press("r")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: len(actor.episodes.records) > done, 30, "re-record")
+        assert actor.episodes.records[-1].rerecord
+        await until(pilot, lambda: app.status.episode.state == "waiting_confirmation", 30, "confirm")
+        await pilot.press("p")
+        await until(pilot, lambda: state() == "running", 10, "next episode")
+
+        await pilot.press("space")
+        await until(pilot, lambda: actor.guard.estopped, what="e-stop latched")
+        await until(pilot, lambda: app.status.estop and app.status.holding, what="console shows the hold")
+        at_stop = actor.guard.present()
+        await pilot.pause(0.5)  # wall-clock sim: the servos catch the arm's momentum, then it stands
+        held = actor.guard.present()
+        stopping = max(abs(v - at_stop[k]) for k, v in held.items())
+        assert stopping < 5.0, f"robot travelled {stopping:.2f} after the e-stop"
+        await pilot.pause(0.5)
+        moved = max(abs(v - held[k]) for k, v in actor.guard.present().items())
+        assert moved < 0.5, f"robot moved {moved:.2f} while e-stopped"
+        within_limits(actor)
+        await pilot.press("c", "y")
+        await until(pilot, lambda: not actor.guard.estopped, what="e-stop cleared")
+
+        await until(pilot, lambda: app.status.episode.state == "waiting_confirmation", 30, "reset home")
+        await pilot.press("h", "y")  # reset while no episode runs: taken, nothing moves
+        await until(pilot, lambda: any(k.command is Command.RESET for k in app.acks), what="reset taken")
+        assert all(ack.ok for ack in app.acks), [k for k in app.acks if not k.ok]
+        assert actor.takeover.human is not None  # the sim's expert: takeover had something to hand to
+
+        await pilot.press("q", "y")
+        await until(pilot, lambda: not a.alive, 30, "actor shut down")
+    assert a.rc == 0 and actor.guard.closed
+
+
+@pytest.mark.xfail(
+    reason="app/actor/loop.py: PAUSE/RESET stop the episode between chunks, then record_step() raises "
+    "EpisodeError ('record_step() while resetting') and the actor thread dies; reported to the runtime owner",
+    strict=False,
+)
+async def test_pause_and_reset_during_an_episode(run):
+    a = run.start_actor()
+    app = ConsoleApp(ControlConfig(port=a.control_port, heartbeat_s=0.2))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(
+            pilot, lambda: app.status is not None and app.status.episode.state == "running", 60, "running"
+        )
+        await pilot.press("p")  # pause mid-episode
+        await until(pilot, lambda: a.actor.paused, what="paused")
+        await pilot.pause(1.0)
+        assert a.alive, "actor died on pause"
+        await pilot.press("p")
+        await until(pilot, lambda: a.actor.episodes.state.value == "running", 30, "running again")
+        await pilot.press("h", "y")
+        await pilot.pause(1.0)
+        assert a.alive, "actor died on reset"
+    a.stop()
