@@ -42,7 +42,7 @@ class TransportConfig:
     ready_timeout_s: float = 3.0
     # Deadline (s) of one SendTransitions / SendInteractions call (one message, all its chunks).
     send_timeout_s: float = 30.0
-    # Reconnect back-off (s): first wait, growth factor and ceiling; each wait gets +-20 % jitter.
+    # Reconnect back-off (s): first wait, growth factor and ceiling; each wait gets +-20 percent jitter.
     backoff_initial_s: float = 0.2
     backoff_factor: float = 2.0
     backoff_max_s: float = 5.0
