@@ -12,6 +12,7 @@ See docs/calibration.md for the step-by-step guide.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from lerobot.teleoperators import TeleoperatorConfig
 
 from calibration.devices import register_lerobot_types, spec_for
 from calibration.errors import CalibrationError
-from calibration.flow import OperatorIO, run_calibration
+from calibration.flow import OperatorIO, isatty, run_calibration, stdin_enter_pressed
+from calibration.validate import device_label
 from hardware.safety.config import SafetyConfig
 
 register_lerobot_types()
@@ -144,7 +146,12 @@ def cmd_envelope(cfg: EnvelopeConfig, io: OperatorIO) -> int:
     robot_cfg = _robot(cfg)
     spec = spec_for(robot_cfg.type)
     path = Path(cfg.output) if cfg.output else default_envelope_path(robot_cfg.type, robot_cfg.id)
-    io.out(f"pirl calibrate envelope: {robot_cfg.type} '{robot_cfg.id}' -> {path}")
+    io.out(f"pirl calibrate envelope: {device_label(robot_cfg)} -> {path}")
+    no_end = cfg.duration_s is None and cfg.max_samples is None
+    if no_end and io.stop is stdin_enter_pressed and not isatty(sys.stdin):
+        raise CalibrationError(
+            "stdin is not a terminal, so pressing Enter cannot stop the recording; give --duration_s=SECONDS"
+        )
     robot = open_follower(robot_cfg, io.out)
     try:
         motors = tuple(robot.bus.motors)
@@ -221,7 +228,7 @@ def cmd_check(cfg: CheckConfig, io: OperatorIO) -> int:
             f"envelope {path} was recorded for {env.robot_type}, not {robot_cfg.type}; record one for this arm"
         )
     cfg.safety.envelope_path = str(path)
-    io.out(f"pirl calibrate check: {robot_cfg.type} '{robot_cfg.id}' inside {path}")
+    io.out(f"pirl calibrate check: {device_label(robot_cfg)} inside {path}")
     robot = open_follower(robot_cfg, io.out)
     try:
         guard = RobotGuard(robot, cfg.safety)
@@ -279,7 +286,8 @@ def main(argv: list[str] | None = None, *, io: OperatorIO | None = None) -> int:
     if not rest or rest[0] in ("-h", "--help"):
         print(__doc__)
         if rest:
-            draccus.parse(config_class=config_class, args=["--help"])
+            with contextlib.suppress(SystemExit):
+                draccus.parse(config_class=config_class, args=["--help"])
         return 0
     try:
         cfg = draccus.parse(config_class=config_class, args=rest)

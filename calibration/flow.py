@@ -55,10 +55,10 @@ class OperatorIO:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     # Redraw live tables in place (terminal) instead of printing a new block each time.
-    redraw: bool = field(default_factory=lambda: _isatty(sys.stdout))
+    redraw: bool = field(default_factory=lambda: isatty(sys.stdout))
 
 
-def _isatty(stream: Any) -> bool:
+def isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):

@@ -219,3 +219,12 @@ def test_build_envelope_never_excludes_a_recorded_pose(poses, margin):
             assert env.joint_limits[m][0] <= v <= env.joint_limits[m][1]
         assert all(env.workspace_min[i] <= xyz[i] <= env.workspace_max[i] for i in range(3))
     json.dumps(env.joint_limits)  # serialisable as the file needs
+
+
+def test_without_a_terminal_enter_cannot_stop_so_a_duration_is_required(so_robot_files, capsys):
+    arm, calib_dir = so_robot_files
+    argv = ["envelope", "--robot.type=so101_follower", f"--robot.port={arm.port}", "--robot.id=arm1",
+            f"--robot.calibration_dir={calib_dir}"]  # fmt: skip
+    assert main(argv, io=OperatorIO(out=lambda s: None)) == 1  # pytest's stdin is not a terminal
+    assert "give --duration_s" in capsys.readouterr().err
+    assert arm.bus.traffic["ping"] == 0  # refused before touching the arm

@@ -125,9 +125,11 @@ def test_corrupt_old_file_is_set_aside_and_replaced(so101_sim, calib_dir):
     assert json.loads((calib_dir / "arm1.json").read_text())["elbow_flex"]["range_max"] == 3100 - 2048 + HALF
 
 
-@pytest.mark.parametrize("argv", [[], ["--robot.type=so101_follower", "--robot.port=/dev/x"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["check", "--help"], ["--robot.type=so101_follower", "--robot.port=/dev/x"]]
+)
 def test_usage_errors(argv, capsys, calib_dir):
-    if not argv:
+    if not argv or "--help" in argv:
         assert main(argv) == 0 and "pirl calibrate" in capsys.readouterr().out
     else:  # no id: LeRobot would write "None.json"
         assert main([*argv, f"--robot.calibration_dir={calib_dir}"]) == 1
