@@ -160,7 +160,6 @@ class RobotGuard:
         self._loop_hz: float | None = None
         self._old_handlers: dict[int, Any] = {}
         self._atexit = _weak_close(self)
-        atexit.register(self._atexit)
         want_handlers = (
             (not self.is_sim and self.config.handle_signals)
             if install_signal_handlers is None
@@ -177,6 +176,10 @@ class RobotGuard:
             raise GuardError("guard is closed; create a new RobotGuard")
         if not self.robot.is_connected:
             self.robot.connect(calibrate=calibrate)
+        # registered after the robot connected, so it runs before exit handlers the robot's own libraries
+        # registered while connecting (atexit is last-in, first-out): e.g. EGL teardown for sim cameras
+        atexit.unregister(self._atexit)
+        atexit.register(self._atexit)
         with self._lock:
             present = self._read_present()
             self._hold_target = self.layer.hold_action(present)

@@ -92,6 +92,43 @@ class ExpertSource:
         return self.wants_control is not None and bool(self.wants_control(observation))
 
 
+class EndEffectorDeltaMap:
+    """`action_map` for end-effector teleoperators (LeRobot gamepad, keyboard_ee) on an SO-10x arm.
+
+    They send {"delta_x", "delta_y", "delta_z"} in [-1, 1] (and "gripper": 0 close, 1 stay, 2 open); this
+    moves an end-effector target by `step_m` per unit and per step, solves IK (the SO-101 MuJoCo model) from
+    the present joints, and returns a joint action. The target resyncs to the measured gripper frame when
+    they drift apart by more than `resync_m` (arm blocked, or the safety layer clamped the motion).
+    """
+
+    def __init__(self, step_m: float = 0.005, gripper_step: float = 5.0, resync_m: float = 0.03) -> None:
+        from hardware.sim.ik import ArmIK  # model-based IK; valid for the real SO-10x arm too
+
+        self.step_m = step_m
+        self.gripper_step = gripper_step
+        self.resync_m = resync_m
+        self._ik = ArmIK()
+        self._target = None
+
+    def reset(self) -> None:
+        self._target = None
+
+    def __call__(self, teleop_action: Mapping[str, Any], observation: Mapping[str, Any]) -> Action:
+        import numpy as np
+
+        present = {k.removesuffix(".pos"): float(v) for k, v in observation.items() if k.endswith(".pos")}
+        ee, _ = self._ik.pose(present)
+        if self._target is None or float(np.linalg.norm(self._target - ee)) > self.resync_m:
+            self._target = ee.copy()
+        delta = np.array([float(teleop_action.get(f"delta_{a}", 0.0)) for a in "xyz"])
+        self._target = self._target + self.step_m * np.clip(delta, -1.0, 1.0)
+        joints, _ = self._ik.solve(self._target, present)
+        grip = teleop_action.get("gripper")
+        if grip is not None:
+            joints["gripper"] = present["gripper"] + self.gripper_step * (float(grip) - 1.0)
+        return {f"{m}.pos": float(v) for m, v in joints.items()}
+
+
 @dataclass
 class TakeoverDecision:
     """The arbitration for one step. `action=None` means hold (the guard holds the present position)."""

@@ -127,3 +127,49 @@ def test_leader_pedal_events_drive_takeover(sim):
 def test_takeover_without_a_human_source_is_refused():
     with pytest.raises(RuntimeError, match="nothing to take over with"):
         Takeover().request(True)
+
+
+def test_sim_expert_teleoperator_takes_over_through_the_teleop_interface(sim):
+    """The sim's `sim_expert` LeRobot Teleoperator drives a takeover to task success via TeleopSource."""
+    from hardware.factory import make_teleoperator
+    from hardware.sim.teleop import SimExpertTeleopConfig
+
+    robot, guard = sim
+    teleop = make_teleoperator(SimExpertTeleopConfig(id="expert"), robot=robot)
+    teleop.connect()
+    takeover = Takeover(TeleopSource(teleop))
+    takeover.request(True)
+    for _ in range(150):
+        obs = guard.observation()
+        d = takeover.arbitrate(obs, dict(FAR))
+        guard.step(d.action, source=d.source)
+        assert d.intervention
+        if robot.task_success():
+            break
+    assert robot.task_success()
+    teleop.disconnect()
+
+
+def test_end_effector_deltas_become_joint_targets(sim):
+    """Gamepad-style deltas (+x, then -z) move the measured gripper frame that way, through the guard."""
+    from hardware.kinematics import SO101Kinematics
+    from hardware.takeover import EndEffectorDeltaMap
+
+    _, guard = sim
+    fk = SO101Kinematics()
+
+    def ee():
+        return fk.fk({k.removesuffix(".pos"): v for k, v in guard.present().items()})
+
+    mapper = EndEffectorDeltaMap(step_m=0.004)
+    start = ee()
+    for _ in range(15):  # 15 steps of +x at 4 mm
+        guard.step(mapper({"delta_x": 1.0, "gripper": 1}, guard.observation()), source="human")
+    for _ in range(20):  # let the servos settle on the last target
+        guard.step(mapper({}, guard.observation()), source="human")
+    moved = ee() - start
+    assert 0.04 < moved[0] < 0.08 and abs(moved[1]) < 0.01 and abs(moved[2]) < 0.015
+    grip = guard.present()["gripper.pos"]
+    for _ in range(5):
+        guard.step(mapper({"gripper": 2}, guard.observation()), source="human")  # open
+    assert guard.present()["gripper.pos"] > grip + 10.0
