@@ -502,8 +502,10 @@ class ControlServer:
         with self._lock:
             taken = list(self._commands)
             self._commands.clear()
-            for peer, cid, cmd in taken:
-                peer.acks.append(_line({"type": "ack", "id": cid, "ok": True, "detail": f"actor took {cmd}"}))
+            for peer, cid, _ in taken:
+                peer.acks.append(
+                    _line({"type": "ack", "id": cid, "ok": True, "detail": "taken by the actor"})
+                )
         if taken:
             self._wake()
         return [cmd for _, _, cmd in taken]

@@ -36,6 +36,6 @@ class EpisodePanel(Panel):
             out.append("HUMAN", style="bold reverse yellow")
         else:
             out.append("policy")
-        out.append(f"  takeovers {ep.interventions}")
-        self.border_subtitle = f"takeover: {ep.takeover_source}" if ep.takeover_source else ""
+        source = f" ({ep.takeover_source})" if ep.takeover_source else ""
+        self.border_subtitle = f"takeovers {ep.interventions}{source}"
         return out

@@ -44,13 +44,18 @@ def limit_flag(joint: JointStatus) -> str:
     return " "
 
 
+def _label(joint: JointStatus) -> str:
+    """Motor name without LeRobot's ".pos" key suffix."""
+    return joint.name.removesuffix(".pos")
+
+
 class JointsPanel(Panel):
     TITLE = "joints"
 
     def render_status(self, status: ActorStatus) -> Text:
         width = self.inner_width
         wide = width >= 60
-        name_w = max([len(j.name) for j in status.joints] + [5])
+        name_w = max([len(_label(j)) for j in status.joints] + [5])
         fixed = name_w + 8 + 8 + 2 + (19 if wide else 0)
         bar_w = max(5, width - fixed)
         out = Text(no_wrap=True, overflow="crop")
@@ -64,7 +69,7 @@ class JointsPanel(Panel):
         spaced = (self.content_size.height or 0) >= 2 * len(status.joints) + 1
         for i, j in enumerate(status.joints):
             flag = "!" if j.clamped else limit_flag(j)
-            row = f"{j.name:<{name_w}} {j.present:>7.1f} {num(j.commanded):>7} {flag}{joint_bar(j, bar_w)}"
+            row = f"{_label(j):<{name_w}} {j.present:>7.1f} {num(j.commanded):>7} {flag}{joint_bar(j, bar_w)}"
             if wide:
                 row += f" {f'{j.lower:.0f}..{j.upper:.0f}':>11} {j.clamp_count:>6}"
             style = "bold reverse" if j.clamped else ("bold" if flag != " " else "")
