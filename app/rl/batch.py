@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 OBS_PREFIX = "obs."
+OPTIONAL_FIELDS = ("human_mask",)  # may be absent from a dict; a default is derived
 
 
 @dataclass
@@ -38,6 +39,9 @@ class RolloutBatch:
     episode_id: torch.Tensor  # [N] long, unique per episode
     chunk_index: torch.Tensor  # [N] long, position of the chunk within its episode
     group_id: torch.Tensor  # [N] long, GRPO group (episodes from the same reset state), -1 if none
+    # [N, H] bool, which steps of human_action a human really drove (a takeover may start or end
+    # mid-chunk). Optional: None means every step of an intervention row (see human_steps()).
+    human_mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.reward.shape[0]
@@ -48,30 +52,37 @@ class RolloutBatch:
                 bad = {k: tuple(v.shape) for k, v in self.obs.items() if v.shape[0] != n}
             else:
                 val = getattr(self, f.name)
-                bad = {f.name: tuple(val.shape)} if val.shape[0] != n else {}
+                bad = {f.name: tuple(val.shape)} if val is not None and val.shape[0] != n else {}
             if bad:
                 raise ValueError(f"RolloutBatch fields must all have {n} rows; got {bad}")
 
     def __len__(self) -> int:
         return int(self.reward.shape[0])
 
+    def human_steps(self) -> torch.Tensor:
+        """[N, H] bool: the steps a human drove; without an explicit human_mask, every step of the
+        intervention rows."""
+        if self.human_mask is not None:
+            return self.human_mask.bool()
+        return self.intervention.bool()[:, None].expand(-1, self.human_action.shape[1])
+
     # -- (de)serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, torch.Tensor]:
         """Flat dict of tensors (obs keys prefixed "obs."): safe for torch.save / weights_only load."""
         out = {OBS_PREFIX + k: v for k, v in self.obs.items()}
         for f in fields(self):
-            if f.name != "obs":
+            if f.name != "obs" and getattr(self, f.name) is not None:
                 out[f.name] = getattr(self, f.name)
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, torch.Tensor]) -> RolloutBatch:
         names = [f.name for f in fields(cls) if f.name != "obs"]
-        missing = [n for n in names if n not in d]
+        missing = [n for n in names if n not in d and n not in OPTIONAL_FIELDS]
         if missing:
             raise KeyError(f"rollout dict is missing {missing}")
         obs = {k[len(OBS_PREFIX) :]: v for k, v in d.items() if k.startswith(OBS_PREFIX)}
-        return cls(obs=obs, **{n: d[n] for n in names})
+        return cls(obs=obs, **{n: d[n] for n in names if n in d})
 
     # -- slicing -------------------------------------------------------------------------------------
     def index(self, idx: torch.Tensor | slice) -> RolloutBatch:
@@ -86,6 +97,10 @@ class RolloutBatch:
     def cat(batches: list[RolloutBatch]) -> RolloutBatch:
         if not batches:
             raise ValueError("RolloutBatch.cat needs at least one batch")
+        if any(b.human_mask is not None for b in batches):  # one explicit mask: make all explicit
+            batches = [
+                RolloutBatch.from_dict({**b.to_dict(), "human_mask": b.human_steps()}) for b in batches
+            ]
         keys = batches[0].to_dict().keys()
         dicts = [b.to_dict() for b in batches]
         for d in dicts[1:]:
@@ -139,6 +154,7 @@ class ChunkRecord:
     value: float = 0.0
     intervention: bool = False
     human_action: torch.Tensor | None = None  # [H, action_dim] robot units, executed by the human
+    human_mask: torch.Tensor | None = None  # [H] bool, steps the human drove (None: all, if intervention)
     takeover_start: bool = False
     policy_version: int = 0
     episode_id: int = 0
@@ -161,6 +177,11 @@ class ChunkRecord:
             human_action=(
                 self.human_action if self.human_action is not None else torch.zeros_like(action_like)
             ).float(),
+            human_mask=(
+                self.human_mask.bool()
+                if self.human_mask is not None
+                else torch.full((action_like.shape[0],), bool(self.intervention))
+            ),
             takeover_start=torch.tensor(bool(self.takeover_start)),
             policy_version=torch.tensor(int(self.policy_version), dtype=torch.long),
             episode_id=torch.tensor(int(self.episode_id), dtype=torch.long),

@@ -135,10 +135,12 @@ def flow_matching_loss(
     horizon: int | None = None,
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    step_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Conditional flow matching on robot-unit action chunks [B, H, action_dim]:
     x_t = (1-t)*a + t*eps, target v = eps - a, t ~ U(0, 1); MSE over [:horizon, :action_dim] of the rows
-    where mask is true (all rows if None). `ctx` is the policy's encoding of the same observations."""
+    where mask is true (all rows if None) and, with step_mask [B, H], only at the chunk positions it marks.
+    `ctx` is the policy's encoding of the same observations."""
     a = policy.normalize_actions(actions)
     b = a.shape[0]
     gdev = generator.device if generator is not None else a.device
@@ -148,7 +150,10 @@ def flow_matching_loss(
     x_t = (1.0 - tb) * a + tb * noise
     v, _ = policy.velocity(x_t, t, ctx)
     h = policy.chunk_size if horizon is None else horizon
-    err = ((v - (noise - a)) ** 2)[:, :h, : policy.action_dim].mean(dim=(1, 2))
-    if mask is None:
-        return err.mean()
-    return _masked_mean(err, mask)
+    err = ((v.float() - (noise - a).float()) ** 2)[:, :h, : policy.action_dim].mean(dim=2)  # [B, h]
+    keep = torch.ones_like(err, dtype=torch.bool)
+    if mask is not None:
+        keep = keep & mask.bool().view(-1, 1)
+    if step_mask is not None:
+        keep = keep & step_mask.bool()[:, :h]
+    return _masked_mean(err, keep)

@@ -249,7 +249,7 @@ class PIRLTrainer:
                         mb.human_action.float(),
                         horizon=model.exec_horizon,
                         mask=hmask,
-                        generator=None,
+                        step_mask=mb.human_steps(),
                     )
                     loss = loss + cfg.intervention.bc_coef * bc
                     stats["losses/bc_loss"] = float(bc.detach())

@@ -92,5 +92,25 @@ def test_from_records_mixes_policy_and_human_chunks() -> None:
         b.human_action[0], torch.zeros(4, 2)
     )
     torch.testing.assert_close(b.logprob[:2], s.logprob)
+    assert b.human_steps().tolist() == [[False] * 4, [False] * 4, [True] * 4]
     with pytest.raises(ValueError, match="chain"):
         RolloutBatch.from_records(recs[2:], action_dim=2)
+
+
+def test_human_steps_default_and_explicit_masks_cat_together() -> None:
+    a, b = _batch(2, 0), _batch(3, 1)
+    a.intervention[1] = True
+    assert a.human_mask is None and a.human_steps().tolist() == [[False] * 4, [True] * 4]
+    b.human_mask = torch.zeros(3, 4, dtype=torch.bool)
+    b.human_mask[0, 2:] = True  # takeover began at step 2 of the chunk
+    both = RolloutBatch.cat([a, b])
+    assert both.human_mask is not None
+    assert both.human_steps()[1].tolist() == [True] * 4 and both.human_steps()[2].tolist() == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    # Optional in the dict form too (old senders omit it).
+    d = a.to_dict()
+    assert "human_mask" not in d and RolloutBatch.from_dict(d).human_mask is None

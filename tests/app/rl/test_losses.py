@@ -103,3 +103,19 @@ def test_flow_matching_loss_respects_masks_and_trains_the_policy() -> None:
     assert f > 0 and m > 0 and f != m
     masked.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in pol.parameters())
+
+
+def test_flow_matching_step_mask_scores_only_marked_positions() -> None:
+    torch.manual_seed(0)
+    pol = tiny_native()
+    gen = torch.Generator().manual_seed(0)
+    obs = rand_obs(3, gen)
+    actions = torch.randn(3, pol.chunk_size, pol.action_dim, generator=gen)
+    ctx = pol.encode(obs)
+    first_two = torch.zeros(3, pol.chunk_size, dtype=torch.bool)
+    first_two[:, :2] = True
+    a = flow_matching_loss(pol, ctx, actions, step_mask=first_two, generator=torch.Generator().manual_seed(1))
+    b = flow_matching_loss(pol, ctx, actions, horizon=2, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    none = flow_matching_loss(pol, ctx, actions, step_mask=torch.zeros_like(first_two))
+    assert float(none.detach()) == 0.0
