@@ -309,7 +309,7 @@ def _reach(spec: DeviceSpec, motor: str, cal: Any, use_degrees: bool) -> tuple[s
     """(units, half-span) of what the device reports for a joint."""
     if motor == "gripper":
         return "0..100", 50.0
-    if spec.joint_units == "degrees" and use_degrees:
+    if use_degrees:  # a "range" device converted with calibration.units counts as degrees
         return "degrees", (cal.range_max - cal.range_min) / 2 * 360.0 / (spec.resolution - 1)
     return "-100..100", 100.0
 
@@ -326,19 +326,28 @@ def check_compatibility(
         return [Issue("error", None, f"{leader_cfg.type} and {follower_cfg.type} have different joints")]
     f_deg = getattr(follower_cfg, "use_degrees", False)
     l_deg = getattr(leader_cfg, "use_degrees", lspec.joint_units == "degrees")
+    convertible = lspec.joint_units == "range" and f_deg  # e.g. Koch leader: only speaks -100..100
+    if convertible:
+        issues.append(
+            Issue(
+                "warning",
+                None,
+                f"{lspec.display} speaks -100..100, the follower degrees: drive it through "
+                "calibration.units.leader_degrees_map(leader) (TeleopSource(action_map=...)), never raw",
+            )
+        )
     for motor in fspec.motors:
         if motor not in follower_cal or motor not in leader_cal:
             continue
         f_units, f_half = _reach(fspec, motor, follower_cal[motor], f_deg)
-        l_units, l_half = _reach(lspec, motor, leader_cal[motor], l_deg)
+        l_units, l_half = _reach(lspec, motor, leader_cal[motor], l_deg or convertible)
         if f_units != l_units:
             issues.append(
                 Issue(
                     "error",
                     motor,
                     f"leader speaks {l_units} but follower expects {f_units}: a takeover would send "
-                    "nonsense targets. Use the same units on both (SO: --robot.use_degrees and "
-                    "--teleop.use_degrees; Koch leaders only speak -100..100, so map them with both calibrations)",
+                    "nonsense targets. Use the same units on both (--robot.use_degrees and --teleop.use_degrees)",
                 )
             )
             continue

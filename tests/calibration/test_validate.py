@@ -214,15 +214,24 @@ def test_leader_with_half_the_range_is_rejected(calib_dir):
     assert any(i.motor == "wrist_flex" and i.severity == "warning" for i in pair.issues)
 
 
-def test_koch_leader_units_against_follower_in_degrees(calib_dir):
+def test_leader_units_must_match_the_follower(calib_dir):
+    _cal_file(calib_dir, "arm1", SO101_RANGES)
+    _cal_file(calib_dir, "lead", SO101_RANGES)
+    lead = SO101LeaderConfig(port="", id="lead", calibration_dir=calib_dir, use_degrees=False)
+    pair = validate(so_cfg(calib_dir), lead)[2]
+    assert any("leader speaks -100..100 but follower expects degrees" in i.message for i in pair.errors)
+
+
+def test_koch_leader_is_converted_to_degrees_with_a_warning(calib_dir):
     _cal_file(calib_dir, "k", KOCH_RANGES)
-    _cal_file(calib_dir, "kl", KOCH_RANGES)
+    _cal_file(calib_dir, "kl", {**KOCH_RANGES, "elbow_flex": (1600, 2500)})  # 0.4x the follower's span
     follower = KochFollowerConfig(port="", id="k", calibration_dir=calib_dir, use_degrees=True)
     leader = KochLeaderConfig(port="", id="kl", calibration_dir=calib_dir)
     pair = validate(follower, leader)[2]
-    assert any("leader speaks -100..100 but follower expects degrees" in i.message for i in pair.errors)
-    follower.use_degrees = False  # LeRobot's default pairing works
-    assert validate(follower, leader)[2].ok
+    assert any("leader_degrees_map" in i.message for i in pair.warnings)
+    assert [i.motor for i in pair.errors] == ["elbow_flex"]  # spans compared in degrees after conversion
+    follower.use_degrees = False  # LeRobot's default pairing: both -100..100, range to range
+    assert not validate(follower, leader)[2].issues
 
 
 def test_specs_match_lerobots_classes(tmp_path):
