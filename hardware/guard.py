@@ -20,9 +20,7 @@ state for the console while the EpisodeManager decides what a lost link means fo
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
-import signal
 import threading
 import time
 import weakref
@@ -33,6 +31,7 @@ from typing import Any
 from hardware.safety.config import SafetyConfig
 from hardware.safety.layer import SafetyLayer, SafetyResult
 from hardware.safety.limits import calibration_limits
+from hardware.safety.signals import SignalHooks
 from hardware.safety.trajectory import duration_for, waypoints
 from hardware.watchdog import ActionWatchdog, Clock, LinkWatchdog
 
@@ -158,15 +157,15 @@ class RobotGuard:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._loop_hz: float | None = None
-        self._old_handlers: dict[int, Any] = {}
         self._atexit = _weak_close(self)
         want_handlers = (
             (not self.is_sim and self.config.handle_signals)
             if install_signal_handlers is None
             else (install_signal_handlers)
         )
+        self._signals = SignalHooks(self.request_estop, self._stop.set, self.config.estop_signal)
         if want_handlers:
-            self._install_signal_handlers()
+            self._signals.install()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -222,7 +221,7 @@ class RobotGuard:
         finally:
             if acquired:
                 self._lock.release()
-            self._restore_signal_handlers()
+            self._signals.uninstall()
             atexit.unregister(self._atexit)
         logger.info("guard closed; %s released", self.robot_type)
 
@@ -551,16 +550,21 @@ class RobotGuard:
         period = 1.0 / self.layer.control_hz
         next_t = time.monotonic()
         last_t: float | None = None
+        failures = 0
         while not self._stop.is_set():
             try:
                 self._tick()
-            except Exception:
-                logger.exception("guard control tick failed; latching e-stop")
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if failures == 1 or failures % round(self.layer.control_hz * 10) == 0:  # not 30 tracebacks/s
+                    logger.exception("guard control tick failed (%d in a row); e-stop latched", failures)
                 try:
                     with self._lock:
-                        self._estop_locked("control loop error")
+                        self._estop_locked(f"control loop error: {exc}")
                 except Exception:
-                    logger.exception("could not hold after a control loop error")
+                    if failures == 1:
+                        logger.exception("could not hold after a control loop error")
             now = time.monotonic()
             if last_t is not None:
                 hz = 1.0 / max(now - last_t, 1e-6)
@@ -596,48 +600,14 @@ class RobotGuard:
 
     # ------------------------------------------------------------------ signals
 
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            logger.info("guard created off the main thread; signal handlers not installed")
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[sig] = signal.signal(sig, self._on_exit_signal)
-        if self.config.estop_signal:
-            sig = getattr(signal, self.config.estop_signal, None)
-            if sig is None:
-                raise ValueError(
-                    f"safety.estop_signal {self.config.estop_signal!r} is not a signal on this OS"
-                )
-            self._old_handlers[sig] = signal.signal(sig, self._on_estop_signal)
-
-    def _restore_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig, old in self._old_handlers.items():
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, old if old is not None else signal.SIG_DFL)
-        self._old_handlers.clear()
-
-    def _on_estop_signal(self, signum: int, _frame: Any) -> None:
-        self._request_estop(f"signal {signal.Signals(signum).name}")
-
-    def _request_estop(self, reason: str) -> None:
-        """Async-safe e-stop: act now if the lock is free, else the next step/tick acts on it."""
+    def request_estop(self, reason: str) -> None:
+        """Async-safe e-stop (signal handlers): act now if the bus is free, else on the next step/tick."""
         self._pending_estop = reason
         if self._lock.acquire(blocking=False):
             try:
                 self._service_pending_estop()
             finally:
                 self._lock.release()
-
-    def _on_exit_signal(self, signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        logger.warning("%s: stopping the robot and releasing torque", name)
-        self._request_estop(f"signal {name}")
-        self._stop.set()
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
 
 
 def _weak_close(guard: RobotGuard) -> Callable[[], None]:

@@ -251,3 +251,51 @@ def test_rejects_robots_it_cannot_check():
 
     with pytest.raises(GuardError, match=r"<motor>\.pos"):
         RobotGuard(Velocity(), SafetyConfig(), robot_type="so101_follower", install_signal_handlers=False)
+
+
+def test_exit_signal_chains_to_the_applications_own_handler():
+    """An actor that installed its own SIGTERM shutdown keeps it; the guard e-stops first."""
+    calls = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    try:
+        g = RobotGuard(
+            FakeArm(),
+            SafetyConfig(mode="lockstep"),
+            robot_type="so101_follower",
+            install_signal_handlers=True,
+        )
+        g.connect()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert calls == [signal.SIGTERM] and g.estopped and g.estop_reason == "signal SIGTERM"
+        g.close()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_a_failing_bus_latches_estop_in_realtime():
+    class Flaky(FakeArm):
+        fail = False
+
+        def get_observation(self):
+            if self.fail:
+                raise ConnectionError("Incorrect status packet")
+            return super().get_observation()
+
+    arm = Flaky()
+    cfg = SafetyConfig(mode="realtime", control_hz=100.0)
+    g = RobotGuard(arm, cfg, robot_type="so101_follower", install_signal_handlers=False).connect()
+    try:
+        g.submit(dict(HOME))
+        time.sleep(0.05)
+        arm.fail = True
+        deadline = time.monotonic() + 1.0
+        while not g.estopped:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert "Incorrect status packet" in g.estop_reason
+        assert not g.submit(dict(HOME))
+    finally:
+        arm.fail = False
+        g.close()
+    assert arm.disconnects == 1
