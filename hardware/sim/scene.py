@@ -9,6 +9,8 @@ makes a 128x128 camera affordable on a 2-core CPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -27,6 +29,56 @@ WRIST_CAM_POS = [0.0, 0.04, -0.02]  # in the gripper body frame, beside the wris
 WRIST_CAM_QUAT = [0.9848, -0.1736, 0.0, 0.0]  # looking along the jaws, tilted 20 deg towards them
 
 
+def _read_binary_stl(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (n x 3) and faces (m x 3) of a binary STL, vertices shared by exact position."""
+    raw = path.read_bytes()
+    count = int(np.frombuffer(raw, dtype="<u4", count=1, offset=80)[0])
+    rec = np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+    tris = np.frombuffer(raw, dtype=rec, count=count, offset=84)["v"].reshape(-1, 3)
+    verts, faces = np.unique(tris, axis=0, return_inverse=True)
+    return verts.astype(np.float64), faces.reshape(-1, 3)
+
+
+@cache
+def _light_mesh(path: Path, cell: float) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    verts, faces = _cluster(*_read_binary_stl(path), cell)
+    return tuple(verts.ravel().tolist()), tuple(faces.ravel().tolist())
+
+
+def _cluster(verts: np.ndarray, faces: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex-clustering decimation: snap to a `cell`-sized grid, merge, drop collapsed triangles."""
+    keys = np.floor(verts / cell).astype(np.int64)
+    _, cluster, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    cluster = cluster.ravel()
+    centres = np.zeros((counts.size, 3))
+    np.add.at(centres, cluster, verts)
+    centres /= counts[:, None]
+    f = cluster[faces]
+    keep = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    f = np.unique(np.sort(f[keep], axis=1), axis=0, return_index=True)[1]
+    return centres, cluster[faces][keep][np.sort(f)]
+
+
+def _use_light_visual_meshes(spec: mujoco.MjSpec, cell: float) -> None:
+    """Give the arm's *visual* geoms decimated copies of their meshes (collision geoms keep the originals).
+
+    The shipped STLs have ~320k triangles; a CPU (llvmpipe) renderer spends most of a 128x128 frame on
+    them. Clustering vertices on a few-millimetre grid keeps the silhouette and removes most of the cost.
+    """
+    mesh_dir = so101_model.assets_dir() / spec.meshdir
+    light: dict[str, str] = {}
+    for mesh in list(spec.meshes):
+        name = mesh.name or Path(mesh.file).stem
+        verts, faces = _light_mesh(mesh_dir / mesh.file, float(cell))
+        copy = spec.add_mesh(name=f"{name}_light")
+        copy.uservert = list(verts)
+        copy.userface = list(faces)
+        light[name] = copy.name
+    for geom in spec.geoms:
+        if geom.type == mujoco.mjtGeom.mjGEOM_MESH and geom.group == 2 and geom.meshname in light:
+            geom.meshname = light[geom.meshname]
+
+
 @dataclass(frozen=True)
 class SceneSpec:
     """What to put around the arm."""
@@ -35,6 +87,8 @@ class SceneSpec:
     cube: bool = False  # free cube on the floor (pick-and-lift)
     max_render_width: int = 128  # offscreen buffer size; must cover the largest camera
     max_render_height: int = 128
+    # Grid (m) for decimating the arm's visual meshes; 0 renders the full-detail STLs (much slower on CPU).
+    visual_mesh_cell_m: float = 0.003
 
 
 def _look_at(pos: list[float], target: list[float]) -> list[float]:
@@ -53,6 +107,8 @@ def _look_at(pos: list[float], target: list[float]) -> list[float]:
 def build_model(scene: SceneSpec) -> mujoco.MjModel:
     """Compile the arm plus the requested props into one MjModel (2 ms timestep, as the arm ships)."""
     spec = mujoco.MjSpec.from_file(str(so101_model.arm_xml()))
+    if scene.visual_mesh_cell_m > 0:
+        _use_light_visual_meshes(spec, scene.visual_mesh_cell_m)
     spec.option.timestep = 0.002
     spec.visual.quality.shadowsize = 0
     spec.visual.quality.offsamples = 0

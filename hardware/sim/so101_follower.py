@@ -22,7 +22,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from lerobot.utils.decorators import check_if_already_connected, check_if_not_co
 
 from hardware import so101_model
 from hardware.sim.cameras import SimCamera, SimCameraConfig
+from hardware.sim.scene import build_model
 from hardware.sim.tasks import make_task
 
 logger = logging.getLogger(__name__)
@@ -126,11 +127,13 @@ class SimSO101Follower(Robot):
         spec = self.task.scene_spec()
         widths = [c.width for c in self.config.cameras.values()] or [spec.max_render_width]
         heights = [c.height for c in self.config.cameras.values()] or [spec.max_render_height]
-        spec = type(spec)(
-            **{**spec.__dict__, "max_render_width": max(widths), "max_render_height": max(heights)}
+        spec = replace(
+            spec,
+            max_render_width=max(widths),
+            max_render_height=max(heights),
+            # Nothing renders a state-only arm: skip building the light visual meshes.
+            visual_mesh_cell_m=spec.visual_mesh_cell_m if self.config.cameras else 0.0,
         )
-        from hardware.sim.scene import build_model
-
         model = build_model(spec)
         data = mujoco.MjData(model)
         self._qadr = np.array([model.joint(m).qposadr[0] for m in so101_model.MOTORS])

@@ -169,3 +169,28 @@ def test_bad_configs_fail_with_clear_errors():
         SimSO101FollowerConfig(
             cameras={"c": OpenCVCameraConfig(index_or_path=0, width=64, height=64, fps=30)}
         )
+
+
+def test_light_visual_meshes_look_like_the_full_ones_and_leave_collisions_alone():
+    import mujoco
+
+    from hardware.sim.scene import SceneSpec, build_model
+
+    frames = []
+    for cell in (0.0, 0.003):
+        model = build_model(
+            SceneSpec(cube=True, visual_mesh_cell_m=cell, max_render_width=96, max_render_height=96)
+        )
+        data = mujoco.MjData(model)
+        data.qpos[:6] = so101_model.positions_to_rad(so101_model.HOME_POSITION)
+        mujoco.mj_forward(model, data)
+        renderer = mujoco.Renderer(model, 96, 96)
+        renderer.update_scene(data, camera="side")
+        frames.append(renderer.render().astype(int))
+        renderer.close()
+        visual = {model.geom_dataid[g] for g in range(model.ngeom) if model.geom_group[g] == 2}
+        collision = {model.geom_dataid[g] for g in range(model.ngeom) if model.geom_group[g] == 3}
+        names = {model.mesh(i).name for i in visual if i >= 0}
+        assert all(n.endswith("_light") for n in names) == (cell > 0)
+        assert not any(model.mesh(i).name.endswith("_light") for i in collision if i >= 0)
+    assert np.abs(frames[0] - frames[1]).mean() < 3.0  # same picture, a few grey levels at the edges
