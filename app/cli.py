@@ -16,6 +16,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "app.doctor",
         "check this machine: Python/torch/LeRobot, headless MuJoCo, ports, cameras, CUDA",
     ),
+    "demo": ("app.demo", "sim SO-101: scripted demos -> BC -> PI-RL via learner + actor on loopback"),
+    "calibrate": (
+        "calibration.cli",
+        "calibrate arms (LeRobot's flow), validate calibrations, record and check the safety envelope",
+    ),
     "learner": (
         "app.learner.cli",
         "serve LearnerService and train (PI-RL; --algorithm.type=sac: LeRobot's SAC)",
@@ -25,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "app.console.main",
         "start the actor and the operator console next to the robot (Textual TUI)",
     ),
+    "eval": ("app.eval", "success rate of a checkpoint with a confidence interval; optional LeRobot dataset"),
 }
 
 
