@@ -9,43 +9,30 @@ Ctrl-C or SIGTERM ends the episode, holds the arm, delivers what is queued (up t
 from __future__ import annotations
 
 import sys
-import threading
 
-from app.learner.cli import install_stop_signals, setup_logging
-from app.learner.sac import requested_algorithm
+from app.process import run_role
 
-_HELP = __doc__
+
+def _run_sac(argv: list[str]) -> int:
+    from app.learner.sac import run_actor
+
+    return run_actor(argv)
+
+
+def _build_pirl(cfg, shutdown):
+    from app.actor.loop import Actor, ActorError
+
+    actor = Actor(cfg, progress=lambda line: print(line, flush=True), shutdown=shutdown)
+
+    def run() -> int:
+        try:
+            return actor.run()
+        except ActorError as err:  # e.g. the learner's weights do not fit this policy
+            print(f"pirl actor: {err}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv) and requested_algorithm(argv) != "sac":
-        print(_HELP)
-        from app.learner.config import PIRLRunConfig, register_choices
-
-        register_choices()
-        import draccus
-
-        draccus.parse(PIRLRunConfig, args=["--help"])
-        return 0
-    if requested_algorithm(argv) == "sac":
-        from app.learner.sac import run_actor
-
-        return run_actor(argv)
-    setup_logging("-v" in argv)
-    argv = [a for a in argv if a != "-v"]
-    from app.actor.loop import Actor, ActorError
-    from app.learner.config import parse_run_config
-
-    cfg = parse_run_config(argv)
-    shutdown = threading.Event()
-    install_stop_signals(shutdown, "actor")
-    try:
-        actor = Actor(cfg, progress=lambda line: print(line, flush=True), shutdown=shutdown)
-    except ValueError as err:
-        print(f"pirl actor: {err}", file=sys.stderr)
-        return 2
-    try:
-        return actor.run()
-    except ActorError as err:
-        print(f"pirl actor: {err}", file=sys.stderr)
-        return 2
+    return run_role(argv, "actor", __doc__, _run_sac, _build_pirl)

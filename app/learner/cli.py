@@ -9,69 +9,22 @@ Ctrl-C aborts at once (the newest finished checkpoint stays intact).
 
 from __future__ import annotations
 
-import logging
-import signal
-import sys
-import threading
+from app.process import install_stop_signals, run_role, setup_logging
 
-from app.learner.sac import requested_algorithm
-
-_HELP = __doc__
+__all__ = ["install_stop_signals", "main", "setup_logging"]
 
 
-def install_stop_signals(shutdown: threading.Event, name: str) -> None:
-    """First SIGINT/SIGTERM: set `shutdown` (clean stop); second: default behaviour (abort)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
+def _run_sac(argv: list[str]) -> int:
+    from app.learner.sac import run_learner
 
-    def handler(signum, _frame):
-        if shutdown.is_set():
-            signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
-        print(
-            f"{name}: {signal.Signals(signum).name} received, stopping cleanly (again to abort)", flush=True
-        )
-        shutdown.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
+    return run_learner(argv)
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("torch", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _build_pirl(cfg, shutdown):
+    from app.learner.loop import Learner
+
+    return Learner(cfg, progress=lambda line: print(line, flush=True), shutdown=shutdown).run
 
 
 def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv) and requested_algorithm(argv) != "sac":
-        print(_HELP)
-        from app.learner.config import PIRLRunConfig, register_choices
-
-        register_choices()
-        import draccus
-
-        draccus.parse(PIRLRunConfig, args=["--help"])
-        return 0
-    if requested_algorithm(argv) == "sac":
-        from app.learner.sac import run_learner
-
-        return run_learner(argv)
-    setup_logging("-v" in argv)
-    argv = [a for a in argv if a != "-v"]
-    from app.learner.config import parse_run_config
-    from app.learner.loop import Learner
-
-    cfg = parse_run_config(argv)
-    shutdown = threading.Event()
-    install_stop_signals(shutdown, "learner")
-    try:
-        learner = Learner(cfg, progress=lambda line: print(line, flush=True), shutdown=shutdown)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
-        print(f"pirl learner: {err}", file=sys.stderr)
-        return 2
-    return learner.run()
+    return run_role(argv, "learner", __doc__, _run_sac, _build_pirl)
