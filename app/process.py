@@ -64,7 +64,10 @@ def run_role(
         from app.learner.config import PIRLRunConfig, register_choices
 
         register_choices()
-        draccus.parse(PIRLRunConfig, args=["--help"])
+        try:
+            draccus.parse(PIRLRunConfig, args=["--help"])  # prints every option, then exits
+        except SystemExit:
+            pass
         return 0
     if requested_algorithm(argv) == "sac":
         return run_sac(argv)
@@ -72,11 +75,10 @@ def run_role(
     argv = [a for a in argv if a != "-v"]
     from app.learner.config import parse_run_config
 
-    cfg = parse_run_config(argv)
     shutdown = threading.Event()
     install_stop_signals(shutdown, name)
     try:
-        run = build_pirl(cfg, shutdown)
+        run = build_pirl(parse_run_config(argv), shutdown)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"pirl {name}: {err}", file=sys.stderr)
         return 2

@@ -130,6 +130,10 @@ def parse_run_config(argv: list[str]) -> PIRLRunConfig:
 
     register_choices()
     path = config_path(argv)
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(
+            f"config file {path} not found (recipes live in configs/, see docs/recipes.md)"
+        )
     args = [a for a in _drop_config_args(argv)]
     with draccus.config_type("json"):
         return draccus.parse(PIRLRunConfig, config_path=path, args=args)

@@ -1,0 +1,40 @@
+"""The shared front end of `pirl learner` / `pirl actor`: operator mistakes end in one line and exit 2."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
+from app.actor import cli as actor_cli
+from app.learner import cli as learner_cli
+from app.process import install_stop_signals
+
+
+@pytest.mark.parametrize("cli", [learner_cli, actor_cli], ids=["learner", "actor"])
+def test_missing_config_file_is_one_clear_line(cli, tmp_path, capsys):
+    assert cli.main(["--config", str(tmp_path / "nope.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pirl ") and "nope.json not found" in err[-1] and "docs/recipes.md" in err[-1]
+
+
+@pytest.mark.parametrize("cli", [learner_cli, actor_cli], ids=["learner", "actor"])
+def test_help_prints_usage_and_options(cli, capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--config configs/sim_pirl_reach.json" in out and "--transport.port" in out
+
+
+def test_first_signal_asks_for_a_clean_stop_second_aborts():
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        shutdown = threading.Event()
+        install_stop_signals(shutdown, "learner")
+        signal.raise_signal(signal.SIGTERM)
+        assert shutdown.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
