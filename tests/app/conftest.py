@@ -1,4 +1,5 @@
-"""Tiny PI-RL run configs for in-process learner/actor tests (state-only sim, 1 s episodes)."""
+"""Tiny PI-RL run configs shared by the in-process learner, actor and console tests (state-only sim, 1 s
+episodes): small enough that a whole run fits in a few seconds on the 2-core CI machine."""
 
 from __future__ import annotations
 
@@ -26,5 +27,5 @@ def tiny_run_config(tmp_path, *extra: str):
 
 @pytest.fixture
 def run_config(tmp_path, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[3])
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[2])
     return lambda *extra: tiny_run_config(tmp_path, *extra)
