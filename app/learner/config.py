@@ -30,12 +30,15 @@ from app.transport.config import TransportConfig
 from hardware.episodes import EpisodeConfig
 from hardware.safety.config import SafetyConfig
 
-# Modules whose import registers config choices (policy "pirl_flow", robot "sim_so101", LeRobot robots).
+# Modules whose import registers config choices (policy "pirl_flow", robot "sim_so101", LeRobot robots,
+# and the camera types a real robot's `cameras` section names: "opencv", "intelrealsense").
 _REGISTRATIONS = (
     "app.rl.lerobot_policy",
     "hardware.sim",
     "lerobot.robots.so_follower",
     "lerobot.robots.koch_follower",
+    "lerobot.cameras.opencv",
+    "lerobot.cameras.realsense",
 )
 
 
