@@ -1,0 +1,114 @@
+"""`pirl eval`: success rate of a checkpoint, with a confidence interval, in sim or on a real arm.
+
+    pirl eval --policy outputs/demo/checkpoints/last/pretrained_model --episodes 100
+    pirl eval --policy PATH --episodes 20 --robot.type=so101_follower --robot.port=/dev/ttyACM0 \
+        --robot.id=follower --episode.home_pose='{...}' --record.root=outputs/eval_ds
+
+Evaluation uses deterministic ODE sampling and the same path to the motors as training (policy ->
+Takeover -> RobotGuard -> robot, EpisodeManager); see app/eval/runner.py. The result is the Wilson score
+interval (app/eval/stats.py); `--output` writes it as JSON; `--record.root` writes every step to a
+LeRobotDataset (app/eval/recorder.py). Options: app/eval/config.py; guide: docs/eval.md.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from app.eval.config import EvalConfig
+from app.eval.recorder import EpisodeRecorder, RecordConfig
+from app.eval.runner import EvalError, EvalResult, run_eval
+from app.eval.stats import SuccessRate, wilson_interval
+
+__all__ = [
+    "EpisodeRecorder",
+    "EvalConfig",
+    "EvalError",
+    "EvalResult",
+    "RecordConfig",
+    "SuccessRate",
+    "main",
+    "parse_config",
+    "run_eval",
+    "wilson_interval",
+]
+
+# Modules whose import registers the config choices `pirl eval` parses: policy "pirl_flow", robots
+# (sim_so101, LeRobot's SO/Koch followers) and the teleoperators --teleop.type accepts. Listed here rather
+# than taken from app.learner.config, whose import pulls in LeRobot's RL stack (seconds of start-up).
+REGISTRATIONS = (
+    "app.rl.lerobot_policy",
+    "hardware.sim",
+    "lerobot.robots.so_follower",
+    "lerobot.robots.koch_follower",
+    "lerobot.teleoperators.gamepad.configuration_gamepad",
+    "lerobot.teleoperators.keyboard.configuration_keyboard",
+)
+
+
+def register_choices() -> None:
+    import importlib
+
+    for name in REGISTRATIONS:
+        importlib.import_module(name)
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """`--policy PATH --episodes N` (space-separated, as the README writes them) -> `--policy=PATH ...`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--") and "=" not in a and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
+def parse_config(argv: list[str]) -> EvalConfig:
+    import draccus
+
+    register_choices()
+    with draccus.config_type("json"):
+        return draccus.parse(EvalConfig, args=normalize_argv(argv))
+
+
+def format_result(cfg: EvalConfig, result: EvalResult) -> list[str]:
+    """The lines `pirl eval` ends with."""
+    lines = [f"eval: success {result.success}"]
+    if result.intervened and not cfg.count_intervened:
+        lines[0] += f"; {result.intervened} episodes with a takeover not counted"
+    lines.append(
+        f"eval: {len(result.episodes)} episodes, {result.env_steps} steps in {result.wall_s:.1f} s "
+        f"({result.episodes_per_s:.2f} episodes/s)"
+    )
+    if result.stopped:
+        lines.append(f"eval: stopped early: {result.stopped}")
+    if result.dataset:
+        lines.append(
+            f"eval: recorded {len(result.episodes)} episodes as a LeRobotDataset at {result.dataset}"
+        )
+    if cfg.output:
+        lines.append(f"eval: result written to {cfg.output}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 all episodes ran, 1 stopped early (partial result printed), 2 bad options."""
+    from hardware.factory import CalibrationMissingError, DeviceOpenError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = parse_config(list(argv or []))
+    except SystemExit as exc:  # draccus: --help (code 0) or an unparsable option (it printed why)
+        return int(exc.code or 0)
+    try:
+        result = run_eval(cfg, progress=print if cfg.progress else None)
+    except (ValueError, EvalError, FileExistsError, CalibrationMissingError, DeviceOpenError) as exc:
+        print(f"pirl eval: {exc}")
+        return 2
+    for line in format_result(cfg, result):
+        print(line)
+    return 1 if result.stopped else 0

@@ -1,0 +1,109 @@
+"""`pirl eval` options (draccus: `--episodes=50` or `--episodes 50`, nested as `--record.root=...`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lerobot.robots import RobotConfig
+from lerobot.teleoperators import TeleoperatorConfig
+
+from app.eval.recorder import RecordConfig
+from hardware.episodes import EpisodeConfig
+from hardware.safety.config import SafetyConfig
+
+# First sim reset seed: disjoint from the demo's demo/training seeds (app.demo.pipeline.EVAL_SEED0 is the
+# same number, so `pirl eval` and the demo's own evaluation see the same scenes).
+DEFAULT_EVAL_SEED = 1_000_000
+# Teleoperators that can take over during an eval: they carry their own "intervention" button and
+# success/failure/re-record events. Leader arms have no button: take over with them from `pirl console`.
+EVAL_TELEOP_TYPES = ("gamepad", "keyboard_ee")
+
+
+@dataclass
+class EvalConfig:
+    # LeRobot pretrained policy folder (config.json + model.safetensors), e.g. a `pirl learner` checkpoint's
+    # <output_dir>/checkpoints/<step>/pretrained_model or the demo's bc_policy/. Required.
+    policy: str = ""
+    # Episodes to run. The interval shrinks with 1/sqrt(N): at 90 % success, 50 episodes give about
+    # [79 %, 96 %] and 200 about [85 %, 93 %].
+    episodes: int = 50
+    # Robot to evaluate on (a LeRobot robot config: sim_so101, so101_follower, koch_follower, ...).
+    # Default: the simulated SO-101 reach task at 30 Hz.
+    robot: RobotConfig | None = None
+    # Real robot only: a teleoperator to take over with (gamepad or keyboard_ee; their intervention button
+    # hands control to the human, their success/failure buttons end the episode with that verdict).
+    teleop: TeleoperatorConfig | None = None
+    # Safety layer between every action and the robot (joint limits, rate limits, workspace box, e-stop).
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    # Episode time limit, reset pose and (sim) the first reset seed: episode i resets with seed + i.
+    # The default 1.5 s is the demo's episode length (45 steps at 30 Hz).
+    episode: EpisodeConfig = field(
+        default_factory=lambda: EpisodeConfig(time_limit_s=1.5, seed=DEFAULT_EVAL_SEED)
+    )
+    # Observation keys forming observation.state (empty: joints then the task's extra keys, like the actor).
+    state_keys: list[str] = field(default_factory=list)
+    # Cameras fed to the policy (and recorded) as observation.images.<cam>. Empty: the cameras the policy
+    # was built with (its observation.images.* input features).
+    image_keys: list[str] = field(default_factory=list)
+    # Seed of the initial chain noise x_0 (the ODE is deterministic given x_0) and of the sim takeover
+    # draws. Episode i uses its own stream derived from (sample_seed, i), so the first k episodes of a
+    # longer run are the same as a k-episode run.
+    sample_seed: int = 0
+    # Nominal coverage of the reported interval (Wilson score).
+    confidence: float = 0.95
+    # Sim only: probability that the scripted expert takes an episode over from a random chunk on (exercises
+    # and records interventions without a person).
+    takeover_prob: float = 0.0
+    # Count episodes with a takeover in the success rate. False: they are reported apart, because a human
+    # finished them, not the policy.
+    count_intervened: bool = False
+    # Record every step to a LeRobotDataset (see app/eval/recorder.py).
+    record: RecordConfig = field(default_factory=RecordConfig)
+    # Write the result (rate, interval, per-episode records, config) as JSON here. None: print only.
+    output: str | None = None
+    # Print one line per episode.
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Checks that need no robot and no policy weights; the error says what to pass instead."""
+        if not self.policy:
+            raise ValueError("give the checkpoint to evaluate: --policy PATH (a LeRobot pretrained folder)")
+        path = Path(self.policy)
+        if not path.exists():
+            raise ValueError(f"--policy {self.policy}: no such folder")
+        if not path.is_dir() or not (path / "config.json").is_file():
+            hint = ""
+            if (path / "pretrained_model" / "config.json").is_file():
+                hint = f"; did you mean {path / 'pretrained_model'}?"
+            elif (path / "checkpoints").is_dir():
+                hint = "; for a `pirl learner` run use <output_dir>/checkpoints/<step>/pretrained_model"
+            raise ValueError(
+                f"--policy {self.policy} is not a LeRobot pretrained folder (no config.json){hint}"
+            )
+        if not (path / "model.safetensors").is_file():
+            raise ValueError(f"--policy {self.policy} has a config.json but no model.safetensors (weights)")
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"--confidence must be in (0, 1), got {self.confidence}")
+        if not 0 <= self.takeover_prob <= 1:
+            raise ValueError(f"--takeover_prob must be in [0, 1], got {self.takeover_prob}")
+        is_sim = self.robot is None or self.robot.type.startswith("sim_")
+        if self.takeover_prob > 0 and not is_sim:
+            raise ValueError(
+                "--takeover_prob drives the scripted sim expert; on a real robot take over with --teleop"
+            )
+        if self.teleop is not None:
+            if is_sim:
+                raise ValueError(
+                    "--teleop is for real robots; in sim use --takeover_prob for scripted takeovers"
+                )
+            if self.teleop.type not in EVAL_TELEOP_TYPES:
+                raise ValueError(
+                    f"--teleop.type={self.teleop.type} has no intervention button; pirl eval takes over with "
+                    f"{' or '.join(EVAL_TELEOP_TYPES)} (use `pirl console` for leader-arm takeovers)"
+                )
+        if self.record.root is not None and not self.record.repo_id.count("/") == 1:
+            raise ValueError(f"--record.repo_id must look like 'owner/name', got {self.record.repo_id!r}")
+        self.episode.validate()

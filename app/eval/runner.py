@@ -1,0 +1,461 @@
+"""The evaluation loop: deterministic chunks through the training path to the motors, N times, then a rate.
+
+Per control step it is the actor's path (app/actor/loop.py) with the learner taken out: the policy plans a
+chunk with the plain ODE (`app.rl.sampling.sample(mode="deterministic")`, no exploration noise: what a
+deployment runs), its first `exec_horizon` actions go one at a time through Takeover (policy or human) ->
+RobotGuard (the safety layer; lockstep in sim, the realtime control thread on a real arm) -> the robot,
+and the EpisodeManager decides time limits, success, and the smooth drive home between episodes. So the
+number printed is the number the runtime would get, clamps and all.
+
+Reproducibility: in sim, episode i resets with seed `episode.seed + i` and draws its initial noise and its
+takeover decision from a stream seeded by (sample_seed, i), so a run is repeatable bit for bit and the
+first k episodes of a longer run are those of a k-episode run. On a real arm the operator confirms each
+start and gives the verdict when the episode did not end on a teleop success/failure button.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.eval.config import EvalConfig
+from app.eval.recorder import EpisodeRecorder
+from app.eval.stats import SuccessRate, wilson_interval
+
+log = logging.getLogger("pirl.eval")
+
+STATE = "observation.state"
+IMAGES = "observation.images."
+
+
+class EvalError(RuntimeError):
+    """The evaluation cannot run as configured; the message says what to change."""
+
+
+@dataclass
+class EvalResult:
+    success: SuccessRate  # over the counted episodes
+    episodes: list[dict[str, Any]]  # one record per finished episode (see run_eval)
+    intervened: int  # episodes in which a human (or the sim expert) took over at least once
+    wall_s: float  # from the first reset to the end of the last episode
+    env_steps: int  # control steps run in episodes (resets excluded)
+    dataset: str | None  # LeRobotDataset folder, when recording
+    stopped: str | None  # why the run ended before `episodes` (operator quit, e-stop, reset failure)
+
+    @property
+    def episodes_per_s(self) -> float:
+        return len(self.episodes) / self.wall_s if self.wall_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "success_rate": self.success.rate,
+            "successes": self.success.successes,
+            "episodes_counted": self.success.episodes,
+            "ci_low": self.success.low,
+            "ci_high": self.success.high,
+            "confidence": self.success.confidence,
+            "episodes_run": len(self.episodes),
+            "intervened_episodes": self.intervened,
+            "wall_s": round(self.wall_s, 3),
+            "episodes_per_s": round(self.episodes_per_s, 3),
+            "env_steps": self.env_steps,
+            "dataset": self.dataset,
+            "stopped": self.stopped,
+            "per_episode": self.episodes,
+        }
+
+
+# ------------------------------------------------------------------------------------------ the policy
+
+
+def load_policy(path: str | Path) -> tuple[Any, Callable | None, Callable | None]:
+    """A LeRobot pretrained folder -> (policy in eval mode, preprocessor, postprocessor).
+
+    pirl_flow policies normalise inside the model, so they need no processors. Other LeRobot policies
+    (e.g. LeRobot SAC checkpoints) are run through the processor pipelines saved next to them, when there.
+    """
+    from lerobot.configs.policies import PreTrainedConfig
+
+    from app.eval import register_choices
+
+    register_choices()
+    try:
+        pcfg = PreTrainedConfig.from_pretrained(path)
+    except Exception as exc:  # draccus decoding errors, unknown policy types
+        raise EvalError(f"--policy {path}: config.json is not a LeRobot policy config ({exc})") from exc
+    pcfg.device = "cuda" if torch.cuda.is_available() and pcfg.device == "cuda" else "cpu"
+    if pcfg.type == "pirl_flow":
+        from app.rl.lerobot_policy import PIRLFlowPolicy as policy_cls
+    else:
+        from lerobot.policies.factory import get_policy_class
+
+        policy_cls = get_policy_class(pcfg.type)
+    try:
+        policy = policy_cls.from_pretrained(path, config=pcfg).eval()
+    except Exception as exc:  # missing/mismatched tensors in model.safetensors
+        raise EvalError(
+            f"--policy {path}: the weights do not load into a {pcfg.type} policy ({exc})"
+        ) from exc
+    pre = post = None
+    if not _has_pirl_model(policy) and (Path(path) / "policy_preprocessor.json").is_file():
+        from lerobot.policies.factory import make_pre_post_processors
+
+        pre, post = make_pre_post_processors(pcfg, pretrained_path=str(path))
+    return policy, pre, post
+
+
+def _has_pirl_model(policy: Any) -> bool:
+    from app.rl.model import PIRLModel
+
+    return isinstance(getattr(policy, "model", None), PIRLModel)
+
+
+def policy_io(policy: Any) -> tuple[int, int, list[str], bool]:
+    """(state size, action size, camera names, needs environment_state) from the policy's features."""
+    feats = dict(getattr(policy.config, "input_features", {}) or {})
+    out = dict(getattr(policy.config, "output_features", {}) or {})
+    if STATE not in feats or "action" not in out:
+        raise EvalError(
+            f"the policy ({policy.config.type}) has no {STATE!r} input or 'action' output feature; pirl eval "
+            "runs joint-state policies"
+        )
+    cams = [k.removeprefix(IMAGES) for k in feats if k.startswith(IMAGES)]
+    needs_env = "observation.environment_state" in feats
+    return int(feats[STATE].shape[0]), int(out["action"].shape[0]), cams, needs_env
+
+
+def check_compatible(
+    policy: Any, robot: Any, state_keys: list[str], action_keys: list[str], image_keys: list[str]
+) -> None:
+    """Refuse a policy that does not fit the robot, before anything moves; say what fits."""
+    state_dim, action_dim, cams, needs_env = policy_io(policy)
+    rtype = getattr(getattr(robot, "config", None), "type", type(robot).__name__)
+    if needs_env:
+        raise EvalError("the policy reads observation.environment_state, which pirl's robots do not provide")
+    if state_dim != len(state_keys):
+        raise EvalError(
+            f"state size mismatch: the policy expects {STATE} of {state_dim} values, the robot ({rtype}) gives "
+            f"{len(state_keys)} ({', '.join(state_keys)}). Evaluate on the robot/task it was trained for, "
+            "or list the keys it was trained on with --state_keys='[...]'"
+        )
+    if action_dim != len(action_keys):
+        raise EvalError(
+            f"action size mismatch: the policy outputs {action_dim} values, the robot ({rtype}) takes "
+            f"{len(action_keys)} ({', '.join(action_keys)})"
+        )
+    missing = [k for k in cams if k not in image_keys]
+    if missing:
+        raise EvalError(f"the policy needs cameras {missing}; pass --image_keys='{cams}'")
+    feats = robot.observation_features
+    for key in image_keys:
+        shape = feats.get(key)
+        if not isinstance(shape, tuple) or len(shape) != 3:
+            have = [k for k, v in feats.items() if isinstance(v, tuple)]
+            raise EvalError(f"camera {key!r} is not an image observation of {rtype}; its cameras: {have}")
+
+
+class ChunkPlanner:
+    """Deterministic action chunks: the PI-RL ODE, or LeRobot's select_action for other policies."""
+
+    def __init__(self, policy: Any, sample_seed: int, pre: Callable | None, post: Callable | None) -> None:
+        self.policy = policy
+        self.model = policy.model if _has_pirl_model(policy) else None
+        self.exec_h = self.model.exec_horizon if self.model is not None else 1
+        self.sample_seed = sample_seed
+        self.pre, self.post = pre, post
+        self.gen = torch.Generator()
+
+    def reset(self, episode: int) -> None:
+        """New episode: its own noise stream (so episode i does not depend on how long i-1 ran)."""
+        self.gen.manual_seed(episode_seed(self.sample_seed, episode))
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+
+    @torch.no_grad()
+    def plan(self, pobs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[n, action_dim] robot-unit actions to execute before planning again."""
+        if self.model is not None:
+            from app.rl.sampling import sample
+
+            dev = next(self.model.parameters()).device
+            pobs = {k: v.to(dev) for k, v in pobs.items()}
+            out = sample(self.model, pobs, mode="deterministic", generator=self.gen)
+            return out.actions[0, : self.exec_h].cpu()
+        batch = self.pre(pobs) if self.pre is not None else pobs
+        action = self.policy.select_action(batch)
+        if self.post is not None:
+            action = self.post(action)
+        return action.reshape(1, -1).cpu()
+
+
+def episode_seed(sample_seed: int, episode: int) -> int:
+    return (int(sample_seed) & 0xFFFFFFFF) << 24 | (episode & 0xFFFFFF)
+
+
+# ------------------------------------------------------------------------------------------ the loop
+
+
+Ask = Callable[[str], str]
+
+
+def _verdict(ask: Ask, episode: int) -> str:
+    """Operator: 'y' success, 'n' failure, 'r' re-record (discard, run again), 'q' discard and stop."""
+    while True:
+        a = ask(f"episode {episode}: success? [y]es / [n]o / [r]e-record / [q]uit: ").strip().lower()
+        if a[:1] in ("y", "n", "r", "q"):
+            return a[:1]
+
+
+def run_eval(
+    cfg: EvalConfig,
+    progress: Callable[[str], None] | None = print,
+    ask: Ask = input,
+    human: Any | None = None,
+) -> EvalResult:
+    """Run the evaluation (module docstring). `ask` reads the operator's answers on a real arm; `human`
+    overrides the takeover source (a HumanSource: tests, or an embedding app with its own teleop)."""
+    from app.actor.observation import action_dict, resolve_state_keys, to_policy_observation
+    from hardware.episodes import EpisodeManager, EpisodeState
+    from hardware.factory import connect_robot, make_robot
+    from hardware.guard import RobotGuard
+    from hardware.takeover import ExpertSource, Takeover
+
+    say = progress or (lambda _line: None)
+    cfg.validate()
+    if cfg.robot is None:
+        from hardware.sim.so101_follower import SimSO101FollowerConfig
+
+        cfg.robot = SimSO101FollowerConfig(task="reach")
+    policy, pre, post = load_policy(cfg.policy)
+    planner = ChunkPlanner(policy, cfg.sample_seed, pre, post)
+    robot = make_robot(cfg.robot)
+    cfg.safety.control_hz = float(getattr(cfg.robot, "fps", None) or cfg.safety.control_hz)
+    guard = RobotGuard(robot, cfg.safety)
+    expert = teleop = None
+    if human is None and guard.is_sim and cfg.takeover_prob > 0:
+        from hardware.sim.expert import ExpertConfig, ScriptedExpert
+
+        task = getattr(cfg.robot, "task", None)
+        if task not in ("reach", "pick_cube"):
+            raise EvalError(
+                f"--takeover_prob needs a sim task with a scripted expert (reach, pick_cube), not {task}"
+            )
+        expert = ScriptedExpert(ExpertConfig(task=task, fps=float(cfg.robot.fps)))
+        human = ExpertSource(expert.act)
+    takeover = Takeover(human=human)
+
+    def env_reset(seed: int | None) -> None:
+        robot.reset(seed=seed)
+        if expert is not None:
+            expert.reset()
+
+    recorder: EpisodeRecorder | None = None
+    per_episode: list[dict[str, Any]] = []
+    stopped: str | None = None
+    env_steps = 0
+    t0 = time.monotonic()
+    try:
+        if not guard.is_sim:
+            connect_robot(robot)  # never prompts for calibration; clear port errors
+        guard.connect()
+        if cfg.teleop is not None and human is None:
+            human = _connect_teleop(cfg)
+            teleop = human.teleop
+            takeover.human = human
+        robot_keys = list(guard.keys)
+        state_keys = resolve_state_keys(robot, cfg.state_keys)
+        image_keys = list(cfg.image_keys) or policy_io(policy)[2]
+        check_compatible(policy, robot, state_keys, robot_keys, image_keys)
+        manager = EpisodeManager(
+            guard,
+            cfg.episode,
+            takeover=takeover,
+            task_success=getattr(robot, "task_success", None) if guard.is_sim else None,
+            env_reset=env_reset if guard.is_sim else None,
+        )
+        if cfg.record.root:
+            if not cfg.record.task:
+                task = getattr(cfg.robot, "task", "")
+                cfg.record.task = task if task and task != "none" else "pirl eval"
+            shapes = (
+                {k: tuple(robot.observation_features[k]) for k in image_keys} if cfg.record.images else {}
+            )
+            recorder = EpisodeRecorder(
+                cfg.record, round(cfg.safety.control_hz), state_keys, robot_keys, shapes, guard.robot_type
+            )
+        t0 = time.monotonic()
+        while len(per_episode) < cfg.episodes:
+            i = manager.index
+            if not manager.reset():
+                why = (
+                    "e-stop latched" if guard.estopped else f"max joint error {manager.last_reset_error:.1f}"
+                )
+                stopped = f"reset to home failed ({why}); check the arm"
+                break
+            if not manager.auto_start:
+                a = ask(f"episode {i + 1}/{cfg.episodes}: set the scene, Enter to start (q to stop): ")
+                if a.strip().lower().startswith("q"):
+                    stopped = "operator quit"
+                    break
+                manager.confirm()
+            manager.start()
+            planner.reset(i)
+            rng = random.Random(episode_seed(cfg.sample_seed, i))
+            take_at = None
+            if expert is not None and rng.random() < cfg.takeover_prob:
+                take_at = rng.randrange(max(1, manager.max_steps // planner.exec_h // 2))
+            try:
+                steps = _run_episode(
+                    guard, manager, takeover, planner, recorder, state_keys, image_keys, robot_keys, take_at,
+                    to_policy_observation, action_dict,
+                )  # fmt: skip
+            except KeyboardInterrupt:
+                if manager.state is EpisodeState.RUNNING:
+                    manager.stop("operator")
+                if recorder is not None:
+                    recorder.discard_episode()
+                stopped = "interrupted (Ctrl-C); the unfinished episode was discarded"
+                break
+            env_steps += steps
+            record = manager.records[-1]
+            success = bool(record.success)
+            if record.rerecord:
+                verdict = "r"
+            elif guard.is_sim or record.termination in ("success", "failure"):
+                verdict = "y" if success else "n"
+            else:
+                verdict = _verdict(ask, i + 1)
+            if verdict in ("r", "q"):
+                if recorder is not None:
+                    recorder.discard_episode()
+                if verdict == "q":
+                    stopped = "operator quit"
+                    break
+                manager.index, manager.attempt = record.index, record.attempt + 1  # same episode again
+                say(f"eval: episode {i + 1} discarded, running it again")
+                continue
+            success = verdict == "y"
+            counted = cfg.count_intervened or not record.interventions
+            ep = {
+                "episode": record.index,
+                "seed": record.seed,
+                "success": success,
+                "counted": counted,
+                "steps": record.steps,
+                "termination": record.termination,
+                "interventions": record.interventions,
+                "intervention_steps": record.intervention_steps,
+                "return": record.reward,
+                "wall_s": round(record.wall_s, 4),
+            }
+            per_episode.append(ep)
+            if recorder is not None:
+                recorder.end_episode(success, success_reward=cfg.episode.success_reward)
+            say(
+                f"eval: episode {len(per_episode)}/{cfg.episodes} {'success' if success else 'failure'} "
+                f"({record.termination}, {record.steps} steps"
+                + (f", {record.interventions} takeover" if record.interventions else "")
+                + ("" if counted else ", not counted")
+                + ")"
+            )
+            if guard.estopped:
+                stopped = f"e-stop latched ({guard.estop_reason}); clear it and run again"
+                break
+    finally:
+        wall = time.monotonic() - t0
+        if recorder is not None:
+            recorder.close()
+        if teleop is not None and getattr(teleop, "is_connected", False):
+            teleop.disconnect()
+        guard.close()
+    counted_eps = [e for e in per_episode if e["counted"]]
+    rate = wilson_interval(sum(e["success"] for e in counted_eps), len(counted_eps), cfg.confidence)
+    result = EvalResult(
+        success=rate,
+        episodes=per_episode,
+        intervened=sum(1 for e in per_episode if e["interventions"]),
+        wall_s=wall,
+        env_steps=env_steps,
+        dataset=str(recorder.root) if recorder is not None else None,
+        stopped=stopped,
+    )
+    if cfg.output:
+        out = Path(cfg.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(_json({**result.as_dict(), "config": asdict(cfg)}))
+    return result
+
+
+def _run_episode(
+    guard,
+    manager,
+    takeover,
+    planner,
+    recorder,
+    state_keys,
+    image_keys,
+    robot_keys,
+    take_at,
+    to_pobs,
+    as_action,
+) -> int:
+    """One episode, chunk by chunk, until the EpisodeManager says it is done. Returns its control steps."""
+    realtime = guard.mode != "lockstep"
+    period = 1.0 / guard.layer.control_hz
+    next_t = time.monotonic()
+    obs = guard.observation()
+    chunk = steps = 0
+    done = False
+    while not done:
+        if take_at is not None and chunk == take_at:
+            takeover.request(True)
+        actions = planner.plan(to_pobs(obs, state_keys, image_keys))
+        for row in actions:
+            decision = takeover.arbitrate(obs, as_action(row, robot_keys))
+            if not realtime:
+                result = guard.step(decision.action, source=decision.source)
+                applied = result.action
+            else:
+                result = None
+                if decision.action is None:
+                    guard.hold("hand-back")
+                else:
+                    guard.submit(decision.action, source=decision.source)
+                next_t = max(next_t + period, time.monotonic())
+                time.sleep(max(0.0, next_t - time.monotonic()))
+                last = guard.last_result
+                applied = last.action if last is not None else (decision.action or guard.present())
+            new_obs = guard.observation()
+            outcome = manager.record_step(decision, result, new_obs)
+            steps += 1
+            if recorder is not None:
+                recorder.add(
+                    obs, applied, decision.intervention, outcome.reward, outcome.done, bool(outcome.success)
+                )
+            obs = new_obs
+            done = outcome.done
+            if done or decision.handed_back:
+                break
+        chunk += 1
+    return steps
+
+
+def _connect_teleop(cfg: EvalConfig) -> Any:
+    from hardware.factory import connect_teleoperator, make_teleoperator
+    from hardware.takeover import EndEffectorDeltaMap, TeleopSource
+
+    teleop = connect_teleoperator(make_teleoperator(cfg.teleop))
+    return TeleopSource(teleop, action_map=EndEffectorDeltaMap())
+
+
+def _json(data: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, indent=2, default=str)
