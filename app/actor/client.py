@@ -60,6 +60,7 @@ class ClientStatus:
     dropped: int = 0
     refused: int = 0
     pending: int = 0
+    rtt_ms: float | None = None  # round trip of the last small message (episode stats) to the learner
 
 
 class LearnerClient:
@@ -235,10 +236,13 @@ class LearnerClient:
         )
         while not self._stop.is_set():
             try:
+                t0 = time.monotonic()
                 call(to_messages(payload, message), timeout=self.cfg.send_timeout_s)
                 backoff.reset()
                 with self._lock:
                     self._status.sent += 1
+                    if kind == "interaction":  # small: its call time is the link's round trip
+                        self._status.rtt_ms = (time.monotonic() - t0) * 1e3
                 return
             except grpc.RpcError as err:
                 if err.code() in _FATAL_CODES:

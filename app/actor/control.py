@@ -312,6 +312,37 @@ class JointView:
         return out
 
 
+class LogBuffer(logging.Handler):
+    """The actor's recent log lines for the console's log pane: a bounded deque, each line numbered, so a
+    console appends every line once however often it sees it (and a late console still gets the tail).
+
+        buf = LogBuffer(); logging.getLogger("pirl").addHandler(buf)   # WARNING/INFO records
+        buf.add("INFO", "episode 3 success")                          # or lines from elsewhere
+        status.log = buf.lines()
+    """
+
+    def __init__(self, maxlen: int = 40, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self._lines: deque[LogLine] = deque(maxlen=maxlen)
+        self._seq = 0
+        self._guard = threading.Lock()  # emit() runs on whatever thread logged
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.add(record.levelname, record.getMessage())
+        except Exception:  # a bad format string must never break the thread that logged
+            self.handleError(record)
+
+    def add(self, level: str, text: str) -> None:
+        with self._guard:
+            self._seq += 1
+            self._lines.append(LogLine(self._seq, level, text))
+
+    def lines(self) -> list[LogLine]:
+        with self._guard:
+            return list(self._lines)
+
+
 def _build(tp: Any, value: Any) -> Any:
     if value is None:
         return None

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from app.actor.client import LearnerClient
@@ -41,6 +42,10 @@ from hardware.takeover import ExpertSource, Takeover
 from hardware.watchdog import LinkWatchdog
 
 log = logging.getLogger("pirl.actor")
+
+# Loggers whose records reach the console's log pane (the actor's own, and the robot side's safety,
+# takeover and episode messages); at the level the process logs at (INFO under `pirl actor`).
+_CONSOLE_LOGGERS = ("pirl", "hardware")
 
 
 class ActorError(RuntimeError):
@@ -113,10 +118,25 @@ class Actor:
         )
         self.client = LearnerClient(cfg.transport, cfg.actor.actor_id, max_outbox=cfg.actor.max_outbox)
         self.control = None
+        # What the console shows beyond the guard's numbers (only kept up when a console may listen).
+        self._weights_at: float | None = None  # monotonic time the current weights were loaded
+        self._infer_ms: float | None = None  # recent mean of one chunk's sampling time
+        self._dropped = 0  # wall-clock control steps that started a period or more late
+        self._last_step_t: float | None = None
+        self._last_obs: dict[str, Any] | None = None
         if cfg.actor.control is not None:
-            from app.actor.control import ControlServer
+            from app.actor.control import ControlServer, JointView, LogBuffer
 
             self.control = ControlServer(cfg.actor.control)
+            self._joint_view = JointView()
+            self._log_buffer = LogBuffer()
+            progress = self.progress
+
+            def progress_and_console(line: str) -> None:
+                progress(line)
+                self._log_buffer.add("INFO", line)
+
+            self.progress = progress_and_console
 
     # ------------------------------------------------------------------------------------ set-up
 
@@ -152,6 +172,8 @@ class Actor:
         if self.control is not None:
             self.control.on_estop = lambda: self.guard.estop("console")
             self.control.start()
+            for name in _CONSOLE_LOGGERS:
+                logging.getLogger(name).addHandler(self._log_buffer)
         try:
             if not self._wait_for_first_weights():
                 return 3
@@ -170,6 +192,8 @@ class Actor:
         self.client.close(flush_timeout_s=5.0)
         if self.control is not None:
             self.control.close()
+            for name in _CONSOLE_LOGGERS:
+                logging.getLogger(name).removeHandler(self._log_buffer)
         self.guard.close()
 
     def _wait_for_first_weights(self) -> bool:
@@ -245,12 +269,14 @@ class Actor:
                 params.version,
             )
         self.version = params.version
+        self._weights_at = time.monotonic()
         log.info("loaded weights v%d", params.version)
 
     # ------------------------------------------------------------------------------- episode
 
     def _run_episode(self) -> None:
         ep = self.episodes.start()
+        self._last_step_t = None  # the reset and the pause before this episode are no dropped steps
         episode_id = self._episode_base + self.episodes_done * 1000 + self.episodes.attempt
         takeover_chunk = None
         if self.takeover.human is not None and self._rng.random() < self.cfg.actor.expert_takeover_prob:
@@ -263,11 +289,22 @@ class Actor:
         chunk = 0
         while outcome is None or not outcome.done:
             self._service()
+            if self.episodes.state is not EpisodeState.RUNNING:
+                # The operator ended the episode between chunks (console pause or reset): the chunk
+                # already recorded was the last one, cut short here.
+                if rows:
+                    rows[-1]["truncated"] = torch.tensor([True])
+                    nxt = to_policy_observation(obs, self.state_keys, self.image_keys)
+                    rows[-1]["bootstrap_value"] = torch.tensor([float(self.model.predict_value(nxt)[0])])
+                break
             self._maybe_update_weights()  # the safe point: between chunks only
             if takeover_chunk is not None and chunk == takeover_chunk:
                 self.takeover.request(True)
             pobs = to_policy_observation(obs, self.state_keys, self.image_keys)
+            t_infer = time.perf_counter()
             s = sample(self.model, pobs, mode="train", generator=self._gen)
+            ms = (time.perf_counter() - t_infer) * 1e3
+            self._infer_ms = ms if self._infer_ms is None else 0.8 * self._infer_ms + 0.2 * ms
             if not self.first_chunk_logged:
                 self.first_chunk_logged = True
                 self.progress(
@@ -281,7 +318,7 @@ class Actor:
                 planned = action_dict(s.actions[0, i], self.robot_keys)
                 decision = self.takeover.arbitrate(obs, planned)
                 result = self._apply(decision)
-                obs = self.guard.observation()
+                obs = self._last_obs = self.guard.observation()
                 outcome = self.episodes.record_step(decision, result, obs)
                 self.env_steps += 1
                 reward += outcome.reward
@@ -321,6 +358,9 @@ class Actor:
             versions.append(int(self.version))
             chunk += 1
         record = self.episodes.records[-1]
+        if not rows:  # stopped before its first chunk: no transition to learn from
+            self.progress(f"actor {self.cfg.actor.actor_id}: episode {ep} {record.termination} before acting")
+            return
         self._finish_episode(ep, record, rows, versions, time.monotonic() - t0)
 
     def _group_id(self) -> int:
@@ -330,11 +370,16 @@ class Actor:
     def _apply(self, decision):
         if self.guard.mode == "lockstep":
             return self.guard.step(decision.action, source=decision.source)
+        period = 1.0 / self.guard.layer.control_hz
+        now = time.monotonic()
+        if self._last_step_t is not None:  # whole periods without a fresh action: the robot held through them
+            self._dropped += int((now - self._last_step_t) / period)
         if decision.action is None:
             self.guard.hold("hand-back")
         else:
             self.guard.submit(decision.action, source=decision.source)
-        time.sleep(1.0 / self.guard.layer.control_hz)
+        time.sleep(period)
+        self._last_step_t = time.monotonic()
         return None
 
     def _finish_episode(
@@ -386,8 +431,11 @@ class Actor:
             elif cmd is Command.PAUSE:
                 self.paused = True
                 self.episodes.stop("operator")
-            elif cmd is Command.TAKEOVER_ON and self.takeover.human is not None:
-                self.takeover.request(True)
+            elif cmd is Command.TAKEOVER_ON:
+                if self.takeover.human is None:
+                    log.warning("takeover: no teleoperator configured, the policy keeps driving")
+                else:
+                    self.takeover.request(True)
             elif cmd is Command.TAKEOVER_OFF:
                 self.takeover.request(False)
             elif cmd is Command.SUCCESS:
@@ -406,38 +454,86 @@ class Actor:
                 self.shutdown.set()
 
     def _status(self):
-        from app.actor.control import ActorStatus, EpisodeStatus, JointStatus, LearnerLinkStatus, LoopStatus
+        """One snapshot for the console. While an episode runs it shows that episode; between episodes
+        (resetting, waiting for the operator) the one that just ended, with its outcome."""
+        from app.actor.control import (
+            ActorStatus,
+            CameraThumbnail,
+            EpisodeStatus,
+            LearnerLinkStatus,
+            LoopStatus,
+        )
+        from app.actor.control import EpisodeRecord as CurvePoint
 
         g = self.guard.status()
         cs = self.client.status
-        joints = [
-            JointStatus(
-                k,
-                g.present.get(k, 0.0),
-                g.commanded.get(k),
-                *g.limits.get(k.removesuffix(".pos"), (0.0, 0.0)),
+        eps = self.episodes
+        hz = self.guard.layer.control_hz
+        running = eps.state is EpisodeState.RUNNING
+        last = eps.records[-1] if eps.records else None
+        if running or last is None:
+            tk = self.takeover.report()
+            number, reward, outcome, interventions = eps.index, eps.reward_sum, None, tk["interventions"]
+            time_left = max(0.0, (eps.max_steps - eps.steps) / hz) if running else None
+        else:
+            number, reward, interventions, time_left = last.index, last.reward, last.interventions, None
+            outcome = {True: "success", False: "failure"}.get(last.success, last.termination)
+        source = ""
+        if getattr(self, "_expert", None) is not None:
+            source = "sim expert"
+        history = [
+            CurvePoint(
+                number=r.index,
+                success=r.success,
+                episode_return=float(r.reward),
+                interventions=int(r.interventions),
+                intervention_rate=float(r.intervention_rate),
+                steps=int(r.steps),
             )
-            for k in self.robot_keys
+            for r in eps.records[-200:]
+            if not r.rerecord
         ]
-        running = self.episodes.state is EpisodeState.RUNNING
+        cameras = {}
+        for name in getattr(self.robot, "cameras", None) or {}:
+            frame = (self._last_obs or {}).get(name)
+            if isinstance(frame, np.ndarray) and frame.ndim == 3:
+                cameras[name] = CameraThumbnail.from_array(frame)
         return ActorStatus(
             robot=g.robot_type,
             estop=g.estopped,
             holding=g.holding,
             hold_reason=g.hold_reason or "",
-            joints=joints,
+            joints=self._joint_view(g.present, g.commanded, g.limits, g.episode_safety.get("events", {})),
+            safety_events=dict(g.episode_safety.get("by_kind", {})),
             episode=EpisodeStatus(
-                number=self.episodes.index,
-                state="paused" if self.paused else self.episodes.state.value,
-                reward=self.episodes.reward_sum if running else 0.0,
-                intervention=self.takeover.active,
+                number=number,
+                state="paused" if self.paused else eps.state.value,
+                time_left_s=time_left,
                 length_s=self.cfg.episode.time_limit_s,
+                reward=float(reward),
+                outcome=outcome,
+                intervention=self.takeover.active and running,
+                interventions=int(interventions),
+                takeover_source=source,
             ),
             learner=LearnerLinkStatus(
                 connected=cs.connected,
                 address=self.cfg.transport.address,
                 policy_version=self.version,
+                seconds_since_weights=None
+                if self._weights_at is None
+                else time.monotonic() - self._weights_at,
                 queue_depth=cs.pending,
+                rtt_ms=cs.rtt_ms,
             ),
-            loop=LoopStatus(hz=g.loop_hz or 0.0, target_hz=self.guard.layer.control_hz, steps=self.env_steps),
+            loop=LoopStatus(
+                hz=g.loop_hz or 0.0,
+                target_hz=hz,
+                inference_ms=self._infer_ms,
+                dropped_steps=self._dropped,
+                steps=self.env_steps,
+            ),
+            history=history,
+            log=self._log_buffer.lines(),
+            cameras=cameras,
         )

@@ -121,10 +121,10 @@ class ConsoleApp(App[int]):
         bar.show(status, link="connected", link_ok=True) if self.connected else bar.show(status)
 
     @staticmethod
-    def _binding_state(status: ActorStatus | None) -> tuple[bool, bool, bool]:
+    def _binding_state(status: ActorStatus | None) -> tuple[bool, str, bool]:
         if status is None:
-            return (False, False, False)
-        return (status.estop, status.episode.state == "running", status.episode.intervention)
+            return (False, "", False)
+        return (status.estop, status.episode.state, status.episode.intervention)
 
     def show_link(self, connected: bool, detail: str) -> None:
         was = self.connected
@@ -189,11 +189,12 @@ class ConsoleApp(App[int]):
         st = self.status
         estop = st is not None and st.estop
         running = st is not None and st.episode.state == "running"
+        resetting = st is not None and st.episode.state == "resetting"
         human = st is not None and st.episode.intervention
         if action == "start":
-            return not running and not estop
-        if action == "pause":
-            return running and not estop
+            return not running and not resetting and not estop
+        if action == "pause":  # while resetting: start no episode after the reset
+            return (running or resetting) and not estop
         if action == "takeover_on":
             return not human and not estop
         if action == "takeover_off":

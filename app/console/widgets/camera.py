@@ -2,7 +2,8 @@
 
 Each cell shows `▀` with the upper pixel as foreground and the lower one as background, which gives
 square-ish pixels in an ordinary terminal over SSH. Without colour (NO_COLOR, or a monochrome terminal)
-the same image is drawn with an ASCII brightness ramp, so the operator still sees shapes and motion.
+the same image is drawn with an ASCII brightness ramp (contrast-stretched), so the operator still sees
+shapes and motion.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from app.actor.control import ActorStatus
 from app.console.widgets.panel import Panel
 
 RAMP = " .:-=+*#%@"  # dark -> bright
+# Without colour the frame's own brightness range is stretched over the ramp when it spans at least this
+# much (of 255): ten glyph levels are few, and a dim or low-contrast scene would otherwise use three of them
+# and lose its shapes. Flatter frames keep absolute brightness, so sensor noise is not blown up.
+MIN_CONTRAST = 32.0
 
 
 def fit(height: int, width: int, cols: int, rows: int, pixels_per_row: int = 2) -> tuple[int, int]:
@@ -43,6 +48,9 @@ def render_halfblock(image: np.ndarray, cols: int, rows: int, color: bool = True
     if not color:
         px = _resample(image, r, c).astype(np.float32)
         luma = px @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        lo, hi = float(luma.min()), float(luma.max())
+        if hi - lo >= MIN_CONTRAST:
+            luma = (luma - lo) * (255.0 / (hi - lo))
         idx = np.clip((luma / 256.0 * len(RAMP)).astype(int), 0, len(RAMP) - 1)
         out.append("\n".join("".join(RAMP[i] for i in row) for row in idx))
         return out

@@ -29,6 +29,8 @@ class EpisodePanel(Panel):
             out.append("SUCCESS", style="bold green")
         elif ep.outcome == "failure":
             out.append("FAILURE", style="bold red")
+        elif ep.outcome:  # ended without a verdict: estop, operator, link_lost, rerecord
+            out.append(f"ended: {ep.outcome}", style="bold")
         else:
             out.append("open", style="dim")
         out.append("\ndriver  ")

@@ -103,3 +103,41 @@ def test_without_a_learner_the_actor_never_acts_and_says_why(run_config):
     actor._apply = lambda d: steps.append(d)
     assert actor.run() == 3
     assert steps == [] and "is `pirl learner` running?" in lines[-1]
+
+
+def test_console_channel_shows_status_and_commands_reach_the_robot(run_config, learner):
+    import asyncio
+    import time
+
+    from app.actor.control import Command, ControlClient, ControlConfig
+
+    actor, _, _ = _actor(run_config, learner, "--actor.control.port=0", "--actor.episodes=0")
+    thread = threading.Thread(target=actor.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while actor.control.address is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port = actor.control.address[1]
+
+    async def operate():
+        client = ControlClient(ControlConfig(port=port))
+        task = asyncio.create_task(client.run())
+        first = await client.next_status(timeout=30)
+        assert (await client.send(Command.ESTOP)).ok
+        for _ in range(100):
+            status = await client.next_status(timeout=10)
+            if status.estop:
+                break
+        assert (await client.send(Command.QUIT)).ok
+        client.close()
+        await asyncio.wait_for(task, 10)
+        return first, status
+
+    first, last = asyncio.run(operate())
+    thread.join(30)
+    assert not thread.is_alive()
+    assert first.robot == "sim_so101" and len(first.joints) == 6
+    assert first.learner.connected and first.learner.policy_version is not None
+    assert first.learner.seconds_since_weights is not None and first.loop.target_hz == 30
+    assert any("waiting for weights" in line.text for line in first.log)  # progress lines reach the log pane
+    assert last.estop and actor.guard.closed

@@ -11,6 +11,7 @@ import pytest
 from app.actor.control import Command, ControlConfig
 from app.console.app import ConsoleApp
 from app.console.widgets import CameraPanel, ConfirmScreen, LogPane
+from app.console.widgets.camera import RAMP
 from tests.app.console.actor_double import SimActorDouble
 from tests.app.console.helpers import until
 
@@ -58,3 +59,27 @@ async def test_estop_without_an_actor_says_it_was_not_delivered():
         assert not app.acks[-1].ok
         assert "E-STOP NOT DELIVERED" in log_text(app)
         assert "actor not reachable" in str(app.query_one("#status-bar").render())
+
+
+async def test_no_colour_terminal_keeps_everything_readable(monkeypatch):
+    from tests.app.console.sample import sample_status
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = ConsoleApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        status = sample_status()
+        status.estop = True
+        app.show_status(status)
+        await pilot.pause()
+        assert app.no_color
+        title, *picture = str(app.query_one(CameraPanel).render()).split("\n")
+        assert title.startswith("front") and len(picture) >= 3
+        glyphs = set("".join(line.rstrip() for line in picture))
+        assert glyphs <= set(RAMP), glyphs - set(RAMP)  # a brightness ramp, no half blocks
+        # stretched over the whole ramp (the brightest pixel gets the last glyph), sky, cube and table differ
+        assert RAMP[-1] in glyphs and len(glyphs) >= 3
+        assert "E-STOP LATCHED" in str(app.query_one("#status-bar").render())
+        clamped = [
+            row for row in str(app.query_one("#joints").render()).split("\n") if "shoulder_lift" in row
+        ]
+        assert "!" in clamped[0]  # the clamp is a glyph on its row, not only a colour

@@ -167,7 +167,8 @@ async def test_every_key_drives_the_real_actor(run):
         await pilot.press("t")  # hand back (unless the expert already finished the episode)
         await until(pilot, lambda: not actor.takeover.active or state() != "running", what="handed back")
         await until(pilot, lambda: any(k.command is Command.TAKEOVER_OFF for k in app.acks), what="ack")
-        if state() != "running":
+        if state() != "running":  # the expert reached the target: the arm goes home, then p starts
+            await until(pilot, lambda: app.status.episode.state == "waiting_confirmation", 30, "confirm")
             await pilot.press("p")
             await until(pilot, lambda: state() == "running", 10, "next episode")
 
@@ -216,25 +217,45 @@ async def test_every_key_drives_the_real_actor(run):
     assert a.rc == 0 and actor.guard.closed
 
 
-@pytest.mark.xfail(
-    reason="app/actor/loop.py: PAUSE/RESET stop the episode between chunks, then record_step() raises "
-    "EpisodeError ('record_step() while resetting') and the actor thread dies; reported to the runtime owner",
-    strict=False,
-)
 async def test_pause_and_reset_during_an_episode(run):
+    """Operator stops between chunks end the episode cleanly (truncated, sent), and the actor goes on."""
     a = run.start_actor()
+    actor = a.actor
     app = ConsoleApp(ControlConfig(port=a.control_port, heartbeat_s=0.2))
     async with app.run_test(size=(80, 24)) as pilot:
+        # a chunk recorded in this episode: the pause cuts the episode short after real transitions
+        await until(pilot, lambda: actor.episodes.steps > actor.exec_h, 60, "running")
         await until(
-            pilot, lambda: app.status is not None and app.status.episode.state == "running", 60, "running"
+            pilot,
+            lambda: app.status is not None and app.status.episode.state == "running",
+            10,
+            "console: running",
         )
+        done, sent = len(actor.episodes.records), actor.episodes_done
         await pilot.press("p")  # pause mid-episode
-        await until(pilot, lambda: a.actor.paused, what="paused")
+        await until(pilot, lambda: actor.paused and actor.episodes_done > sent, what="paused")
+        assert (
+            len(actor.episodes.records) == done + 1 and actor.episodes.records[-1].termination == "operator"
+        )
+        assert actor.guard.holding  # the episode went to the learner cut short, and the arm holds
+        await until(pilot, lambda: app.status.episode.state == "paused", what="console shows paused")
+        steps = actor.env_steps
         await pilot.pause(1.0)
         assert a.alive, "actor died on pause"
-        await pilot.press("p")
-        await until(pilot, lambda: a.actor.episodes.state.value == "running", 30, "running again")
-        await pilot.press("h", "y")
-        await pilot.pause(1.0)
+        assert actor.env_steps == steps, "the actor stepped while paused"
+        await pilot.press("p")  # start again: reset, then the sim starts the next episode on its own
+        await until(pilot, lambda: actor.episodes.state.value == "running", 30, "running again")
+        await until(pilot, lambda: actor.env_steps > steps, 30, "stepping again")
+        done = len(actor.episodes.records)
+        await pilot.press("h", "y")  # reset mid-episode
+        await until(pilot, lambda: len(actor.episodes.records) > done, 10, "episode ended by reset")
+        assert actor.episodes.records[-1].termination == "operator"
+        await until(
+            pilot,
+            lambda: actor.env_steps > steps + 1 and actor.episodes.state.value == "running",
+            30,
+            "next episode after the reset",
+        )
         assert a.alive, "actor died on reset"
     a.stop()
+    assert a.rc == 0

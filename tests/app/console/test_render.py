@@ -32,6 +32,20 @@ def test_no_colour_fallback_is_a_brightness_ramp():
     assert not text.spans
 
 
+def test_no_colour_ramp_stretches_a_dim_frame_but_not_a_flat_one():
+    dim = np.full((2, 3, 3), 40, np.uint8)
+    dim[:, 1] = 70
+    dim[:, 2] = 100  # three dim levels: absolute brightness would draw them all with the first glyphs
+    assert (
+        render_halfblock(dim, cols=3, rows=2, color=False).plain.split("\n")[0]
+        == RAMP[0] + RAMP[4] + RAMP[-1]
+    )
+    flat = np.full((2, 3, 3), 40, np.uint8)
+    flat[:, 2] = 50  # within sensor noise: not blown up into black and white
+    row = render_halfblock(flat, cols=3, rows=2, color=False).plain.split("\n")[0]
+    assert row == RAMP[1] * 3
+
+
 def test_fit_keeps_aspect_ratio_in_cells():
     assert fit(48, 64, cols=26, rows=6) == (16, 6)  # 12 pixel rows -> 16 columns for 4:3
     assert fit(48, 64, cols=10, rows=20) == (10, 4)
