@@ -200,10 +200,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
+    # Seed-major order: with --jobs 2 the runs side by side are different methods of one seed, so no method
+    # systematically shares the CPU with a heavier neighbour. The table is method-major again.
     specs = [
         RunSpec(m, s, args.budget_s, args.eval_episodes, args.quick, args.threads)
-        for m in args.methods
         for s in args.seeds
+        for m in args.methods
     ]
     machine = machine_line()
     t0 = time.monotonic()
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             results = pool.map(run_one, specs, chunksize=1)
+    results.sort(key=lambda r: (args.methods.index(r.method), args.seeds.index(r.seed)))
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header, rows, summary = tables(results, args.methods)
     notes = (

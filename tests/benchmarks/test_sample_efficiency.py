@@ -60,7 +60,19 @@ def test_sac_action_normalisation_round_trips():
 def test_smoke_all_methods_one_seed(tmp_path, capsys):
     out = tmp_path / "b1.json"
     payload = se.main(
-        ["--budget_s", "2", "--seeds", "3", "--quick", "--eval_episodes", "4", "--out", str(out)]
+        [
+            "--budget_s",
+            "2",
+            "--seeds",
+            "3",
+            "--quick",
+            "--eval_episodes",
+            "4",
+            "--jobs",
+            "2",
+            "--out",
+            str(out),
+        ]
     )
     text = capsys.readouterr().out
     results = payload["results"]
