@@ -100,10 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     from hardware.factory import CalibrationMissingError, DeviceOpenError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import draccus.utils
+
     try:
         cfg = parse_config(list(argv or []))
-    except SystemExit as exc:  # draccus: --help (code 0) or an unparsable option (it printed why)
+    except SystemExit as exc:  # draccus/argparse: --help (code 0) or an unknown option (it printed why)
         return int(exc.code or 0)
+    except draccus.utils.ParsingError as exc:  # a value that does not parse, e.g. --episodes=many
+        print(f"pirl eval: {exc}")
+        return 2
     try:
         result = run_eval(cfg, progress=print if cfg.progress else None)
     except (ValueError, EvalError, FileExistsError, CalibrationMissingError, DeviceOpenError) as exc:

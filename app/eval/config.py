@@ -25,8 +25,8 @@ class EvalConfig:
     # LeRobot pretrained policy folder (config.json + model.safetensors), e.g. a `pirl learner` checkpoint's
     # <output_dir>/checkpoints/<step>/pretrained_model or the demo's bc_policy/. Required.
     policy: str = ""
-    # Episodes to run. The interval shrinks with 1/sqrt(N): at 90 % success, 50 episodes give about
-    # [79 %, 96 %] and 200 about [85 %, 93 %].
+    # Episodes to run. The interval shrinks with 1/sqrt(N): at a true rate of 0.9, 50 episodes give about
+    # [0.79, 0.96] and 200 about [0.85, 0.93].
     episodes: int = 50
     # Robot to evaluate on (a LeRobot robot config: sim_so101, so101_follower, koch_follower, ...).
     # Default: the simulated SO-101 reach task at 30 Hz.

@@ -1,0 +1,167 @@
+"""`pirl eval` in sim: the deterministic ODE through the training path, repeatable, and its dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+import app.rl.sampling as sampling
+from app.eval import EvalConfig, RecordConfig, main, run_eval
+from hardware.episodes import EpisodeConfig
+from hardware.guard import RobotGuard
+
+
+def cfg(policy: str, episodes: int = 2, **kw) -> EvalConfig:
+    """Short (0.5 s = 15-step) episodes: an untrained policy times out, the scripted expert succeeds."""
+    return EvalConfig(
+        policy=policy,
+        episodes=episodes,
+        episode=EpisodeConfig(time_limit_s=kw.pop("time_limit_s", 0.5), seed=1_000_000),
+        progress=False,
+        **kw,
+    )
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """What reached the robot through the guard (source, action), and which sampling mode planned it."""
+    seen = {"modes": [], "steps": []}
+    real_sample, real_step = sampling.sample, RobotGuard.step
+
+    def sample(model, obs, mode="train", **kw):
+        seen["modes"].append(mode)
+        return real_sample(model, obs, mode=mode, **kw)
+
+    def step(self, action, source="policy"):
+        seen["steps"].append(
+            (source, None if action is None else tuple(round(v, 6) for v in action.values()))
+        )
+        return real_step(self, action, source)
+
+    monkeypatch.setattr(sampling, "sample", sample)
+    monkeypatch.setattr(RobotGuard, "step", step)
+    return seen
+
+
+def episode_steps(seen):
+    return [a for src, a in seen["steps"] if src in ("policy", "human")]
+
+
+def test_deterministic_ode_through_the_guard_and_repeatable(reach_policy, spy):
+    first = run_eval(cfg(reach_policy, episodes=2))
+    assert set(spy["modes"]) == {"deterministic"}  # never the stochastic training chain
+    acted = episode_steps(spy)
+    assert len(acted) == first.env_steps == sum(e["steps"] for e in first.episodes) == 30
+    assert [e["seed"] for e in first.episodes] == [1_000_000, 1_000_001]
+    assert first.success.episodes == 2 and first.success.successes == 0  # untrained: time limit
+    assert all(e["termination"] == "time_limit" for e in first.episodes)
+
+    spy["steps"].clear()
+    again = run_eval(cfg(reach_policy, episodes=2))
+    assert episode_steps(spy) == acted  # same seeds: the same actions, bit for bit
+    assert again.episodes == [
+        {**e, "wall_s": a["wall_s"]} for e, a in zip(first.episodes, again.episodes, strict=True)
+    ]
+
+    spy["steps"].clear()
+    run_eval(cfg(reach_policy, episodes=1))
+    assert episode_steps(spy) == acted[:15]  # episode 0 does not depend on how many follow
+
+    spy["steps"].clear()
+    run_eval(cfg(reach_policy, episodes=1, sample_seed=1))
+    assert episode_steps(spy) != acted[:15]  # the seed is what fixes x_0
+
+
+def test_records_a_lerobot_dataset_with_interventions(reach_policy, tmp_path):
+    root = tmp_path / "ds"
+    result = run_eval(
+        cfg(
+            reach_policy,
+            episodes=4,
+            time_limit_s=1.5,
+            takeover_prob=0.6,
+            record=RecordConfig(root=str(root), repo_id="local/eval_test"),
+        )
+    )
+    eps = result.episodes
+    taken = [e for e in eps if e["interventions"]]
+    assert 0 < len(taken) < 4, eps  # both kinds, with this seed
+    assert result.success.episodes == 4 - len(taken)  # takeovers are reported apart
+    assert all(e["success"] for e in taken)  # the scripted expert finishes the reach
+
+    ds = LeRobotDataset("local/eval_test", root=root)  # offline: a local root needs no hub
+    assert ds.num_episodes == 4 and ds.num_frames == sum(e["steps"] for e in eps)
+    assert ds.meta.fps == 30 and ds.meta.robot_type == "sim_so101"
+    assert ds.meta.features["observation.state"]["names"][-3:] == ["target.x", "target.y", "target.z"]
+    assert ds.meta.features["intervention"]["dtype"] == "bool"
+    frames = ds.hf_dataset.with_format("numpy")[:]
+    index = np.asarray(frames["episode_index"])
+    flag = np.asarray(frames["intervention"]).reshape(-1).astype(bool)
+    done = np.asarray(frames["next.done"]).reshape(-1).astype(bool)
+    success = np.asarray(frames["next.success"]).reshape(-1).astype(bool)
+    reward = np.asarray(frames["next.reward"]).reshape(-1)
+    for i, e in enumerate(eps):
+        mine = index == i
+        assert mine.sum() == e["steps"]
+        assert flag[mine].sum() == e["intervention_steps"]
+        if e["interventions"]:  # the policy drove until the takeover chunk, then the expert to the end
+            assert flag[mine][-1] and sorted(flag[mine]) == list(flag[mine])
+        assert done[mine].tolist() == [False] * (e["steps"] - 1) + [True]
+        assert success[mine][-1] == e["success"] and reward[mine].sum() == pytest.approx(e["return"])
+    item = ds[0]
+    assert item["task"] == "reach" and tuple(item["action"].shape) == (6,)
+    assert tuple(item["observation.state"].shape) == (9,)
+
+
+def test_cli_prints_rate_and_interval_and_writes_json(reach_policy, tmp_path, capsys):
+    out = tmp_path / "result.json"
+    args = ["--policy", reach_policy, "--episodes", "2", "--episode.time_limit_s=0.3", f"--output={out}"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "eval: episode 2/2 failure (time_limit, 9 steps)" in text
+    assert "eval: success 0.0% (0/2), 95% CI [0.0%, 65.8%]" in text
+    assert "episodes/s" in text
+    data = json.loads(out.read_text())
+    assert (
+        data["successes"] == 0
+        and data["episodes_counted"] == 2
+        and data["ci_high"] == pytest.approx(0.6576, 1e-3)
+    )
+    assert data["config"]["policy"] == reach_policy and len(data["per_episode"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give the checkpoint to evaluate: --policy PATH"),
+        (["--policy", "/nonexistent/p"], "no such folder"),
+        (["--policy", "{tmp}"], "is not a LeRobot pretrained folder (no config.json)"),
+        (["--policy", "{run}"], "did you mean"),
+        (["--policy", "{noweights}"], "no model.safetensors"),
+        (["--policy", "{bad}"], "config.json is not a LeRobot policy config"),
+        (["--policy", "{policy}", "--episodes", "0"], "--episodes must be >= 1, got 0"),
+        (["--policy", "{policy}", "--takeover_prob", "2"], "--takeover_prob must be in [0, 1]"),
+        (["--policy", "{policy}", "--robot.type=sim_so101", "--robot.task=pick_cube"], "state size mismatch"),
+        (["--policy", "{joints}", "--episodes", "1"], "the policy expects observation.state of 6 values"),
+        (["--policy", "{policy}", "--record.root={tmp}"], "already exists"),
+    ],
+)
+def test_clear_errors_exit_2(args, message, reach_policy, joints_policy, tmp_path, capsys):
+    (tmp_path / "run" / "pretrained_model").mkdir(parents=True)
+    (tmp_path / "run" / "pretrained_model" / "config.json").write_text("{}")
+    (tmp_path / "noweights").mkdir()
+    (tmp_path / "noweights" / "config.json").write_text("{}")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text('{"type": "no_such_policy"}')
+    (tmp_path / "bad" / "model.safetensors").write_bytes(b"")
+    subs = {"tmp": str(tmp_path), "run": str(tmp_path / "run"), "noweights": str(tmp_path / "noweights")}
+    subs |= {"bad": str(tmp_path / "bad"), "policy": reach_policy, "joints": joints_policy}
+    assert main([a.format(**subs) for a in args]) == 2
+    assert message in capsys.readouterr().out
+
+
+def test_unparsable_episodes_is_a_usage_error(reach_policy):
+    assert main(["--policy", reach_policy, "--episodes", "many"]) == 2
