@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pirl eval: {exc}")
         return 2
     try:
-        result = run_eval(cfg, progress=print if cfg.progress else None)
+        result = run_eval(cfg)
     except (ValueError, EvalError, FileExistsError, CalibrationMissingError, DeviceOpenError) as exc:
         print(f"pirl eval: {exc}")
         return 2

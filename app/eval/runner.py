@@ -227,7 +227,7 @@ def run_eval(
     from hardware.guard import RobotGuard
     from hardware.takeover import ExpertSource, Takeover
 
-    say = progress or (lambda _line: None)
+    say = progress if (progress is not None and cfg.progress) else (lambda _line: None)
     cfg.validate()
     if cfg.robot is None:
         from hardware.sim.so101_follower import SimSO101FollowerConfig
@@ -288,7 +288,7 @@ def run_eval(
                 {k: tuple(robot.observation_features[k]) for k in image_keys} if cfg.record.images else {}
             )
             recorder = EpisodeRecorder(
-                cfg.record, round(cfg.safety.control_hz), state_keys, robot_keys, shapes, guard.robot_type
+                cfg.record, round(cfg.safety.control_hz), state_keys, robot_keys, shapes, cfg.robot.type
             )
         t0 = time.monotonic()
         while len(per_episode) < cfg.episodes:
@@ -324,6 +324,8 @@ def run_eval(
                 stopped = "interrupted (Ctrl-C); the unfinished episode was discarded"
                 break
             env_steps += steps
+            if guard.mode != "lockstep" and not guard.estopped:
+                guard.hold("episode_end")  # hold still while the operator answers (not a watchdog hold)
             record = manager.records[-1]
             success = bool(record.success)
             if record.rerecord:
