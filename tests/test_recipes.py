@@ -1,0 +1,376 @@
+"""The recipes (configs/*.json and docs/recipes.md) are runnable as written.
+
+Offline there is no robot, no GPU and no hub, so "runnable" is checked as far as a machine without them
+can go, with the same code the commands run:
+
+- every run config parses through `pirl learner` / `pirl actor`'s own parser, validates for both sides,
+  builds its robot (not connected) and its policy, and the policy's shape fits that robot (state, action,
+  cameras); the SAC config parses as LeRobot's `TrainRLServerPipelineConfig`;
+- every `pirl ...` line in docs/recipes.md parses with its command's own parser (no unknown option, no
+  missing config file), and every config has a recipe;
+- the two sim recipes really run: learner + actor processes on loopback, one PI-RL update each;
+- the VLA PI-RL settings (configs/vla/) build a tiny SmolVLA / pi0 / pi0.5 with exactly the trainable
+  groups the recipe names, and one PPO update + a bf16 weight push work with them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import draccus
+import pytest
+import torch
+
+from app.learner.config import PIRLRunConfig, make_policy, parse_run_config
+from app.learner.sac import config_path, normalise_argv, requested_algorithm
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "recipes.md"
+RUN_CONFIGS = sorted((REPO / "configs").glob("*.json"))
+VLA_CONFIGS = sorted((REPO / "configs" / "vla").glob("*.json"))
+# The sim recipes' policy is the BC policy `pirl demo` writes; its PI-RL method comes with it.
+SIM_RECIPES = {"sim_reach_flow_noise.json": "flow_noise", "sim_reach_flow_sde.json": "flow_sde"}
+
+
+@pytest.fixture(autouse=True)
+def _at_repo_root(monkeypatch):
+    """Recipes use paths relative to the repository root, where the doc says to run them."""
+    monkeypatch.chdir(REPO)
+
+
+def _is_sac(path: Path) -> bool:
+    return requested_algorithm(["--config", str(path)]) == "sac"
+
+
+def _parse_sac(argv: list[str]):
+    from lerobot.rl.train_rl import TrainRLServerPipelineConfig
+
+    from app.learner.sac import install_dataset_null_workaround
+
+    install_dataset_null_workaround()
+    path = config_path(argv)
+    assert path is not None and (REPO / path).is_file(), f"SAC command without an existing --config: {argv}"
+    args = [a for a in normalise_argv(argv) if not a.startswith("--config_path=")]
+    with draccus.config_type("json"):
+        return draccus.parse(TrainRLServerPipelineConfig, config_path=path, args=args)
+
+
+def _tiny_policy_folder(folder: Path, method: str) -> Path:
+    """A real `pirl_flow` pretrained folder shaped like the demo's BC policy (sim reach: 9 state values,
+    6 joints, chunk 10), tiny widths so two processes start and update in seconds."""
+    from app.rl.config import FlowNoiseConfig, PIRLConfig, PPOConfig
+    from app.rl.lerobot_policy import PIRLFlowConfig, PIRLFlowPolicy
+    from app.rl.native import NativeFlowConfig
+
+    torch.manual_seed(0)
+    native = NativeFlowConfig(
+        state_dim=9, action_dim=6, chunk_size=10, obs_hidden=32, expert_hidden=32, time_embed_dim=8
+    )
+    rl = PIRLConfig(
+        method=method,
+        num_steps=4,
+        exec_horizon=5,
+        value_hidden=(32,),
+        noise=FlowNoiseConfig(hidden=(16,)),
+        ppo=PPOConfig(epochs=1, minibatch_size=32),
+    )
+    PIRLFlowPolicy(PIRLFlowConfig(native=native, rl=rl, device="cpu", push_to_hub=False)).save_pretrained(
+        folder
+    )
+    return folder
+
+
+# ------------------------------------------------------------------------------------- run configs
+
+
+def test_there_are_recipes_for_every_route():
+    names = {p.name for p in RUN_CONFIGS}
+    assert set(SIM_RECIPES) <= names
+    assert {"koch_native.json", "so101_two_machines.json", "sac_gym_hil.json"} <= names
+    assert {p.name for p in VLA_CONFIGS} >= {"smolvla_flow_sde.json", "pi0_flow_sde.json"}
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.name)
+def test_run_config_parses_validates_and_fits_its_robot(path: Path, tmp_path: Path):
+    if _is_sac(path):
+        cfg = _parse_sac(["--config", str(path.relative_to(REPO)), f"--output_dir={tmp_path / 'sac'}"])
+        cfg.validate()
+        assert cfg.algorithm.type == "sac" and cfg.policy.type == "gaussian_actor"
+        assert cfg.dataset is None and cfg.env is not None
+        return
+
+    from app.actor.observation import resolve_state_keys
+    from hardware.factory import CAMERA_TYPES, ROBOT_TYPES, make_robot
+
+    cfg: PIRLRunConfig = parse_run_config(["--config", str(path.relative_to(REPO))])
+    if cfg.policy_path is not None:
+        # Written by `pirl demo` (test_doc_commands checks the doc creates exactly this folder); here a
+        # real pretrained folder of the same shape stands in for it.
+        assert path.name in SIM_RECIPES, f"{path.name}: only the sim recipes start from a demo's BC policy"
+        cfg.policy_path = _tiny_policy_folder(tmp_path / "bc_policy", SIM_RECIPES[path.name])
+    cfg.validate("learner")
+    cfg.validate("actor")
+
+    assert cfg.robot.type in ROBOT_TYPES
+    for key, cam in getattr(cfg.robot, "cameras", {}).items():
+        assert cam.type in CAMERA_TYPES, f"{path.name}: camera {key} has type {cam.type}"
+    if cfg.robot.type != "sim_so101":
+        assert cfg.robot.use_degrees, "the safety layer's limits are in degrees"
+        assert cfg.safety.envelope_path, f"{path.name}: a real arm recipe must name its safety envelope"
+        assert str(cfg.safety.envelope_path).startswith("envelopes/"), "doc records it with --output"
+    robot = make_robot(cfg.robot, require_calibration=False)  # instance only: no port, no camera opened
+
+    policy = make_policy(cfg)
+    native = policy.config.native
+    state_keys = resolve_state_keys(robot, cfg.actor.state_keys)
+    assert native.state_dim == len(state_keys), (native.state_dim, state_keys)
+    assert native.action_dim == len(robot.action_features)
+    assert list(native.image_keys) == list(cfg.actor.image_keys)
+    for cam in cfg.actor.image_keys:
+        h, w, c = robot.observation_features[cam]
+        assert (c, *native.image_size) == (3, h, w), f"{path.name}: camera {cam} is {h}x{w}"
+    model = policy.model
+    assert model.cfg.exec_horizon <= native.chunk_size
+    groups = model.parameter_groups()
+    named = {id(p) for g in model.cfg.trainable for p in groups[g]}
+    assert named and named == {id(p) for p in model.parameters() if p.requires_grad}, path.name
+
+
+@pytest.mark.parametrize("path", VLA_CONFIGS, ids=lambda p: p.name)
+def test_vla_settings_parse_as_the_policy_rl_section(path: Path):
+    from app.rl.config import PIRLConfig
+
+    with draccus.config_type("json"):
+        rl = draccus.parse(PIRLConfig, config_path=str(path), args=[])
+    assert rl.method == "flow_sde"
+    assert "vlm" not in rl.trainable, "the recipes keep the VLM frozen (memory, see docs/vla_adapters.md)"
+
+
+# ------------------------------------------------------------------------------------- the doc
+
+
+def _doc_blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def _doc_commands() -> list[list[str]]:
+    """Every shell command in the doc's bash blocks, as argv (continuations joined, comments dropped)."""
+    commands = []
+    for block in _doc_blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            argv = shlex.split(line, comments=True)
+            if argv:
+                commands.append(argv)
+    return commands
+
+
+def _parse_pirl(argv: list[str]):
+    """Parse a `pirl ...` command line with that command's own parser, starting nothing."""
+    name, args = argv[1], argv[2:]
+    if name in ("learner", "actor"):
+        if requested_algorithm(args) == "sac":
+            return _parse_sac(args)
+        path = config_path(args)  # what both commands read (--config X, --config=X, --config_path)
+        assert path is not None and (REPO / path).is_file(), f"{argv}: no config {path}"
+        return parse_run_config(args)
+    if name == "console":
+        from app.console.main import ConsoleConfig
+
+        cfg = draccus.parse(config_class=ConsoleConfig, args=args)
+        assert cfg.config and (REPO / cfg.config).is_file(), f"{argv}: no config {cfg.config}"
+        return cfg
+    if name == "calibrate":
+        from calibration import cli
+
+        sub = args[0] if args and args[0] in cli.SUBCOMMANDS else None
+        rest = args[1:] if sub else args
+        if sub == "validate":
+            rest = cli._without_port_means_offline(rest)  # noqa: SLF001 (what `main` does first)
+        config_class, _command = cli._COMMANDS[sub]  # noqa: SLF001
+        return draccus.parse(config_class=config_class, args=rest)
+    if name == "demo":
+        from app.demo.cli import DemoCLIConfig
+
+        with draccus.config_type("json"):
+            return draccus.parse(DemoCLIConfig, args=args)
+    if name == "eval":
+        from app.eval import parse_config
+
+        return parse_config(args)
+    raise AssertionError(f"docs/recipes.md runs `pirl {name}`, which the tests do not know how to parse")
+
+
+def test_every_command_in_the_doc_parses_and_names_existing_files():
+    commands = _doc_commands()
+    demos = []  # (method, output_dir) of every demo run the doc asks for
+    seen_pirl = set()
+    for argv in commands:
+        tool = argv[0]
+        if tool == "pirl":
+            seen_pirl.add(argv[1])
+            try:
+                cfg = _parse_pirl(argv)
+            except SystemExit as exc:  # draccus prints why (unknown option, bad value)
+                raise AssertionError(f"docs/recipes.md: `{shlex.join(argv)}` does not parse") from exc
+            if argv[1] == "demo":
+                demos.append((cfg.method, Path(cfg.output_dir)))
+        elif tool == "make":
+            assert re.search(rf"^{argv[1]}:", (REPO / "Makefile").read_text(), flags=re.M), argv
+            if argv[1] == "demo":
+                demos.append(("flow_noise", Path("outputs/demo")))  # `make demo` = `pirl demo`, defaults
+        elif tool == "python":
+            script = REPO / argv[1]
+            assert script.is_file(), f"docs/recipes.md runs {argv[1]}, which does not exist"
+            source = script.read_text()
+            for opt in (a for a in argv[2:] if a.startswith("--")):
+                assert f'"{opt.split("=")[0]}"' in source, f"{argv[1]} has no option {opt}"
+        else:
+            assert tool in ("export", "openssl"), f"unexpected command in docs/recipes.md: {argv}"
+    assert {"calibrate", "learner", "actor", "console", "demo", "eval"} <= seen_pirl
+
+    text = DOC.read_text()
+    for path in [*RUN_CONFIGS, *VLA_CONFIGS]:
+        assert str(path.relative_to(REPO / "configs")) in text, f"no recipe uses configs/{path.name}"
+    # The sim recipes start from the BC policy that a demo command on the page writes, for its method.
+    for name, method in SIM_RECIPES.items():
+        cfg = parse_run_config(["--config", f"configs/{name}"])
+        assert (method, Path(cfg.policy_path).parent) in demos, (name, cfg.policy_path, demos)
+
+
+def test_python_in_the_doc_compiles_and_reads_existing_configs():
+    blocks = _doc_blocks("python")
+    assert blocks
+    for src in blocks:
+        compile(src, "docs/recipes.md", "exec")
+        for path in re.findall(r'"(configs/[^"]+)"', src):
+            assert (REPO / path).is_file(), path
+
+
+# ------------------------------------------------------------------------------------- the sim recipes run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "method"), sorted(SIM_RECIPES.items()))
+def test_sim_recipe_runs_one_update_through_learner_and_actor(name: str, method: str, tmp_path: Path):
+    """The recipe's own config, as `pirl learner` / `pirl actor` processes on a free loopback port. Only
+    what a test must shrink is overridden: the BC policy (a tiny one of the demo's shape instead of a demo
+    run), one 9-chunk episode per update instead of 320 chunks, one update."""
+    from app.learner.checkpoint import CheckpointManager
+    from app.learner.launch import RunProcesses
+
+    folder = _tiny_policy_folder(tmp_path / "bc_policy", method)
+    out = tmp_path / "run"
+    shrink = [f"--policy_path={folder}"]
+    run = RunProcesses.start(
+        REPO / "configs" / name,
+        out,
+        actors=1,
+        learner_args=[
+            *shrink,
+            "--learner.max_updates=1",
+            "--algorithm.chunks_per_update=9",  # 1.5 s episodes, 5 actions per chunk: 9 chunks
+            "--learner.tensorboard=false",
+        ],
+        actor_args=[*shrink, "--actor.sample_seed=0"],
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    try:
+        run.wait_for(lambda n, ln: n == "actor0" and " episode 1 " in ln, timeout=240, what="an episode")
+        run.wait_for(
+            lambda n, ln: ln.startswith("learner: update 1 "), timeout=120, what="update 1", seen=True
+        )
+        run.wait_for(
+            lambda n, ln: ln.startswith("learner: checkpoint"), timeout=60, what="checkpoint", seen=True
+        )
+    finally:
+        run.stop()
+    assert run.learner.popen.returncode == 0, run.tail()
+    metrics = run.metrics()
+    assert metrics and metrics[0]["charts/policy_version"] == 1
+    assert all(k in metrics[0] for k in ("losses/approx_kl", "losses/value_loss", "charts/SPS"))
+    assert ("losses/entropy" in metrics[0]) == (method == "flow_noise")  # only Flow-Noise has a learned std
+    latest = CheckpointManager(out / "checkpoints").latest()
+    saved = json.loads((latest / "pretrained_model" / "config.json").read_text())
+    assert saved["rl"]["method"] == method
+
+
+# ------------------------------------------------------------------------------------- the VLA settings
+
+_VLA_RECIPE = {"smolvla": "smolvla_flow_sde.json", "pi0": "pi0_flow_sde.json", "pi05": "pi0_flow_sde.json"}
+
+
+def _tiny_vla(kind: str, folder: Path, chunk: int):
+    """A tiny SmolVLA / pi0 / pi0.5 built offline with LeRobot's default chunk, and its tokenizer."""
+    from app.rl.adapters import tiny
+
+    if kind == "smolvla":
+        from transformers import AutoProcessor
+
+        policy = tiny.build_tiny_smolvla(folder, chunk_size=chunk, num_steps=10)
+        return policy, AutoProcessor.from_pretrained(folder).tokenizer
+    return tiny.build_tiny_pi0(kind, chunk_size=chunk, num_steps=10)
+
+
+@pytest.mark.parametrize("kind", sorted(_VLA_RECIPE))
+def test_vla_recipe_settings_train_the_named_groups_and_push_in_bf16(kind: str, tmp_path: Path):
+    """With the recipe's PI-RL settings: exactly `rl.trainable` trains (the VLM stays frozen), one PPO
+    update on a sampled batch moves it, and the bf16 push loads into an actor-side copy of the model."""
+    from app.learner.checkpoint import frozen_digest
+    from app.rl.adapters.factory import make_adapter
+    from app.rl.adapters.tiny import tokenize
+    from app.rl.batch import RolloutBatch
+    from app.rl.config import PIRLConfig
+    from app.rl.model import PIRLModel
+    from app.rl.sampling import sample
+    from app.rl.trainer import PIRLTrainer
+    from app.transport.codec import Parameters, decode_parameters, encode_parameters
+
+    torch.set_num_threads(1)
+    with draccus.config_type("json"):
+        rl = draccus.parse(PIRLConfig, config_path=str(REPO / "configs" / "vla" / _VLA_RECIPE[kind]), args=[])
+    chunk = 50  # LeRobot's default chunk for SmolVLA, pi0 and pi0.5
+    policy, tok = _tiny_vla(kind, tmp_path / "vlm", chunk)
+    model = PIRLModel(make_adapter(policy), rl)
+    groups = model.parameter_groups()
+    named = {id(p) for g in rl.trainable for p in groups[g]}
+    assert {id(p) for p in model.parameters() if p.requires_grad} == named
+    assert not any(p.requires_grad for p in groups["vlm"])
+
+    n = 4
+    g = torch.Generator().manual_seed(0)
+    obs = {"observation.state": torch.randn(n, 6, generator=g)}
+    for key, feat in policy.config.image_features.items():
+        obs[key] = torch.rand(n, *feat.shape, generator=g)
+    obs.update(tokenize(tok, ["pick the red cube"] * n, policy.config.tokenizer_max_length))
+    s = sample(model, obs, mode="train", generator=g)
+    assert s.actions.shape == (n, chunk, 6) and s.chain.shape[1] == rl.num_steps + 1
+    flags = torch.zeros(n, dtype=torch.bool)
+    batch = RolloutBatch(
+        obs=obs, chain=s.chain, sde_step=s.sde_step, logprob=s.logprob, value=s.value,
+        reward=torch.tensor([1.0, 0.0, 0.0, 1.0]), done=torch.ones(n, dtype=torch.bool), truncated=flags,
+        bootstrap_value=torch.zeros(n), intervention=flags, human_action=torch.zeros(n, chunk, 6),
+        takeover_start=flags, policy_version=torch.zeros(n, dtype=torch.long), episode_id=torch.arange(n),
+        chunk_index=torch.zeros(n, dtype=torch.long), group_id=torch.full((n,), -1),
+    )  # fmt: skip
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = PIRLTrainer(model, seed=0)
+    metrics = trainer.update(batch)
+    assert all(torch.isfinite(torch.tensor(metrics[k])) for k in ("losses/policy_loss", "losses/value_loss"))
+    moved = {name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach())}
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert moved and moved <= trainable
+    assert any(name.startswith("policy.") for name in moved), "the action expert did not move"
+
+    state = trainer.get_trainable_state()
+    wire = encode_parameters(Parameters(version=1, state=state), bf16=True)
+    assert len(wire) < 0.6 * len(encode_parameters(Parameters(version=1, state=state)))
+    actor_policy, _ = _tiny_vla(kind, tmp_path / "vlm_actor", chunk)  # same seed: same frozen weights
+    actor_model = PIRLModel(make_adapter(actor_policy), rl)
+    assert frozen_digest(actor_model) == frozen_digest(model)  # what the actor checks before loading
+    actor_model.load_trainable_state(decode_parameters(wire).state)
+    for name, tensor in actor_model.get_trainable_state().items():
+        assert tensor.dtype == state[name].dtype
+        assert torch.allclose(tensor, state[name], rtol=1e-2, atol=1e-2), name
