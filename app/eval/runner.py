@@ -162,7 +162,8 @@ def check_compatible(
 
 
 class ChunkPlanner:
-    """Deterministic action chunks: the PI-RL ODE, or LeRobot's select_action for other policies."""
+    """Deterministic action chunks from the PI-RL ODE; other LeRobot policies (no PIRLModel) act through
+    their own select_action, with the processors saved beside them, one action per step."""
 
     def __init__(self, policy: Any, sample_seed: int, pre: Callable | None, post: Callable | None) -> None:
         self.policy = policy
@@ -175,6 +176,10 @@ class ChunkPlanner:
     def reset(self, episode: int) -> None:
         """New episode: its own noise stream (so episode i does not depend on how long i-1 ran)."""
         self.gen.manual_seed(episode_seed(self.sample_seed, episode))
+        if self.model is None:
+            # LeRobot policies sample from the global generator (e.g. SAC's Gaussian actor draws its
+            # action): seeding it per episode makes their runs repeatable too.
+            torch.manual_seed(episode_seed(self.sample_seed, episode))
         if hasattr(self.policy, "reset"):
             self.policy.reset()
 

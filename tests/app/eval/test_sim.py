@@ -165,3 +165,66 @@ def test_clear_errors_exit_2(args, message, reach_policy, joints_policy, tmp_pat
 
 def test_unparsable_episodes_is_a_usage_error(reach_policy):
     assert main(["--policy", reach_policy, "--episodes", "many"]) == 2
+
+
+@pytest.fixture(scope="session")
+def camera_policy(tmp_path_factory) -> str:
+    from tests.app.eval.conftest import save_policy
+
+    return save_policy(tmp_path_factory.mktemp("policy") / "cam", image_keys=("front",))
+
+
+def test_camera_policy_sees_and_records_its_camera(camera_policy, tmp_path):
+    from hardware.sim.cameras import SimCameraConfig
+    from hardware.sim.so101_follower import SimSO101FollowerConfig
+
+    robot = SimSO101FollowerConfig(task="reach", cameras={"front": SimCameraConfig(width=32, height=24)})
+    root = tmp_path / "ds"
+    # no --image_keys: the policy's own cameras (observation.images.front) are used
+    result = run_eval(
+        cfg(camera_policy, episodes=1, time_limit_s=0.2, robot=robot, record=RecordConfig(root=str(root)))
+    )
+    ds = LeRobotDataset("local/pirl_eval", root=root)
+    assert ds.num_frames == result.env_steps == 6
+    assert tuple(ds.meta.features["observation.images.front"]["shape"]) == (24, 32, 3)
+    img = ds[0]["observation.images.front"]  # LeRobot hands images back as float CHW in 0..1
+    assert tuple(img.shape) == (3, 24, 32) and 0.0 <= float(img.min()) < float(img.max()) <= 1.0
+
+    with pytest.raises(Exception, match="needs cameras"):
+        run_eval(cfg(camera_policy, episodes=1, image_keys=["wrist"], robot=robot))
+
+
+@pytest.fixture(scope="session")
+def lerobot_sac_policy(tmp_path_factory) -> str:
+    """A LeRobot (not pirl) policy: the SAC Gaussian actor, saved with its processor pipelines."""
+    import torch
+    from lerobot.configs import FeatureType, PolicyFeature
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+    from lerobot.policies.gaussian_actor.configuration_gaussian_actor import GaussianActorConfig
+
+    torch.manual_seed(0)
+    pcfg = GaussianActorConfig(
+        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(9,))},
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(6,))},
+        device="cpu",
+        push_to_hub=False,
+    )
+    ones = {"observation.state": torch.ones(9), "action": torch.ones(6)}
+    stats = {k: {"mean": 0 * v, "std": v, "min": -90 * v, "max": 90 * v} for k, v in ones.items()}
+    pre, post = make_pre_post_processors(pcfg, dataset_stats=stats)
+    path = tmp_path_factory.mktemp("policy") / "sac"
+    for part in (get_policy_class("gaussian_actor")(pcfg), pre, post):
+        part.save_pretrained(path)
+    return str(path)
+
+
+def test_a_lerobot_policy_runs_through_its_processors_repeatably(lerobot_sac_policy, spy):
+    first = run_eval(cfg(lerobot_sac_policy, episodes=1, time_limit_s=0.2))
+    acted = episode_steps(spy)
+    assert first.env_steps == len(acted) == 6 and spy["modes"] == []  # select_action, not the PI-RL chain
+    # the postprocessor un-normalises [-1, 1] to the +-90 degree action range: far beyond what raw tanh
+    # outputs could ask for (the safety layer then clamps the step)
+    assert max(abs(v) for a in acted for v in a) > 1.5
+    spy["steps"].clear()
+    run_eval(cfg(lerobot_sac_policy, episodes=1, time_limit_s=0.2))
+    assert episode_steps(spy) == acted
