@@ -289,8 +289,10 @@ class Actor:
         chunk = 0
         while outcome is None or not outcome.done:
             self._service()
+            if self.shutdown.is_set():  # console quit, Ctrl-C, SIGTERM: end the episode now, not at its limit
+                self.episodes.stop("shutdown")
             if self.episodes.state is not EpisodeState.RUNNING:
-                # The operator ended the episode between chunks (console pause or reset): the chunk
+                # The operator ended the episode between chunks (console pause, reset or quit): the chunk
                 # already recorded was the last one, cut short here.
                 if rows:
                     rows[-1]["truncated"] = torch.tensor([True])

@@ -218,8 +218,9 @@ async def test_every_key_drives_the_real_actor(run):
 
 
 async def test_pause_and_reset_during_an_episode(run):
-    """Operator stops between chunks end the episode cleanly (truncated, sent), and the actor goes on."""
-    a = run.start_actor()
+    """Operator stops between chunks end the episode cleanly (truncated, sent), and the actor goes on.
+    Wall-clock sim: 30 s episodes, so no episode reaches its time limit while the keys are pressed."""
+    a = run.start_actor("--robot.realtime=true")
     actor = a.actor
     app = ConsoleApp(ControlConfig(port=a.control_port, heartbeat_s=0.2))
     async with app.run_test(size=(80, 24)) as pilot:
