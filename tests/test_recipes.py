@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import draccus
@@ -228,7 +230,7 @@ def test_every_command_in_the_doc_parses_and_names_existing_files():
             for opt in (a for a in argv[2:] if a.startswith("--")):
                 assert f'"{opt.split("=")[0]}"' in source, f"{argv[1]} has no option {opt}"
         else:
-            assert tool in ("export", "openssl"), f"unexpected command in docs/recipes.md: {argv}"
+            assert tool in ("export", "mkdir", "openssl"), f"unexpected command in docs/recipes.md: {argv}"
     assert {"calibrate", "learner", "actor", "console", "demo", "eval"} <= seen_pirl
 
     text = DOC.read_text()
@@ -295,6 +297,74 @@ def test_sim_recipe_runs_one_update_through_learner_and_actor(name: str, method:
     latest = CheckpointManager(out / "checkpoints").latest()
     saved = json.loads((latest / "pretrained_model" / "config.json").read_text())
     assert saved["rl"]["method"] == method
+
+
+def _doc_line(*head: str, config: str) -> list[str]:
+    return next(c for c in _doc_commands() if c[: len(head)] == list(head) and config in c)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the recipe makes its certificate with openssl")
+def test_two_machine_recipe_token_and_tls_lines_work_together(tmp_path: Path):
+    """Recipe 3 on loopback: the doc's own openssl line makes the certificate, the doc's learner and actor
+    lines add TLS, the config's token_env asks for PIRL_TOKEN. The arm is the simulated SO-101 with one
+    small camera named like the recipe's (no serial port here); the policy keeps the recipe's method."""
+    from app.learner.launch import RunProcesses, free_port
+
+    config = "configs/so101_two_machines.json"
+    openssl = next(c for c in _doc_commands() if c[:2] == ["openssl", "req"])
+    (tmp_path / "certs").mkdir()
+    subprocess.run(openssl, cwd=tmp_path, check=True, capture_output=True)
+
+    cfg = json.loads((REPO / config).read_text())
+    cam = {"front": {"type": "sim_mujoco", "camera": "front", "width": 64, "height": 48}}
+    cfg["robot"] = {"type": "sim_so101", "task": "reach", "fps": 30, "cameras": cam}
+    cfg["policy"]["device"] = "cpu"
+    cfg["policy"]["native"].update(
+        state_dim=9,
+        image_keys=["front"],
+        image_size=[48, 64],
+        obs_hidden=32,
+        expert_hidden=32,
+        time_embed_dim=8,
+    )
+    cfg["policy"]["rl"].update(value_hidden=[32], ppo={"epochs": 1, "minibatch_size": 32})
+    cfg["actor"]["image_keys"] = ["front"]
+    del cfg["safety"]["envelope_path"]
+    cfg["episode"] = {"time_limit_s": 1.0}
+    cfg["algorithm"]["chunks_per_update"] = 6
+    cfg["learner"].update(max_updates=1, tensorboard=False)
+    path = tmp_path / "so101_two_machines.json"
+    path.write_text(json.dumps(cfg))
+
+    def local(argv: list[str]) -> list[str]:
+        """The doc line's options, on loopback, with the certificate paths under tmp_path."""
+        args = argv[argv.index(config) + 1 :]
+        args = [
+            re.sub(r"=certs/", f"={tmp_path}/certs/", a) for a in args if not a.startswith("--transport.host")
+        ]
+        return [*args, "--transport.host=127.0.0.1"]
+
+    learner_args = local(_doc_line("pirl", "learner", config=config))
+    actor_args = local(_doc_line("pirl", "actor", config=config))
+    assert any(a.startswith("--transport.tls_cert=") for a in learner_args)
+    assert any(a.startswith("--transport.tls_ca=") for a in actor_args)
+    assert cfg["transport"]["token_env"] == "PIRL_TOKEN"
+
+    run = RunProcesses(
+        path, tmp_path / "run", free_port(), env={"PIRL_TOKEN": "t0k3n", "OMP_NUM_THREADS": "1"}
+    )
+    try:
+        run.start_learner(learner_args)
+        run.start_actor(["--actor.actor_id=so101", *actor_args])
+        run.wait_for(lambda n, ln: "first chunk with policy v0" in ln, timeout=240, what="weights over TLS")
+        run.wait_for(
+            lambda n, ln: ln.startswith("learner: update 1 "), timeout=180, what="update 1", seen=True
+        )
+    finally:
+        run.stop()
+    metrics = run.metrics()
+    assert metrics and metrics[0]["charts/policy_version"] == 1 and "losses/entropy" not in metrics[0]  # SDE
 
 
 # ------------------------------------------------------------------------------------- the VLA settings
