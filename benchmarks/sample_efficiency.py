@@ -10,7 +10,8 @@ For every (method, seed) it runs, on this machine's CPU:
   (`benchmarks/sac_sim.py` says exactly what is LeRobot's and what is ours).
 
 The budget counts only the learning phase (rollouts + updates); BC and the two evaluations come on top and
-are in the `wall` column. PI-RL checks the budget after each update, so it overruns by at most one update.
+are in the `wall` column. PI-RL checks the budget after each update, so it overruns by at most one update,
+and its `learn s` (the pipeline's `rl_wall_s`) also includes its final evaluation; SAC's does not.
 
     .venv/bin/python benchmarks/sample_efficiency.py                         # 3 seeds x 3 methods, 20 min
     .venv/bin/python benchmarks/sample_efficiency.py --budget_s 300 --jobs 2 # what docs/benchmarks.md ran
@@ -30,7 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `app` and `benchmarks` importable
@@ -76,7 +77,7 @@ def run_one(spec: RunSpec) -> RunResult:
 
         scfg = SACRunConfig(seed=spec.seed, wall_budget_s=spec.budget_s, eval_episodes=spec.eval_episodes)
         if spec.quick:
-            scfg.bc_steps, scfg.warmup_steps, scfg.demos = 20, 16, 2
+            scfg = replace(scfg, bc_steps=20, warmup_steps=16, demos=2)
         r = run_sac(scfg, log=lambda m: print(f"[{spec.method} s{spec.seed}] {m}", flush=True))
         return RunResult(
             "sac",
@@ -95,12 +96,17 @@ def run_one(spec: RunSpec) -> RunResult:
     with tempfile.TemporaryDirectory(prefix=f"pirl_b1_{spec.method}_{spec.seed}_") as out:
         cfg = DemoConfig(seed=spec.seed, method=spec.method, output_dir=out)
         cfg.pirl = default_pirl(spec.method)
-        cfg.run.wall_budget_s = spec.budget_s
-        cfg.run.updates = 1_000_000  # the wall budget is what stops it
-        cfg.run.eval_every = 1_000_000  # evaluate only before and after: evals are not learning time
-        cfg.run.eval_episodes = spec.eval_episodes
+        # dataclasses.replace, not attribute assignment: a field renamed in the pipeline fails loudly here.
+        cfg.run = replace(
+            cfg.run,
+            wall_budget_s=spec.budget_s,
+            updates=1_000_000,  # the wall budget is what stops it
+            eval_every=1_000_000,  # evaluate only before and after: evals are not learning time
+            eval_episodes=spec.eval_episodes,
+        )
         if spec.quick:
-            cfg.bc.demos, cfg.bc.steps, cfg.run.episodes_per_update = 2, 20, 8
+            cfg.bc = replace(cfg.bc, demos=2, steps=20)
+            cfg.run = replace(cfg.run, chunks_per_update=40)
         r = run_inprocess(cfg, log=lambda m: print(f"[{spec.method} s{spec.seed}] {m}", flush=True))
     return RunResult(
         spec.method,
