@@ -242,6 +242,14 @@ class SimSO101Follower(Robot):
         with self._lock:
             return {**self.task.info(), "sim_time_s": self.sim_time_s}
 
+    @check_if_not_connected
+    def read_joint_positions(self) -> dict[str, float]:
+        """Joints only, no camera render: what RobotGuard's control thread reads at control rate. A render
+        there would run on a thread that does not own the EGL context (EGL_BAD_ACCESS) and cost a frame."""
+        with self._lock:
+            self._catch_up()
+            return {f"{m}.pos": v for m, v in self._present().items()}
+
     # ---- internals ---------------------------------------------------------------------------------
     def _present(self) -> dict[str, float]:
         q = self.data.qpos[self._qadr]
