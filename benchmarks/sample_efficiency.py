@@ -183,6 +183,28 @@ def summary_json(results: list[RunResult], methods: list[str]) -> dict[str, dict
     return out
 
 
+def code_version() -> str:
+    """HEAD commit plus any uncommitted change to the code these runs execute (the recipe is being tuned)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "app/demo", "app/rl", "benchmarks"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return head + (f" + uncommitted {', '.join(changed)}" if changed else "")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget_s", type=float, default=1200.0, help="learning seconds per run (default 20 min)")
@@ -214,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
         for m in args.methods
     ]
     machine = machine_line()
+    version = code_version()
     t0 = time.monotonic()
     if args.jobs == 1:
         results = [run_one(s) for s in specs]
@@ -226,13 +249,14 @@ def main(argv: list[str] | None = None) -> dict:
     notes = (
         f"Learning budget {args.budget_s:.0f} s per run, {args.jobs} run(s) at a time, {args.threads} torch "
         f"thread(s) each; {args.eval_episodes} deterministic evaluation episodes on fixed scenes. "
-        f"Load avg {load_end:.1f} at the end; total {time.monotonic() - t0:.0f} s.\n\n"
+        f"Load avg {load_end:.1f} at the end; total {time.monotonic() - t0:.0f} s. Code: {version}.\n\n"
         + markdown_table(["method", "seeds", "before %", "after %", "delta pts", "episodes"], summary)
     )
     print(report("Benchmark 1: sample efficiency", header, rows, notes), flush=True)
     payload = {
         "args": vars(args),
         "machine": machine,
+        "code": version,
         "load_avg_end": load_end,
         "results": [asdict(r) for r in results],
         "summary": summary_json(results, args.methods),
