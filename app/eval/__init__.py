@@ -1,6 +1,6 @@
 """`pirl eval`: success rate of a checkpoint, with a confidence interval, in sim or on a real arm.
 
-    pirl eval --policy outputs/demo/checkpoints/last/pretrained_model --episodes 100
+    pirl eval --policy outputs/demo/bc_policy --episodes 100
     pirl eval --policy PATH --episodes 20 --robot.type=so101_follower --robot.port=/dev/ttyACM0 \
         --robot.id=follower --episode.home_pose='{...}' --record.root=outputs/eval_ds
 

@@ -296,85 +296,86 @@ def run_eval(
                 cfg.record, round(cfg.safety.control_hz), state_keys, robot_keys, shapes, cfg.robot.type
             )
         t0 = time.monotonic()
-        while len(per_episode) < cfg.episodes:
-            i = manager.index
-            if not manager.reset():
-                why = (
-                    "e-stop latched" if guard.estopped else f"max joint error {manager.last_reset_error:.1f}"
-                )
-                stopped = f"reset to home failed ({why}); check the arm"
-                break
-            if not manager.auto_start:
-                a = ask(f"episode {i + 1}/{cfg.episodes}: set the scene, Enter to start (q to stop): ")
-                if a.strip().lower().startswith("q"):
-                    stopped = "operator quit"
+        try:
+            while len(per_episode) < cfg.episodes:
+                i = manager.index
+                if not manager.reset():
+                    why = (
+                        "e-stop latched"
+                        if guard.estopped
+                        else f"max joint error {manager.last_reset_error:.1f}"
+                    )
+                    stopped = f"reset to home failed ({why}); check the arm"
                     break
-                manager.confirm()
-            manager.start()
-            planner.reset(i)
-            rng = random.Random(episode_seed(cfg.sample_seed, i))
-            take_at = None
-            if expert is not None and rng.random() < cfg.takeover_prob:
-                take_at = rng.randrange(max(1, manager.max_steps // planner.exec_h // 2))
-            try:
+                if not manager.auto_start:
+                    a = ask(f"episode {i + 1}/{cfg.episodes}: set the scene, Enter to start (q to stop): ")
+                    if a.strip().lower().startswith("q"):
+                        stopped = "operator quit"
+                        break
+                    manager.confirm()
+                manager.start()
+                planner.reset(i)
+                rng = random.Random(episode_seed(cfg.sample_seed, i))
+                take_at = None
+                if expert is not None and rng.random() < cfg.takeover_prob:
+                    take_at = rng.randrange(max(1, manager.max_steps // planner.exec_h // 2))
                 steps = _run_episode(
                     guard, manager, takeover, planner, recorder, state_keys, image_keys, robot_keys, take_at,
                     to_policy_observation, action_dict,
                 )  # fmt: skip
-            except KeyboardInterrupt:
-                if manager.state is EpisodeState.RUNNING:
-                    manager.stop("operator")
+                env_steps += steps
+                if guard.mode != "lockstep" and not guard.estopped:
+                    guard.hold("episode_end")  # hold still while the operator answers (not a watchdog hold)
+                record = manager.records[-1]
+                success = bool(record.success)
+                if record.rerecord:
+                    verdict = "r"
+                elif guard.is_sim or record.termination in ("success", "failure"):
+                    verdict = "y" if success else "n"
+                else:
+                    verdict = _verdict(ask, i + 1)
+                if verdict in ("r", "q"):
+                    if recorder is not None:
+                        recorder.discard_episode()
+                    if verdict == "q":
+                        stopped = "operator quit"
+                        break
+                    manager.index, manager.attempt = record.index, record.attempt + 1  # same episode again
+                    say(f"eval: episode {i + 1} discarded, running it again")
+                    continue
+                success = verdict == "y"
+                counted = cfg.count_intervened or not record.interventions
+                ep = {
+                    "episode": record.index,
+                    "seed": record.seed,
+                    "success": success,
+                    "counted": counted,
+                    "steps": record.steps,
+                    "termination": record.termination,
+                    "interventions": record.interventions,
+                    "intervention_steps": record.intervention_steps,
+                    "return": record.reward,
+                    "wall_s": round(record.wall_s, 4),
+                }
+                per_episode.append(ep)
                 if recorder is not None:
-                    recorder.discard_episode()
-                stopped = "interrupted (Ctrl-C); the unfinished episode was discarded"
-                break
-            env_steps += steps
-            if guard.mode != "lockstep" and not guard.estopped:
-                guard.hold("episode_end")  # hold still while the operator answers (not a watchdog hold)
-            record = manager.records[-1]
-            success = bool(record.success)
-            if record.rerecord:
-                verdict = "r"
-            elif guard.is_sim or record.termination in ("success", "failure"):
-                verdict = "y" if success else "n"
-            else:
-                verdict = _verdict(ask, i + 1)
-            if verdict in ("r", "q"):
-                if recorder is not None:
-                    recorder.discard_episode()
-                if verdict == "q":
-                    stopped = "operator quit"
+                    recorder.end_episode(success, success_reward=cfg.episode.success_reward)
+                say(
+                    f"eval: episode {len(per_episode)}/{cfg.episodes} {'success' if success else 'failure'} "
+                    f"({record.termination}, {record.steps} steps"
+                    + (f", {record.interventions} takeover" if record.interventions else "")
+                    + ("" if counted else ", not counted")
+                    + ")"
+                )
+                if guard.estopped:
+                    stopped = f"e-stop latched ({guard.estop_reason}); clear it and run again"
                     break
-                manager.index, manager.attempt = record.index, record.attempt + 1  # same episode again
-                say(f"eval: episode {i + 1} discarded, running it again")
-                continue
-            success = verdict == "y"
-            counted = cfg.count_intervened or not record.interventions
-            ep = {
-                "episode": record.index,
-                "seed": record.seed,
-                "success": success,
-                "counted": counted,
-                "steps": record.steps,
-                "termination": record.termination,
-                "interventions": record.interventions,
-                "intervention_steps": record.intervention_steps,
-                "return": record.reward,
-                "wall_s": round(record.wall_s, 4),
-            }
-            per_episode.append(ep)
+        except KeyboardInterrupt:  # Ctrl-C, at a prompt or mid-episode: keep what is finished
+            if manager.state is EpisodeState.RUNNING:
+                manager.stop("operator")
             if recorder is not None:
-                recorder.end_episode(success, success_reward=cfg.episode.success_reward)
-            say(
-                f"eval: episode {len(per_episode)}/{cfg.episodes} {'success' if success else 'failure'} "
-                f"({record.termination}, {record.steps} steps"
-                + (f", {record.interventions} takeover" if record.interventions else "")
-                + ("" if counted else ", not counted")
-                + ")"
-            )
-            if guard.estopped:
-                stopped = f"e-stop latched ({guard.estop_reason}); clear it and run again"
-                break
+                recorder.discard_episode()
+            stopped = "interrupted (Ctrl-C); an unfinished episode was discarded"
     finally:
         wall = time.monotonic() - t0
         if recorder is not None:

@@ -32,7 +32,10 @@ class Operator:
 
     def __call__(self, prompt: str) -> str:
         self.prompts.append(prompt)
-        return self.answers.pop(0)
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
 
 @pytest.fixture
@@ -95,6 +98,17 @@ def test_operator_can_stop_and_keeps_the_partial_result(joints_policy, follower)
     result = run_eval(eval_cfg(joints_policy, robot_cfg, home, 5), ask=operator)
     assert result.stopped == "operator quit"
     assert len(result.episodes) == 1 and result.success.successes == 1
+
+
+def test_ctrl_c_keeps_the_finished_episodes(joints_policy, follower, tmp_path):
+    robot_cfg, home = follower
+    operator = Operator(["", "y", "", KeyboardInterrupt()])  # Ctrl-C at the second verdict
+    root = tmp_path / "ds"
+    cfg = eval_cfg(joints_policy, robot_cfg, home, 3, record=RecordConfig(root=str(root)))
+    result = run_eval(cfg, ask=operator)
+    assert result.stopped.startswith("interrupted")
+    assert [e["success"] for e in result.episodes] == [True]
+    assert LeRobotDataset("local/pirl_eval", root=root).num_episodes == 1  # finalised, readable
 
 
 def test_real_robot_options_are_checked_before_connecting(joints_policy, follower):
