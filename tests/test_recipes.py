@@ -202,9 +202,14 @@ def _parse_pirl(argv: list[str]):
         from app.eval import parse_config
 
         return parse_config(args)
+    if name == "doctor":
+        from app.doctor import DoctorConfig
+
+        return draccus.parse(config_class=DoctorConfig, args=args)
     raise AssertionError(f"docs/recipes.md runs `pirl {name}`, which the tests do not know how to parse")
 
 
+@pytest.mark.slow  # each run-config parse builds draccus's parser over every LeRobot config type: ~3 s apiece
 def test_every_command_in_the_doc_parses_and_names_existing_files():
     commands = _doc_commands()
     demos = []  # (method, output_dir) of every demo run the doc asks for
@@ -231,7 +236,7 @@ def test_every_command_in_the_doc_parses_and_names_existing_files():
                 assert f'"{opt.split("=")[0]}"' in source, f"{argv[1]} has no option {opt}"
         else:
             assert tool in ("export", "mkdir", "openssl"), f"unexpected command in docs/recipes.md: {argv}"
-    assert {"calibrate", "learner", "actor", "console", "demo", "eval"} <= seen_pirl
+    assert {"doctor", "calibrate", "learner", "actor", "console", "demo", "eval"} <= seen_pirl
 
     text = DOC.read_text()
     for path in [*RUN_CONFIGS, *VLA_CONFIGS]:
