@@ -99,6 +99,11 @@ class EvalConfig:
                 raise ValueError(
                     "--teleop is for real robots; in sim use --takeover_prob for scripted takeovers"
                 )
+            if self.robot.type == "koch_follower":
+                raise ValueError(
+                    "--teleop maps gamepad/keyboard end-effector moves with the SO-10x arm model; a Koch "
+                    "follower has none: take over with its leader arm from `pirl console`"
+                )
             if self.teleop.type not in EVAL_TELEOP_TYPES:
                 raise ValueError(
                     f"--teleop.type={self.teleop.type} has no intervention button; pirl eval takes over with "

@@ -315,6 +315,9 @@ def run_eval(
                     manager.confirm()
                 manager.start()
                 planner.reset(i)
+                reset_map = getattr(getattr(takeover.human, "action_map", None), "reset", None)
+                if reset_map is not None:
+                    reset_map()  # an end-effector teleop target starts from where the arm is
                 rng = random.Random(episode_seed(cfg.sample_seed, i))
                 take_at = None
                 if expert is not None and rng.random() < cfg.takeover_prob:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.robots.koch_follower import KochFollowerConfig
 from lerobot.robots.so_follower import SO101Follower, SO101FollowerConfig
+from lerobot.teleoperators.gamepad.configuration_gamepad import GamepadTeleopConfig
+from lerobot.teleoperators.so_leader import SO101LeaderConfig
 
 from app.eval import EvalConfig, RecordConfig, run_eval
 from hardware import so101_model
@@ -115,6 +118,12 @@ def test_real_robot_options_are_checked_before_connecting(joints_policy, followe
     robot_cfg, home = follower
     with pytest.raises(ValueError, match="--takeover_prob drives the scripted sim expert"):
         run_eval(eval_cfg(joints_policy, robot_cfg, home, 1, takeover_prob=0.5), ask=Operator([]))
+    pad = GamepadTeleopConfig()
+    with pytest.raises(ValueError, match="has no intervention button"):
+        run_eval(eval_cfg(joints_policy, robot_cfg, home, 1, teleop=SO101LeaderConfig(port="/dev/x")))
+    koch = KochFollowerConfig(port="/dev/mock_koch", id="k", use_degrees=True)
+    with pytest.raises(ValueError, match="a Koch follower has none"):
+        run_eval(eval_cfg(joints_policy, koch, home, 1, teleop=pad))
     with pytest.raises(ValueError, match="no home pose"):
         cfg = eval_cfg(joints_policy, robot_cfg, home, 1)
         cfg.episode.home_pose = {}

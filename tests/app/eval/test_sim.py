@@ -147,6 +147,8 @@ def test_cli_prints_rate_and_interval_and_writes_json(reach_policy, tmp_path, ca
         (["--policy", "{policy}", "--robot.type=sim_so101", "--robot.task=pick_cube"], "state size mismatch"),
         (["--policy", "{joints}", "--episodes", "1"], "the policy expects observation.state of 6 values"),
         (["--policy", "{policy}", "--record.root={tmp}"], "already exists"),
+        (["--policy", "{policy}", "--teleop.type=gamepad"], "--teleop is for real robots"),
+        (["--policy", "{policy}", "--confidence=1"], "--confidence must be in (0, 1)"),
     ],
 )
 def test_clear_errors_exit_2(args, message, reach_policy, joints_policy, tmp_path, capsys):
