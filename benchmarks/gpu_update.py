@@ -1,9 +1,10 @@
 """PI-RL update cost for SmolVLA-, pi0- and pi0.5-size models (random weights, built offline).
 
-For each model: rollout sampling throughput (chunks/s through PI-RL's sampler, the actor's job), then the
-PPO update (re-score stored chains, clipped surrogate + value loss, backward, clip, AdamW step over the
-trainable groups: expert + noise head + value head, VLM frozen): seconds per update, chunks/s, and peak
-GPU memory.
+For each model: rollout sampling throughput (chunks/s through PI-RL's sampler, the actor's job), then one
+PPO update by the core trainer, `app.rl.trainer.PIRLTrainer.update` (value recompute, GAE, re-score of the
+stored chains, clipped surrogate + value loss + entropy bonus, backward, grad-norm clip, AdamW step over
+the trainable groups: expert + noise head + value head, VLM frozen), one epoch of one minibatch holding
+the whole batch: seconds per update, chunks/s, and peak GPU memory.
 
     python benchmarks/gpu_update.py                      # full size on CUDA (skips cleanly without CUDA)
     python benchmarks/gpu_update.py --tiny               # tiny models on CPU: a smoke test of the script
@@ -62,38 +63,52 @@ def make_obs(adapter: Any, tok: Any, batch: int, device: torch.device) -> dict[s
     return obs
 
 
-def ppo_update(model: Any, opt: torch.optim.Optimizer, obs: dict, s: Any, adv: torch.Tensor) -> float:
-    """One PPO minibatch step (DESIGN.md section 5): clip 0.2, value loss, grad clip 1.0."""
-    from app.rl.sampling import evaluate_chain
+def rollout_batch(model: Any, obs: dict[str, torch.Tensor], s: Any, episode_len: int = 4) -> Any:
+    """The sampled chunks as the learner receives them: episodes of `episode_len` chunks, random rewards,
+    a success at each episode's end, no takeovers. Random data costs the same as real data."""
+    from app.rl.batch import RolloutBatch
 
-    ev = evaluate_chain(model, obs, s.chain, s.sde_step)
-    ratio = torch.exp(ev.logprob - s.logprob)
-    surrogate = torch.min(ratio * adv, ratio.clamp(0.8, 1.2) * adv)
-    loss = -surrogate.mean() + (ev.value - s.value).square().mean() - 0.005 * ev.entropy.mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-    opt.step()
-    return float(loss.detach())
+    n, dev = s.chain.shape[0], s.chain.device
+    index = torch.arange(n, device=dev)
+    zeros = torch.zeros(n, dtype=torch.bool, device=dev)
+    return RolloutBatch(
+        obs={k: v.detach() for k, v in obs.items()},
+        chain=s.chain.detach(),
+        sde_step=s.sde_step.long(),
+        logprob=s.logprob.float(),
+        value=s.value.float(),
+        reward=torch.rand(n, device=dev),
+        done=index % episode_len == episode_len - 1,
+        truncated=zeros,
+        bootstrap_value=torch.zeros(n, device=dev),
+        intervention=zeros,
+        human_action=torch.zeros(n, model.policy.chunk_size, model.policy.action_dim, device=dev),
+        takeover_start=zeros,
+        policy_version=torch.zeros(n, dtype=torch.long, device=dev),
+        episode_id=index // episode_len,
+        chunk_index=index % episode_len,
+        group_id=torch.full((n,), -1, dtype=torch.long, device=dev),
+    )
 
 
 def bench(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    from app.rl.config import PIRLConfig
+    from app.rl.config import PIRLConfig, PPOConfig
     from app.rl.model import PIRLModel
     from app.rl.sampling import sample
+    from app.rl.trainer import PIRLTrainer
 
     with tempfile.TemporaryDirectory() as folder:
         t0 = time.perf_counter()
         adapter, tok = build(name, args.tiny, device, folder)
         build_s = time.perf_counter() - t0
-    cfg = PIRLConfig(method=args.method, num_steps=args.steps)
+    # one epoch, one minibatch of the whole batch: one gradient step per update (PI-RL's default
+    # optimiser settings and losses, DESIGN.md section 5)
+    ppo = PPOConfig(epochs=1, minibatch_size=args.batch, critic_warmup_updates=0)
+    cfg = PIRLConfig(method=args.method, num_steps=args.steps, ppo=ppo)
     model = PIRLModel(adapter, cfg).to(device)
-    opt = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=5e-6, betas=(0.9, 0.95), eps=1e-5
-    )
+    trainer = PIRLTrainer(model, seed=0)
     counts = adapter.parameter_count()
     obs = make_obs(adapter, tok, args.batch, device)
-    adv = torch.randn(args.batch, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -104,7 +119,7 @@ def bench(name: str, args: argparse.Namespace, device: torch.device) -> dict[str
         s = sample(model, obs, mode="train")
         _sync(device)
         t_mid = time.perf_counter()
-        ppo_update(model, opt, obs, s, adv)
+        trainer.update(rollout_batch(model, obs, s))
         _sync(device)
         if i >= args.warmup:
             sample_s.append(t_mid - t)
@@ -179,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             [*cols, "peak GiB"],
             rows,
             notes=f"batch {args.batch} chunks, K={args.steps}, {args.method}, median of {args.iters} after "
-            f"{args.warmup} warm-up; update = re-score + PPO loss + backward + AdamW (expert + heads).",
+            f"{args.warmup} warm-up; update = PIRLTrainer.update (values, GAE, re-score, PPO loss, "
+            "backward, AdamW on expert + heads), 1 epoch x 1 minibatch.",
         )
     )
     return 0

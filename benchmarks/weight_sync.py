@@ -21,8 +21,8 @@ back into its fp32 model. Each trial first changes the weights (a stand-in for a
 
 Timing: `time.monotonic()` is one system-wide clock on Linux, so the learner's "push starts" stamp (before
 serialization) and the actor's "loaded" stamp (after the copy into the model) are comparable across
-processes. The pirl path polls `latest_parameters()` every 0.5 ms, as the actor's loop polls between
-chunks; that adds at most 0.5 ms.
+processes. The pirl path polls `latest_parameters()` every 1 ms, as the actor's loop polls between
+chunks; that adds at most 1 ms.
 
 Sizes are synthetic stacks of 4096-wide linear weights (`1e6`, `50e6`, `450e6`) or real policies
 (`native`: the sim demo's native flow policy from configs/sim_pirl_reach.json; `tiny_smolvla`: the
@@ -368,7 +368,7 @@ def _actor_pirl(port, weights: Weights, go, pushed, proc, trials, out) -> None:
             while (params := client.latest_parameters(newer_than=version)) is None:
                 if time.monotonic() > deadline or not proc.is_alive():
                     raise TimeoutError(f"no new parameters arrived ({client.status.last_error})")
-                time.sleep(0.0005)
+                time.sleep(0.001)
             weights.load(params.state)
             t1 = time.monotonic()
             version = params.version
