@@ -183,7 +183,7 @@ class LearnerLinkStatus:
 @dataclass
 class LoopStatus:
     hz: float = 0.0  # measured control rate
-    target_hz: float = 0.0
+    target_hz: float = 0.0  # 0: no wall-clock target (a lockstep simulator steps as fast as it can)
     inference_ms: float | None = None  # policy time per chunk or step, recent mean
     dropped_steps: int = 0  # steps that missed their deadline
     steps: int = 0

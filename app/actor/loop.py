@@ -123,6 +123,8 @@ class Actor:
         self._infer_ms: float | None = None  # recent mean of one chunk's sampling time
         self._dropped = 0  # wall-clock control steps that started a period or more late
         self._last_step_t: float | None = None
+        self._step_dt: float | None = None  # mean seconds per actor step (its inverse is the lockstep rate)
+        self._rate_t: float | None = None
         self._last_obs: dict[str, Any] | None = None
         if cfg.actor.control is not None:
             from app.actor.control import ControlServer, JointView, LogBuffer
@@ -130,6 +132,11 @@ class Actor:
             self.control = ControlServer(cfg.actor.control)
             self._joint_view = JointView()
             self._log_buffer = LogBuffer()
+            # The progress line already says how each episode ended: the episode manager's own INFO
+            # start/end lines would push everything else out of the pane. Its warnings still come.
+            self._log_buffer.addFilter(
+                lambda r: r.name != "hardware.episodes" or r.levelno >= logging.WARNING
+            )
             progress = self.progress
 
             def progress_and_console(line: str) -> None:
@@ -276,7 +283,7 @@ class Actor:
 
     def _run_episode(self) -> None:
         ep = self.episodes.start()
-        self._last_step_t = None  # the reset and the pause before this episode are no dropped steps
+        self._last_step_t = self._rate_t = None  # the reset or pause before this episode: no dropped steps
         episode_id = self._episode_base + self.episodes_done * 1000 + self.episodes.attempt
         takeover_chunk = None
         if self.takeover.human is not None and self._rng.random() < self.cfg.actor.expert_takeover_prob:
@@ -323,6 +330,13 @@ class Actor:
                 obs = self._last_obs = self.guard.observation()
                 outcome = self.episodes.record_step(decision, result, obs)
                 self.env_steps += 1
+                now = time.monotonic()
+                if (
+                    self._rate_t is not None
+                ):  # mean of the intervals (inference pauses included), not of rates
+                    dt = now - self._rate_t
+                    self._step_dt = dt if self._step_dt is None else 0.95 * self._step_dt + 0.05 * dt
+                self._rate_t = now
                 reward += outcome.reward
                 if decision.intervention:
                     intervened = True
@@ -495,6 +509,8 @@ class Actor:
             for r in eps.records[-200:]
             if not r.rerecord
         ]
+        realtime = g.mode == "realtime"
+        rate = (g.loop_hz or 0.0) if realtime else (1.0 / self._step_dt if self._step_dt else 0.0)
         cameras = {}
         for name in getattr(self.robot, "cameras", None) or {}:
             frame = (self._last_obs or {}).get(name)
@@ -528,9 +544,11 @@ class Actor:
                 queue_depth=cs.pending,
                 rtt_ms=cs.rtt_ms,
             ),
+            # Realtime (real arm, wall-clock sim): the guard's control thread rate against its target.
+            # Lockstep sim: no wall-clock target (it steps as fast as it can); the actor's own step rate.
             loop=LoopStatus(
-                hz=g.loop_hz or 0.0,
-                target_hz=hz,
+                hz=rate,
+                target_hz=hz if realtime else 0.0,
                 inference_ms=self._infer_ms,
                 dropped_steps=self._dropped,
                 steps=self.env_steps,
