@@ -16,9 +16,12 @@ Steps, all seeded:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +55,19 @@ class DemoCLIConfig:
             raise ValueError(f"--method must be flow_noise or flow_sde, got {self.method!r}")
         if self.updates < 1 or self.chunks_per_update < 1 or self.eval_episodes < 1 or self.demos < 1:
             raise ValueError("--updates, --chunks_per_update, --eval_episodes and --demos must be >= 1")
+        if self.bc_steps < 0 or self.wall_budget_s < 0:
+            raise ValueError("--bc_steps and --wall_budget_s must be >= 0")
+        if self.sim.task not in ("reach", "pick_cube"):
+            raise ValueError(f"--sim.task must be reach or pick_cube, got {self.sim.task!r}")
+        if self.sim.fps <= 0 or self.sim.max_steps < 1:
+            raise ValueError("--sim.fps must be > 0 and --sim.max_steps >= 1")
+        if self.sim.shaping:
+            # The actor's episodes score success only; a shaped in-process reward would train a different
+            # objective than the one the runtime demo optimises.
+            raise ValueError("--sim.shaping is not supported by pirl demo: the runtime's reward is sparse")
 
 
+STATS_WINDOW = 50  # episodes in the learner's rolling training success rate (the progress lines)
 QUICK = {"updates": 12, "eval_episodes": 40}
 
 
@@ -73,6 +87,7 @@ def run_config(cfg: DemoCLIConfig, policy_dir: Path, run_dir: Path, port: int) -
             "save_every": 10,
             "keep_checkpoints": 2,
             "tensorboard": False,
+            "stats_window": STATS_WINDOW,
         },
         "actor": {
             "actor_id": "sim0",
@@ -98,178 +113,250 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f} %"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(argv or [])
+def parse(argv: list[str]) -> DemoCLIConfig:
+    """Options -> a validated config (ValueError says what is wrong); `--quick` fills in QUICK's values
+    for the options not given explicitly."""
     with draccus.config_type("json"):
         cfg = draccus.parse(DemoCLIConfig, args=argv)
     if cfg.quick:
         for key, value in QUICK.items():
-            if not any(a.startswith(f"--{key}") for a in argv):
+            if not any(a.startswith(f"--{key}=") or a == f"--{key}" for a in argv):
                 setattr(cfg, key, value)
+    cfg.validate()
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(argv or [])
     try:
-        cfg.validate()
+        cfg = parse(argv)
     except ValueError as exc:
         print(f"pirl demo: {exc}", file=sys.stderr)
         return 2
     headless = (not sys.stdout.isatty()) if cfg.headless is None else cfg.headless
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a closed session, `kill`, CI timeouts) takes the Ctrl-C path: both processes stop.
+        signal.signal(signal.SIGTERM, _interrupt)
     return run(cfg, headless)
 
 
-def run(cfg: DemoCLIConfig, headless: bool = True) -> int:
-    import torch
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    from app.learner.launch import RunProcesses, free_port, read_metrics
+
+def run(cfg: DemoCLIConfig, headless: bool = True) -> int:
+    """The four steps; returns 0, 130 when interrupted (after printing what it has) or 1 on failure."""
+    import torch
 
     torch.set_num_threads(1)
     t0 = time.monotonic()
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    say = lambda msg: print(f"demo: {msg}", flush=True)  # noqa: E731
     dcfg = demo_config(cfg, out)
 
     # 1-2. demos, BC, "before"
-    envs = SimEnvs(8, cfg.sim)
     try:
-        policy = build_policy(dcfg, envs)
-        stats = pretrain(dcfg, envs, policy.model)
-        say(f"{len(stats)} scripted demos, {cfg.bc_steps} BC steps ({time.monotonic() - t0:.0f} s)")
-        before = evaluate(policy.model, envs, cfg.eval_episodes, cfg.seed)
-        say(f"BC policy: {_pct(before)} success over {cfg.eval_episodes} evaluation episodes")
-    finally:
-        envs.close()
+        envs = SimEnvs(8, cfg.sim)
+        try:
+            policy = build_policy(dcfg, envs)
+            stats = pretrain(dcfg, envs, policy.model)
+            say(f"{len(stats)} scripted demos, {cfg.bc_steps} BC steps ({time.monotonic() - t0:.0f} s)")
+            before = evaluate(policy.model, envs, cfg.eval_episodes, cfg.seed)
+            say(f"BC policy: {_pct(before)} success over {cfg.eval_episodes} evaluation episodes (ODE)")
+        finally:
+            envs.close()
+    except KeyboardInterrupt:
+        say("interrupted before PI-RL started; nothing to summarise")
+        return 130
     bc_dir = out / "bc_policy"
     policy.save_pretrained(bc_dir)
 
     # 3. PI-RL through the runtime
+    run_dir, interrupted, rl_wall = _pirl(cfg, out, bc_dir, headless)
+
+    # 4. "after" on the final checkpoint
+    with _deferred_interrupts():
+        ckpt = _final_pretrained(run_dir)
+    if ckpt is None:
+        say(f"no checkpoint was written; see the logs in {run_dir / 'logs'}")
+        return 130 if interrupted else 1
+    after: float | None = None
+    try:
+        from app.eval import load_policy
+
+        final = load_policy(ckpt)
+        envs = SimEnvs(8, cfg.sim)
+        try:
+            after = evaluate(final.model, envs, cfg.eval_episodes, cfg.seed)
+        finally:
+            envs.close()
+    except KeyboardInterrupt:
+        interrupted = True
+        say("interrupted during the final evaluation; the summary has no 'after' number")
+    summary = make_summary(cfg, before, after, run_dir, bc_dir, ckpt, time.monotonic() - t0, rl_wall)
+    summary["interrupted"] = interrupted
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(format_summary(summary), flush=True)
+    return 130 if interrupted else 0
+
+
+def say(msg: str) -> None:
+    print(f"demo: {msg}", flush=True)
+
+
+def _pirl(cfg: DemoCLIConfig, out: Path, bc_dir: Path, headless: bool) -> tuple[Path, bool, float]:
+    """Learner + actor processes until `updates` (or the wall budget, or Ctrl-C); always stops both."""
+    from app.learner.launch import RunProcesses, free_port
+
     run_dir = out / "run"
     if run_dir.exists():  # the learner refuses to overwrite a run; the demo's own previous run goes
         shutil.rmtree(run_dir)
     port = free_port()
     config_path = out / "run_config.json"
     config_path.write_text(json.dumps(run_config(cfg, bc_dir, run_dir, port), indent=2))
-    say(f"PI-RL ({cfg.method}): learner + actor on 127.0.0.1:{port}, {cfg.updates} updates")
+    say(
+        f"PI-RL ({cfg.method}): pirl learner + pirl actor on 127.0.0.1:{port}, {cfg.updates} updates of "
+        f">= {cfg.chunks_per_update} chunks; logs in {run_dir / 'logs'}"
+    )
     t_rl = time.monotonic()
-    run = RunProcesses.start(config_path, run_dir, actors=0 if not headless else 1, port=port)
     interrupted = False
+    run = None
     try:
+        run = RunProcesses.start(config_path, run_dir, actors=0 if not headless else 1, port=port)
         if headless:
-            interrupted = _follow(run, cfg, t_rl, say)
+            _follow(run, cfg, t_rl)
         else:
-            interrupted = _console(run, config_path, say)
+            _console(run, config_path)
     except KeyboardInterrupt:
         interrupted = True
+        say("interrupted: stopping the learner (it saves a final checkpoint) and the actor")
     finally:
-        run.stop()
-    rl_wall = time.monotonic() - t_rl
-    metrics = read_metrics(run_dir)
+        if run is not None:
+            with _deferred_interrupts():  # a second Ctrl-C must not leave the two processes behind
+                run.stop()
+    return run_dir, interrupted, time.monotonic() - t_rl
 
-    # 4. "after" on the final checkpoint
-    ckpt = _final_pretrained(run_dir)
-    if ckpt is None:
-        say(f"no checkpoint was written; see the logs in {run_dir / 'logs'}")
-        return 1
-    from app.eval import load_policy
 
-    final = load_policy(ckpt)
-    envs = SimEnvs(8, cfg.sim)
+@contextlib.contextmanager
+def _deferred_interrupts():
+    """Ignore Ctrl-C / SIGTERM for the duration (only possible, and only needed, in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        after = evaluate(final.model, envs, cfg.eval_episodes, cfg.seed)
+        yield
     finally:
-        envs.close()
-    episodes = int(metrics[-1].get("rl/episodes_total", 0)) if metrics else 0
-    episodes = episodes or _episodes_from_log(run_dir)
-    summary = {
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def make_summary(
+    cfg: DemoCLIConfig,
+    before: float,
+    after: float | None,
+    run_dir: Path,
+    bc_dir: Path,
+    ckpt: Path,
+    wall_s: float,
+    rl_wall_s: float,
+) -> dict:
+    """summary.json: both success rates, how much PI-RL ran and how fast, and where everything is."""
+    from app.learner.launch import read_metrics
+
+    metrics = read_metrics(run_dir)
+    last = metrics[-1] if metrics else {}
+    update_s = [float(m["rl/update_seconds"]) for m in metrics if "rl/update_seconds" in m]
+    span = float(metrics[-1]["time"]) - float(metrics[0]["time"]) if len(metrics) > 1 else 0.0
+    return {
         "method": cfg.method,
+        "seed": cfg.seed,
         "success_before": before,
         "success_after": after,
         "eval_episodes": cfg.eval_episodes,
+        "demos": cfg.demos,
         "updates": len(metrics),
-        "episodes": episodes,
-        "wall_s": time.monotonic() - t0,
-        "rl_wall_s": rl_wall,
+        "episodes": int(last.get("charts/episodes", 0)),
+        "env_steps": int(last.get("charts/env_steps", 0)),
+        # the learner's count of actor env steps over its own running time (charts/SPS)
+        "env_steps_per_s": float(last.get("charts/SPS", 0.0)),
+        # updates per second of PI-RL wall time between the first and the last update
+        "updates_per_s": (len(metrics) - 1) / span if span > 0 else 0.0,
+        "update_compute_s_mean": sum(update_s) / len(update_s) if update_s else 0.0,
+        "train_success_last": last.get("charts/success_rate"),
+        "wall_s": wall_s,
+        "rl_wall_s": rl_wall_s,
         "checkpoint": str(ckpt),
         "bc_policy": str(bc_dir),
         "metrics": str(run_dir / "metrics.jsonl"),
         "logs": str(run_dir / "logs"),
-        "interrupted": interrupted,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(
-        "\n".join(
-            [
-                "",
-                f"== pirl demo summary ({cfg.method})",
-                f"   success before PI-RL (BC, {cfg.demos} demos): {_pct(before)}",
-                f"   success after PI-RL:                  {_pct(after)}  "
-                f"({'+' if after >= before else ''}{100 * (after - before):.0f} points, "
-                f"deterministic ODE, {cfg.eval_episodes} fixed scenes)",
-                f"   PI-RL: {len(metrics)} updates, {episodes} episodes, {rl_wall:.0f} s; total {summary['wall_s']:.0f} s",
-                f"   checkpoint: {ckpt}",
-                f"   metrics:    {run_dir / 'metrics.jsonl'}   logs: {run_dir / 'logs'}",
-                f"   evaluate again: pirl eval --policy {ckpt} --episodes 100",
-            ]
-        ),
-        flush=True,
+
+
+def format_summary(s: dict) -> str:
+    before, after = s["success_before"], s["success_after"]
+    if after is None:
+        after_line = "not measured (interrupted)"
+    else:
+        after_line = (
+            f"{_pct(after)}  ({'+' if after >= before else ''}{100 * (after - before):.0f} points, "
+            f"deterministic ODE, {s['eval_episodes']} fixed scenes)"
+        )
+    return "\n".join(
+        [
+            "",
+            f"== pirl demo summary ({s['method']}, seed {s['seed']})"
+            + ("  [interrupted]" if s.get("interrupted") else ""),
+            f"   success before PI-RL (BC on {s['demos']} demos): {_pct(before)}",
+            f"   success after PI-RL:  {after_line}",
+            f"   PI-RL: {s['updates']} updates, {s['episodes']} episodes, {s['env_steps']} env steps in "
+            f"{s['rl_wall_s']:.0f} s (actor {s['env_steps_per_s']:.0f} steps/s, learner "
+            f"{s['updates_per_s']:.2f} updates/s); whole demo {s['wall_s']:.0f} s",
+            f"   checkpoint: {s['checkpoint']}",
+            f"   metrics:    {s['metrics']}",
+            f"   logs:       {s['logs']}",
+            f"   evaluate again: pirl eval --policy {s['checkpoint']} --episodes 100",
+        ]
     )
-    return 130 if interrupted else 0
 
 
-def _follow(run, cfg: DemoCLIConfig, t_rl: float, say) -> bool:
+def _follow(run, cfg: DemoCLIConfig, t_rl: float) -> None:
     """Headless: one line per update with the rolling training success rate."""
     while not run.finished:
         # A bounded wait: once the learner has stopped the actor only holds (silently), so an unbounded
         # wait for the next line would never return.
         for name, line in run.lines(timeout=1.0):
-            _show(run, name, line, t_rl, say)
+            _show(run, name, line, t_rl)
         if cfg.wall_budget_s and time.monotonic() - t_rl > cfg.wall_budget_s:
             say(f"wall budget of {cfg.wall_budget_s:.0f} s reached")
-            return False
-        if not run.learner.alive or not any(a.alive for a in run.actors):
+            return
+        if not any(a.alive for a in run.actors):
+            say(f"the actor exited early; see {run.actors[0].log_path}")
             break
     for name, line in run.lines(timeout=0.5):  # what the learner printed last
-        _show(run, name, line, t_rl, say)
-    return False
+        _show(run, name, line, t_rl)
 
 
-def _show(run, name: str, line: str, t_rl: float, say) -> None:
+def _show(run, name: str, line: str, t_rl: float) -> None:
     if name == "learner" and line.startswith("learner: update"):
         m = run.metrics()
         last = m[-1] if m else {}
         say(
-            f"update {int(last.get('rl/policy_version', len(m))):3d}  "
-            f"episodes {_episodes(last):5d}  "
-            f"success (last {20} episodes) {_pct(float(last.get('charts/success_rate', 0.0))):>5}  "
-            f"[{time.monotonic() - t_rl:.0f} s]"
+            f"update {len(m):3d}  episodes {int(last.get('charts/episodes', 0)):5d}  "
+            f"training success (last {STATS_WINDOW} episodes) "
+            f"{_pct(float(last.get('charts/success_rate', 0.0))):>5}  "
+            f"actor {float(last.get('charts/SPS', 0.0)):4.0f} steps/s  [{time.monotonic() - t_rl:.0f} s]"
         )
     elif "error" in line.lower() or "Traceback" in line:
         say(f"{name}: {line}")
 
 
-def _console(run, config_path: Path, say) -> bool:
+def _console(run, config_path: Path) -> None:
     """Interactive: the operator console starts the actor and shows the run; quit it to finish."""
     from app.console.main import main as console_main
 
     say("starting the operator console (press q to finish the demo and see the summary)")
     console_main(["--config", str(config_path), "--actor_log", str(run.output_dir / "logs" / "actor0.log")])
-    return False
-
-
-def _episodes(m: dict) -> int:
-    for key in ("rl/episodes_total", "charts/episodes", "episodes"):
-        if key in m:
-            return int(m[key])
-    return 0
-
-
-def _episodes_from_log(run_dir: Path) -> int:
-    log = run_dir / "logs" / "learner.log"
-    if not log.is_file():
-        return 0
-    n = 0
-    for line in log.read_text().splitlines():
-        if line.startswith("learner: update") and " episodes " in line:
-            n = int(line.split(" episodes ")[1].split()[0])
-    return n
 
 
 def _final_pretrained(run_dir: Path) -> Path | None:

@@ -1,0 +1,128 @@
+"""`pirl demo`: option errors, the run config both processes read, summary.json, and (slow) a shortened
+demo through the real runtime (learner + actor processes on loopback) whose success rate must rise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.demo.cli import (
+    QUICK,
+    STATS_WINDOW,
+    DemoCLIConfig,
+    demo_config,
+    format_summary,
+    main,
+    make_summary,
+    parse,
+    run_config,
+)
+from app.demo.pipeline import train_seed
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method=ppo"], "--method must be flow_noise or flow_sde"),
+        (["--updates=0"], "must be >= 1"),
+        (["--eval_episodes=0"], "must be >= 1"),
+        (["--bc_steps=-1"], "--bc_steps and --wall_budget_s must be >= 0"),
+        (["--sim.task=stack"], "--sim.task must be reach or pick_cube"),
+        (["--sim.shaping=1.0"], "runtime's reward is sparse"),
+    ],
+)
+def test_bad_options_exit_2_with_the_reason(args, message, capsys) -> None:
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_quick_fills_only_the_options_not_given() -> None:
+    cfg = parse(["--quick=true", "--updates=5"])
+    assert cfg.updates == 5
+    assert cfg.eval_episodes == QUICK["eval_episodes"]
+    assert parse(["--method=flow_sde"]).updates == DemoCLIConfig().updates
+
+
+def test_run_config_parses_and_matches_the_in_process_pipeline(tmp_path) -> None:
+    """The runtime demo and the in-process pipeline (tuning, benchmark 1) must train on the same thing:
+    episode length, reset seeds, batch size, PI-RL settings."""
+    from app.learner.config import parse_run_config
+
+    cfg = parse(["--seed=3", "--chunks_per_update=200", "--method=flow_sde"])
+    path = tmp_path / "run_config.json"
+    path.write_text(json.dumps(run_config(cfg, tmp_path / "bc", tmp_path / "run", 12345)))
+    rc = parse_run_config(["--config", str(path)])
+    d = demo_config(cfg, tmp_path)
+    assert round(rc.episode.time_limit_s * rc.safety.control_hz) == d.env.max_steps
+    assert rc.episode.seed == train_seed(3)
+    assert rc.algorithm.chunks_per_update == d.run.chunks_per_update == 200
+    assert rc.learner.max_updates == d.run.updates == cfg.updates
+    assert rc.learner.stats_window == STATS_WINDOW
+    assert rc.transport.port == 12345 and rc.transport.host == "127.0.0.1"
+    assert d.pirl.method == "flow_sde"
+
+
+def _fake_run(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True)
+    rows = [
+        {"update": 1, "time": 100.0, "rl/update_seconds": 0.5, "charts/episodes": 40.0,
+         "charts/env_steps": 1500.0, "charts/SPS": 90.0, "charts/success_rate": 0.4},
+        {"update": 2, "time": 110.0, "rl/update_seconds": 0.7, "charts/episodes": 85.0,
+         "charts/env_steps": 3100.0, "charts/SPS": 100.0, "charts/success_rate": 0.6},
+        {"update": 3, "time": 120.0, "rl/update_seconds": 0.6, "charts/episodes": 130.0,
+         "charts/env_steps": 4600.0, "charts/SPS": 110.0, "charts/success_rate": 0.7},
+    ]  # fmt: skip
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_summary_counts_rates_and_paths(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir)
+    cfg = DemoCLIConfig(method="flow_sde", seed=2)
+    ckpt = run_dir / "checkpoints" / "000003" / "pretrained_model"
+    s = make_summary(cfg, 0.4, 0.75, run_dir, tmp_path / "bc_policy", ckpt, 300.0, 200.0)
+    assert s["method"] == "flow_sde" and s["seed"] == 2
+    assert (s["success_before"], s["success_after"]) == (0.4, 0.75)
+    assert (s["updates"], s["episodes"], s["env_steps"]) == (3, 130, 4600)
+    assert s["env_steps_per_s"] == 110.0
+    assert s["updates_per_s"] == pytest.approx(2 / 20.0)
+    assert s["update_compute_s_mean"] == pytest.approx(0.6)
+    assert s["checkpoint"] == str(ckpt)
+    assert s["metrics"] == str(run_dir / "metrics.jsonl") and s["logs"] == str(run_dir / "logs")
+    text = format_summary(s)
+    assert "40 %" in text and "75 %" in text and "+35 points" in text and str(ckpt) in text
+    assert "not measured" in format_summary({**s, "success_after": None, "interrupted": True})
+
+
+def test_summary_of_a_run_without_updates(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    s = make_summary(DemoCLIConfig(), 0.5, 0.5, run_dir, tmp_path, tmp_path / "ckpt", 10.0, 5.0)
+    assert (s["updates"], s["episodes"], s["updates_per_s"]) == (0, 0, 0.0)
+    assert "+0 points" in format_summary(s)
+
+
+# The CI-sized demo: same recipe as `pirl demo`, fewer updates and evaluation scenes, fixed seed.
+CI_ARGS = ["--quick=true", "--seed=0", "--headless=true"]
+CI_MARGIN = 0.15  # success must rise by at least 15 points (measured: see docs/demo.md)
+
+
+@pytest.mark.slow
+def test_quick_demo_through_the_runtime_raises_success(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main([*CI_ARGS, f"--output_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "demo: update" in out and "== pirl demo summary" in out
+    assert summary["updates"] == QUICK["updates"] and not summary["interrupted"]
+    assert summary["episodes"] > 0 and summary["env_steps_per_s"] > 0
+    assert Path(summary["checkpoint"], "config.json").is_file()
+    assert (tmp_path / "run" / "logs" / "learner.log").is_file()
+    assert (tmp_path / "run" / "logs" / "actor0.log").is_file()
+    rise = summary["success_after"] - summary["success_before"]
+    assert rise >= CI_MARGIN, f"success {summary['success_before']:.2f} -> {summary['success_after']:.2f}"
