@@ -17,7 +17,8 @@ trainable weights:
   preallocated buffer, no serialization and no load: the floor any socket-based transport can reach here.
 
 The learner's weights are fp32 (training weights); `--dtype bf16` halves what travels and the actor casts
-back into its fp32 model. Each trial first changes the weights (a stand-in for a training step, untimed).
+back into its fp32 model. Each trial first changes the weights (a stand-in for a training step, untimed);
+after each gRPC trial the actor's weights are checked against the pushed ones (a checksum, untimed).
 
 Timing: `time.monotonic()` is one system-wide clock on Linux, so the learner's "push starts" stamp (before
 serialization) and the actor's "loaded" stamp (after the copy into the model) are comparable across
@@ -166,6 +167,11 @@ def wire_state(state: dict[str, torch.Tensor], wire: str) -> dict[str, torch.Ten
     return {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
 
 
+def checksum(state: dict[str, torch.Tensor]) -> float:
+    """Sum of every floating weight in float64: the actor's copy must match what the learner pushed."""
+    return float(sum(float(v.double().sum()) for v in state.values() if v.is_floating_point()))
+
+
 def pirl_payload(weights: Weights, version: int, wire: str) -> bytes:
     from app.transport.codec import Parameters, encode_parameters
 
@@ -189,7 +195,7 @@ def _learner(path, size, wire, port, go, pushed, ready, trials):  # pragma: no c
             go.get()
             t0 = time.monotonic()
             conn.sendall(payload)
-            pushed.put((t0, len(payload)))
+            pushed.put((t0, len(payload), None))
         go.get()
         conn.close()
         srv.close()
@@ -246,9 +252,10 @@ def _learner(path, size, wire, port, go, pushed, ready, trials):  # pragma: no c
     for version in range(1, trials + 1):
         go.get()
         weights.train_step()
+        expected = checksum(wire_state(weights.state(), wire))  # before the clock starts
         t0 = time.monotonic()
         n = push(version)
-        pushed.put((t0, n))
+        pushed.put((t0, n, expected))
     go.get()  # stop
     shutdown.set()
     server.stop(grace=1).wait(5)
@@ -320,7 +327,7 @@ def _actor_raw(port, size, go, pushed, proc, trials, out) -> None:
                     raise ConnectionError("learner closed the socket early")
                 got += n
             t1 = time.monotonic()
-            t0, nbytes = _get(pushed, proc, "report its push")
+            t0, nbytes, _ = _get(pushed, proc, "report its push")
             out.append(Trial(t1 - t0, nbytes))
 
 
@@ -341,7 +348,8 @@ def _actor_lerobot(port, weights: Weights, go, pushed, proc, trials, out) -> Non
             data = receive_bytes_in_chunks(stream, None, never)
             weights.load(bytes_to_state_dict(data))
             t1 = time.monotonic()
-            t0, nbytes = _get(pushed, proc, "report its push")
+            t0, nbytes, expected = _get(pushed, proc, "report its push")
+            _verify(weights, expected)
             out.append(Trial(t1 - t0, nbytes))
             del data
     finally:
@@ -372,11 +380,21 @@ def _actor_pirl(port, weights: Weights, go, pushed, proc, trials, out) -> None:
             weights.load(params.state)
             t1 = time.monotonic()
             version = params.version
-            t0, nbytes = _get(pushed, proc, "report its push")
+            t0, nbytes, expected = _get(pushed, proc, "report its push")
+            _verify(weights, expected)
             out.append(Trial(t1 - t0, nbytes))
             del params
     finally:
         client.close()
+
+
+def _verify(weights: Weights, expected: float) -> None:
+    """After the clock stopped: the actor must hold exactly the pushed values (a fast wrong load is no win)."""
+    got = checksum(weights.state())
+    if not abs(got - expected) <= 1e-9 * max(1.0, abs(expected)):
+        raise RuntimeError(
+            f"the actor loaded different weights than were pushed (sum {got!r} != {expected!r})"
+        )
 
 
 def _free_port() -> int:
