@@ -199,3 +199,84 @@ def test_bad_config_values_are_explained():
         SafetyConfig(workspace_min=[0, 0, 0]).validate()
     with pytest.raises(ValueError, match="mode"):
         SafetyConfig(mode="fast").validate()
+
+
+def corners_in_box(layer: SafetyLayer, a, b, top: float) -> bool:
+    """Every mix of "this joint at a, that one at b" keeps the gripper under `top` (brute force)."""
+    varying = [m for m in MOTORS if a[f"{m}.pos"] != b[f"{m}.pos"]]
+    for mask in range(1 << len(varying)):
+        pose = {m: a[f"{m}.pos"] for m in MOTORS}
+        for j, m in enumerate(varying):
+            if mask >> j & 1:
+                pose[m] = b[f"{m}.pos"]
+        if FK.fk(pose)[2] > top + EPS:
+            return False
+    return True
+
+
+def test_workspace_checks_every_pose_the_joints_can_sweep_through():
+    """Both ends inside the box is not enough: shoulder and elbow move in opposite directions, and the
+    servo that gets there first lifts the gripper through the ceiling on the way."""
+    top = 0.25
+    cfg = SafetyConfig(
+        workspace_min=[0.05, -0.25, 0.03], workspace_max=[0.40, 0.25, top], max_step=90.0, max_velocity=1e4
+    )
+    layer = SafetyLayer.from_config(cfg, "sim_so101", MOTORS)
+    present = dict(HOME, **{"shoulder_lift.pos": -30.0, "elbow_flex.pos": 10.0, "wrist_flex.pos": 50.0})
+    target = dict(present, **{"shoulder_lift.pos": -10.0, "elbow_flex.pos": -10.0})
+    assert FK.fk({m: target[f"{m}.pos"] for m in MOTORS})[2] < top  # the end pose alone is fine
+    assert not corners_in_box(layer, present, target, top)  # ... but elbow-first passes z = 0.28
+    r = layer.filter(target, present)
+    assert "workspace" in r.events
+    assert corners_in_box(layer, present, r.action, top)
+    assert r.action["shoulder_lift.pos"] > present["shoulder_lift.pos"] + 1.0  # slowed, not frozen
+
+
+def test_workspace_pullback_never_commands_a_joint_outside_its_limits():
+    """The gripper overshot its closed limit a little (servo overshoot); a target the box pulls back must
+    not be pulled back to where the gripper is, below its limit."""
+    layer = make_layer(max_step=90.0, max_velocity=1e4)
+    present = dict(HOME, **{"gripper.pos": -0.02})
+    target = dict(HOME, **{"shoulder_lift.pos": 60.0, "elbow_flex.pos": -40.0, "gripper.pos": 0.0})
+    r = layer.filter(target, present)
+    assert "workspace" in r.events
+    assert in_limits(layer, r.action), r.action
+    assert layer.limits["gripper"][0] <= r.action["gripper.pos"]
+
+
+def test_pullback_keeps_the_previous_goal_instead_of_following_a_sagging_arm():
+    """The arm sagged past the face while holding the previous command. Pulling an outward target back to
+    the *measured* pose would move the goal out with the arm, step after step; the goal must stay inside."""
+    layer = make_layer()
+    goal = dict(HOME, **{"shoulder_lift.pos": -20.0, "elbow_flex.pos": -30.0, "wrist_flex.pos": 50.0})
+    assert in_box(goal)  # z = 0.331
+    sagged = dict(goal, **{"shoulder_lift.pos": -23.0, "elbow_flex.pos": -33.0})
+    assert not in_box(sagged)  # z = 0.355
+    layer.reset_reference(goal)
+    further = dict(goal, **{"shoulder_lift.pos": -24.0, "elbow_flex.pos": -34.0})
+    for _ in range(5):  # the arm stays sagged; the source insists
+        r = layer.filter(further, sagged)
+        assert "workspace" in r.events and in_box(r.action)  # the goal moves at most up to the face
+        assert r.action != pytest.approx(sagged, abs=0.1)  # not out to where the arm sagged
+
+
+def test_braking_lookahead_slows_a_fast_approach_before_the_face():
+    """Driving at full speed at the ceiling, the command decelerates before it (the servo overshoots a goal
+    that stops abruptly by about one commanded step); without the look-ahead it arrives at full speed."""
+    top = BOX[1][2]
+    start = dict(HOME, **{"shoulder_lift.pos": -20.0, "elbow_flex.pos": 6.0, "wrist_flex.pos": 50.0})
+    arrival_step = {}
+    for lookahead in (1.0, 0.0):
+        layer = make_layer(workspace_lookahead_steps=lookahead)
+        full_speed = layer.max_velocity["elbow_flex"] / layer.control_hz
+        present = dict(start)
+        layer.reset_reference(present)
+        for _ in range(30):  # a perfectly tracking arm, elbow driven up at the velocity limit
+            out = layer.filter(dict(present, **{"elbow_flex.pos": -60.0}), present).action
+            step = abs(out["elbow_flex.pos"] - present["elbow_flex.pos"])
+            present = out
+            if FK.fk({m: present[f"{m}.pos"] for m in MOTORS})[2] > top - 0.005:
+                arrival_step.setdefault(lookahead, step)  # speed when first within 5 mm of the face
+        assert FK.fk({m: present[f"{m}.pos"] for m in MOTORS})[2] == pytest.approx(top, abs=1e-4)
+    assert arrival_step[0.0] == pytest.approx(full_speed)
+    assert arrival_step[1.0] < 0.5 * full_speed
