@@ -159,7 +159,7 @@ class JointStatus:
 
 @dataclass
 class EpisodeStatus:
-    number: int = 0
+    number: int = 0  # from 1, as in the actor's progress lines (a re-recorded episode keeps its number)
     state: str = "idle"  # idle | running | paused | resetting | holding | done | stopped
     time_left_s: float | None = None
     length_s: float | None = None  # time limit of an episode

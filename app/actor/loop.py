@@ -125,6 +125,7 @@ class Actor:
         self._last_step_t: float | None = None
         self._step_dt: float | None = None  # mean seconds per actor step (its inverse is the lockstep rate)
         self._rate_t: float | None = None
+        self._takeover_next = False  # the console asked for a takeover while no episode ran
         self._last_obs: dict[str, Any] | None = None
         if cfg.actor.control is not None:
             from app.actor.control import ControlServer, JointView, LogBuffer
@@ -139,9 +140,11 @@ class Actor:
             )
             progress = self.progress
 
+            prefix = f"actor {cfg.actor.actor_id}: "
+
             def progress_and_console(line: str) -> None:
                 progress(line)
-                self._log_buffer.add("INFO", line)
+                self._log_buffer.add("INFO", line.removeprefix(prefix))  # the pane is narrow
 
             self.progress = progress_and_console
 
@@ -283,6 +286,9 @@ class Actor:
 
     def _run_episode(self) -> None:
         ep = self.episodes.start()
+        if self._takeover_next:
+            self._takeover_next = False
+            self.takeover.request(True)
         self._last_step_t = self._rate_t = None  # the reset or pause before this episode: no dropped steps
         episode_id = self._episode_base + self.episodes_done * 1000 + self.episodes.attempt
         takeover_chunk = None
@@ -450,9 +456,12 @@ class Actor:
             elif cmd is Command.TAKEOVER_ON:
                 if self.takeover.human is None:
                     log.warning("takeover: no teleoperator configured, the policy keeps driving")
-                else:
+                elif self.episodes.state is EpisodeState.RUNNING:
                     self.takeover.request(True)
+                else:  # between episodes: the next one starts with the human (start() clears requests)
+                    self._takeover_next = True
             elif cmd is Command.TAKEOVER_OFF:
+                self._takeover_next = False
                 self.takeover.request(False)
             elif cmd is Command.SUCCESS:
                 self.episodes.mark_success()
@@ -471,7 +480,8 @@ class Actor:
 
     def _status(self):
         """One snapshot for the console. While an episode runs it shows that episode; between episodes
-        (resetting, waiting for the operator) the one that just ended, with its outcome."""
+        (resetting, waiting for the operator) the one that just ended, with its outcome. Episodes are
+        numbered from 1, as in the progress lines."""
         from app.actor.control import (
             ActorStatus,
             CameraThumbnail,
@@ -489,17 +499,17 @@ class Actor:
         last = eps.records[-1] if eps.records else None
         if running or last is None:
             tk = self.takeover.report()
-            number, reward, outcome, interventions = eps.index, eps.reward_sum, None, tk["interventions"]
+            number, reward, outcome, interventions = eps.index + 1, eps.reward_sum, None, tk["interventions"]
             time_left = max(0.0, (eps.max_steps - eps.steps) / hz) if running else None
         else:
-            number, reward, interventions, time_left = last.index, last.reward, last.interventions, None
+            number, reward, interventions, time_left = last.index + 1, last.reward, last.interventions, None
             outcome = {True: "success", False: "failure"}.get(last.success, last.termination)
         source = ""
         if getattr(self, "_expert", None) is not None:
             source = "sim expert"
         history = [
             CurvePoint(
-                number=r.index,
+                number=r.index + 1,
                 success=r.success,
                 episode_return=float(r.reward),
                 interventions=int(r.interventions),

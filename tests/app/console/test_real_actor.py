@@ -229,6 +229,9 @@ async def test_every_key_drives_the_real_actor(run):
         assert all(ack.ok for ack in app.acks), [k for k in app.acks if not k.ok]
         assert actor.takeover.human is not None  # the sim's expert: takeover had something to hand to
 
+        await pilot.press("t", "p")  # takeover asked between episodes: the next one starts with the human
+        await until(pilot, lambda: actor.takeover.interventions >= 1, 10, "next episode driven by the human")
+
         await pilot.press("q", "y")
         await until(pilot, lambda: not a.alive, 30, "actor shut down")
     assert a.rc == 0 and actor.guard.closed
