@@ -9,6 +9,9 @@ can go, with the same code the commands run:
 - every `pirl ...` line in docs/recipes.md parses with its command's own parser (no unknown option, no
   missing config file), and every config has a recipe;
 - the two sim recipes really run: learner + actor processes on loopback, one PI-RL update each;
+- the Koch recipe's calibrate/envelope/check lines and its config run on a packet-level simulated Koch
+  bus (actor and learner in-process, real-time control), every command inside the recorded envelope;
+- the two-machine recipe's openssl, learner and actor lines (TLS + token) work together on loopback;
 - the VLA PI-RL settings (configs/vla/) build a tiny SmolVLA / pi0 / pi0.5 with exactly the trainable
   groups the recipe names, and one PPO update + a bf16 weight push work with them.
 """
@@ -20,6 +23,8 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import draccus
@@ -28,6 +33,7 @@ import torch
 
 from app.learner.config import PIRLRunConfig, make_policy, parse_run_config
 from app.learner.sac import config_path, normalise_argv, requested_algorithm
+from tests.mocks import sim_fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "recipes.md"
@@ -35,6 +41,8 @@ RUN_CONFIGS = sorted((REPO / "configs").glob("*.json"))
 VLA_CONFIGS = sorted((REPO / "configs" / "vla").glob("*.json"))
 # The sim recipes' policy is the BC policy `pirl demo` writes; its PI-RL method comes with it.
 SIM_RECIPES = {"sim_reach_flow_noise.json": "flow_noise", "sim_reach_flow_sde.json": "flow_sde"}
+# Simulated servo buses (packet-level Dynamixel/Feetech mocks) for the real-arm recipes.
+sim_ports, koch_sim, calib_dir = sim_fixtures.sim_ports, sim_fixtures.koch_sim, sim_fixtures.calib_dir
 
 
 @pytest.fixture(autouse=True)
@@ -370,6 +378,82 @@ def test_two_machine_recipe_token_and_tls_lines_work_together(tmp_path: Path):
         run.stop()
     metrics = run.metrics()
     assert metrics and metrics[0]["charts/policy_version"] == 1 and "losses/entropy" not in metrics[0]  # SDE
+
+
+@pytest.mark.slow
+def test_koch_recipe_runs_on_a_simulated_koch_bus(koch_sim, calib_dir, tmp_path: Path):
+    """Recipe 2 with a packet-level simulated Koch v1.1 bus (tests/mocks) in place of the USB arm: the doc's
+    own `calibrate envelope` and `calibrate check` lines, then koch_native.json's learner and actor (in this
+    process, where the simulated port lives) for two episodes of random-policy actions in real time. Every
+    Goal_Position on the wire stays inside the recorded envelope. Only the camera is dropped (no device);
+    the camera path runs in the two-machine test."""
+    from app.actor.loop import Actor
+    from app.learner.loop import Learner
+    from calibration.cli import main as calibrate
+    from hardware.safety.envelope import SafetyEnvelope
+    from tests.calibration.test_check import FAST, goals_on_wire, wire_poses
+    from tests.calibration.test_envelope import quiet_io, sweep
+    from tests.mocks.calibration_files import KOCH_RANGES, calibrate_registers, write_calibration_file
+
+    envelope = tmp_path / "envelopes" / "koch1.json"
+
+    def here(argv: list[str]) -> list[str]:
+        """A doc line's options with the simulated port, a temporary calibration folder and envelope."""
+        args = [
+            f"--robot.port={koch_sim.port}"
+            if a.startswith("--robot.port=")
+            else a.replace("envelopes/", f"{envelope.parent}/")
+            for a in argv[2:]
+        ]
+        return [*args, f"--robot.calibration_dir={calib_dir}"]
+
+    # `pirl calibrate` itself is interactive (LeRobot's prompts); its result is this file.
+    write_calibration_file(calib_dir / "koch1.json", calibrate_registers(koch_sim, KOCH_RANGES))
+    koch_sim.script({"elbow_flex": sweep(2050, 1400, 2050), "shoulder_lift": sweep(2050, 1500, 2050)})
+    line = _doc_line("pirl", "calibrate", "envelope", config="--robot.type=koch_follower")
+    assert calibrate([*here(line), "--max_samples=30"], io=quiet_io([])) == 0
+    assert envelope.is_file()
+    line = _doc_line("pirl", "calibrate", "check", config="--robot.type=koch_follower")
+    lines: list[str] = []
+    assert calibrate([*here(line), *FAST], io=quiet_io(lines)) == 0, "\n".join(lines)
+
+    cfg = json.loads((REPO / "configs" / "koch_native.json").read_text())
+    del cfg["robot"]["cameras"]  # no camera device here
+    cfg["policy"]["native"]["image_keys"] = cfg["actor"]["image_keys"] = []
+    config = tmp_path / "koch_native.json"
+    config.write_text(json.dumps(cfg))
+    args = [
+        "--config", str(config), f"--robot.port={koch_sim.port}", f"--robot.calibration_dir={calib_dir}",
+        f"--safety.envelope_path={envelope}", "--safety.handle_signals=false",
+        "--episode.auto_start=true",  # the console's `p`, pressed for every episode
+        "--episode.time_limit_s=1.0", "--algorithm.chunks_per_update=6", "--transport.port=0",
+        f"--learner.output_dir={tmp_path / 'run'}", "--learner.tensorboard=false", "--learner.progress=false",
+        "--actor.episodes=2", "--actor.progress_every=0",
+    ]  # fmt: skip
+    learner = Learner(parse_run_config(args), progress=None)
+    port = learner.start_server()
+    thread = threading.Thread(target=learner.run, daemon=True)
+    thread.start()
+    try:
+        koch_sim.bus.writes.clear()
+        actor = Actor(parse_run_config([*args, f"--transport.port={port}"]), progress=None)
+        assert actor.guard.mode == "realtime" and not actor.guard.is_sim
+        assert actor.run() == 0
+        deadline = time.monotonic() + 60
+        while learner.updates < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert learner.updates >= 1
+    finally:
+        learner.shutdown.set()
+        thread.join(timeout=30)
+    assert actor.episodes_done == 2
+    env = SafetyEnvelope.load(envelope)
+    poses = wire_poses(goals_on_wire(koch_sim, KOCH_RANGES, "dynamixel"))
+    assert len(poses) > 30  # 2 x 30 control steps plus the resets
+    for pose in poses:
+        for motor, value in pose.items():
+            lo, hi = env.joint_limits[motor]
+            assert lo - 0.1 <= value <= hi + 0.1, (motor, value, lo, hi)
 
 
 # ------------------------------------------------------------------------------------- the VLA settings
