@@ -51,14 +51,14 @@ class SO101Kinematics:
         poses because it skips MuJoCo's per-call overhead and the bodies off the gripper's chain.
         """
         n = len(np.atleast_1d(next(iter(positions.values()))))
-        rot = np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
+        rot = np.broadcast_to(_EYE, (n, 3, 3))
         pos = np.zeros((n, 3))
         for body_pos, body_rot, joint, anchor, axis in self._chain:
             pos = pos + rot @ body_pos
             rot = rot @ body_rot
             if joint is not None:
                 q = _to_rad(joint, np.asarray(positions[joint], dtype=np.float64).reshape(n))
-                r = _axis_angle(axis, q)  # (n, 3, 3), rotation about `axis` through `anchor`
+                r = _axis_angle(axis, q)  # (n, 3, 3): rotation about the unit `axis` through `anchor`
                 pos = pos + np.einsum("nij,nj->ni", rot, anchor - r @ anchor)
                 rot = rot @ r
         return pos + rot @ self._site_pos
@@ -81,6 +81,8 @@ def _site_chain(
         name = model.joint(joints[0]).name if joints else None
         anchor = np.array(model.jnt_pos[joints[0]], dtype=np.float64) if joints else np.zeros(3)
         axis = np.array(model.jnt_axis[joints[0]], dtype=np.float64) if joints else np.zeros(3)
+        if joints:
+            axis /= np.linalg.norm(axis)
         chain.append(
             (np.array(model.body_pos[body], dtype=np.float64), rot.reshape(3, 3), name, anchor, axis)
         )
@@ -97,9 +99,11 @@ def _to_rad(joint: str, values: np.ndarray) -> np.ndarray:
     return np.radians(values)
 
 
+_EYE = np.eye(3)
+
+
 def _axis_angle(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
     """Rodrigues' formula for a unit `axis` and N angles -> (N, 3, 3) rotation matrices."""
-    axis = axis / np.linalg.norm(axis)
     k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
     s, c = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
-    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
+    return _EYE + s * k + (1.0 - c) * (k @ k)

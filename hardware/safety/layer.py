@@ -308,28 +308,38 @@ class SafetyLayer:
         xyz = self.end_effector(positions)
         return float(_distance_to_box(np.asarray(xyz, dtype=np.float64)[None, :], self.workspace)[0])
 
-    def _swept_distance(self, poses: list[Mapping[str, float]]) -> float:
-        """Largest box distance over every corner of the joint-space box that bounds `poses`.
+    def _swept_distance(self, *pose_sets: list[Mapping[str, float]]) -> float | tuple[float, ...]:
+        """Largest box distance over every corner of the joint-space box that bounds each set of poses.
 
         Joints that do not move contribute one value, so a single-joint move costs two poses and a full
-        six-joint move 64 (one vectorised FK call, ~0.2 ms).
+        six-joint move 64. All sets go through one vectorised FK call (~0.2 ms); one set -> one float,
+        several -> a tuple in the same order.
         """
-        lo = {k: min(float(p[k]) for p in poses) for k in self.keys}
-        hi = {k: max(float(p[k]) for p in poses) for k in self.keys}
-        varying = [k for k in self.keys if hi[k] != lo[k]]
-        n = 1 << len(varying)
-        bits = (np.arange(n)[:, None] >> np.arange(len(varying))[None, :]) & 1
-        cols: dict[str, np.ndarray] = {}
-        for m, k in zip(self.motors, self.keys, strict=True):
-            if k in varying:
-                cols[m] = np.where(bits[:, varying.index(k)] == 1, hi[k], lo[k])
-            else:
-                cols[m] = np.full(n, lo[k])
+        cols: dict[str, list[np.ndarray]] = {m: [] for m in self.motors}
+        sizes = []
+        for poses in pose_sets:
+            lo = {k: min(float(p[k]) for p in poses) for k in self.keys}
+            hi = {k: max(float(p[k]) for p in poses) for k in self.keys}
+            varying = [k for k in self.keys if hi[k] != lo[k]]
+            n = 1 << len(varying)
+            bits = (np.arange(n)[:, None] >> np.arange(len(varying))[None, :]) & 1
+            for m, k in zip(self.motors, self.keys, strict=True):
+                if k in varying:
+                    cols[m].append(np.where(bits[:, varying.index(k)] == 1, hi[k], lo[k]))
+                else:
+                    cols[m].append(np.full(n, lo[k]))
+            sizes.append(n)
+        flat = {m: np.concatenate(v) for m, v in cols.items()}
         if self._fk_many is not None:
-            xyz = np.asarray(self._fk_many(cols), dtype=np.float64)
+            xyz = np.asarray(self._fk_many(flat), dtype=np.float64)
         else:
-            xyz = np.array([self._fk({m: cols[m][i] for m in self.motors}) for i in range(n)], dtype=float)
-        return float(_distance_to_box(xyz, self.workspace).max())
+            total = sum(sizes)
+            xyz = np.array(
+                [self._fk({m: flat[m][i] for m in self.motors}) for i in range(total)], dtype=float
+            )
+        dist = _distance_to_box(xyz, self.workspace)
+        out = tuple(float(part.max()) for part in np.split(dist, np.cumsum(sizes)[:-1]))
+        return out[0] if len(out) == 1 else out
 
     def _pullback_start(
         self, present: dict[str, float], previous: dict[str, float] | None
@@ -364,39 +374,40 @@ class SafetyLayer:
         # The arm may still be on its way to the previous command (servos carry momentum; a reversed
         # command takes a period or two to bite), so that pose bounds the sweep as well.
         moving = [present] if previous is None else [present, previous]
-        start = self._pullback_start(present, previous)
 
-        def sweep(candidate: Mapping[str, float]) -> float:
-            return self._swept_distance([*moving, candidate])
-
-        def ahead(candidate: Mapping[str, float]) -> float:
+        def beyond(candidate: Mapping[str, float]) -> dict[str, float]:
             # Braking margin: the poses up to `lookahead` commanded steps further on must stay inside too,
             # so the arm approaches a face no faster than it can stop before it.
             if previous is None or self.workspace_lookahead == 0:
-                return 0.0
+                return dict(candidate)
             la = self.workspace_lookahead
-            beyond = {k: candidate[k] + la * (candidate[k] - previous[k]) for k in self.keys}
-            return self._swept_distance([candidate, beyond])
+            return {k: candidate[k] + la * (candidate[k] - previous[k]) for k in self.keys}
 
+        def distances(candidate: Mapping[str, float]) -> tuple[float, float, float]:
+            """(end pose, sweep from where the arm may be, braking look-ahead) distances to the box."""
+            end = self._box_distance(candidate)
+            sweep, ahead = self._swept_distance([*moving, candidate], [candidate, beyond(candidate)])
+            return end, sweep, ahead
+
+        d_target = distances(target)
+        if max(d_target) == 0.0:  # the usual case, well inside: one FK call
+            return target, False
+        start = self._pullback_start(present, previous)
         # Never further out than the arm may already go (0 when that is inside): the check must not
         # freeze an arm that servo overshoot carried a millimetre past the face. The target itself must
         # be inside whenever the start is, whatever the sweep allows.
-        end_ok, sweep_ok = self._box_distance(start), sweep(start)
-        ahead_ok = max(ahead(start), _LOOKAHEAD_SLACK_M)
+        end_ok, sweep_ok, ahead_ok = distances(start)
+        ahead_ok = max(ahead_ok, _LOOKAHEAD_SLACK_M)
 
-        def feasible(candidate: Mapping[str, float]) -> bool:
-            return (
-                self._box_distance(candidate) <= end_ok
-                and sweep(candidate) <= sweep_ok
-                and ahead(candidate) <= ahead_ok
-            )
+        def feasible(d: tuple[float, float, float]) -> bool:
+            return d[0] <= end_ok and d[1] <= sweep_ok and d[2] <= ahead_ok
 
-        if feasible(target):
+        if feasible(d_target):
             return target, False
         lo_s, hi_s = 0.0, 1.0  # s = 0 is feasible by construction; lo_s only ever takes checked values
         for _ in range(_WORKSPACE_BISECT_STEPS):
             mid = 0.5 * (lo_s + hi_s)
-            if feasible(_lerp(start, target, mid)):
+            if feasible(distances(_lerp(start, target, mid))):
                 lo_s = mid
             else:
                 hi_s = mid
