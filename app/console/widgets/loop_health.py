@@ -19,11 +19,11 @@ class LoopHealthPanel(Panel):
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append("rate    ")
         slow = lp.target_hz > 0 and lp.hz < SLOW_FRACTION * lp.target_hz
-        out.append(f"{lp.hz:.1f}", style="bold reverse" if slow else "")
         if lp.target_hz > 0:
+            out.append(f"{lp.hz:.1f}", style="bold reverse" if slow else "")
             out.append(f" / {lp.target_hz:.0f} Hz")
         else:  # a lockstep simulator has no wall-clock target: it steps as fast as it can
-            out.append(" Hz lockstep")
+            out.append(f"{lp.hz:.0f} Hz lockstep")
         if slow:
             out.append(" SLOW", style="bold")
         out.append(f"\ninfer   {num(lp.inference_ms, '.1f', ' ms')}")

@@ -83,3 +83,21 @@ async def test_no_colour_terminal_keeps_everything_readable(monkeypatch):
             row for row in str(app.query_one("#joints").render()).split("\n") if "shoulder_lift" in row
         ]
         assert "!" in clamped[0]  # the clamp is a glyph on its row, not only a colour
+
+
+async def test_loop_panel_flags_slow_realtime_loops_but_not_lockstep_sims():
+    from app.console.widgets import LoopHealthPanel
+    from tests.app.console.sample import sample_status
+
+    app = ConsoleApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        status = sample_status()
+        status.loop.hz, status.loop.target_hz = 20.0, 30.0  # a real arm's control thread falling behind
+        app.show_status(status)
+        await pilot.pause()
+        assert "SLOW" in str(app.query_one(LoopHealthPanel).render())
+        status.loop.hz, status.loop.target_hz = 187.0, 0.0  # a lockstep sim: no wall-clock target
+        app.show_status(status)
+        await pilot.pause()
+        text = str(app.query_one(LoopHealthPanel).render())
+        assert "187 Hz lockstep" in text and "SLOW" not in text
