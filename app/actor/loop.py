@@ -230,9 +230,31 @@ class Actor:
         state = self.episodes.state
         if state is EpisodeState.RESETTING:
             if not self.guard.estopped:
-                self.episodes.reset()
+                self._reset_watched()
             return False
         return self.episodes.can_start
+
+    def _reset_watched(self) -> None:
+        """Drive home (blocks for seconds on a real arm) while a side thread keeps the console's status
+        coming, so the operator watches the arm move instead of a silent screen. Commands still wait for
+        the loop (their acks come after the reset); e-stop latches at once from the control thread."""
+        if self.control is None:
+            self.episodes.reset()
+            return
+        done = threading.Event()
+
+        def publish() -> None:
+            while not done.wait(1.0 / self.control.cfg.rate_hz):
+                if self.control.status_due():
+                    self.control.publish(self._status())
+
+        watcher = threading.Thread(target=publish, name="pirl-reset-status", daemon=True)
+        watcher.start()
+        try:
+            self.episodes.reset()
+        finally:
+            done.set()
+            watcher.join()
 
     def _service(self) -> None:
         """Feed the link watchdog from the client's connection state; serve the console (never blocks)."""

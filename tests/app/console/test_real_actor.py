@@ -156,6 +156,15 @@ async def test_every_key_drives_the_real_actor(run):
     actor = a.actor
     app = ConsoleApp(ControlConfig(port=a.control_port, heartbeat_s=0.2))
     state = lambda: actor.episodes.state.value  # noqa: E731
+    during_reset: list[list[float]] = []  # joint positions the console saw while the arm went home
+    show = app.show_status
+
+    def watch(status):
+        if status.episode.state == "resetting":
+            during_reset.append([j.present for j in status.joints])
+        show(status)
+
+    app.show_status = watch  # the control link is built on mount with this callback
 
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.connected and app.status is not None, 30, "first status")
@@ -197,6 +206,11 @@ async def test_every_key_drives_the_real_actor(run):
             assert app.status.history[-1].success is success
             await pilot.press("p")
             await until(pilot, lambda: state() == "running", 10, "next episode")
+
+        # the console stays live while the actor drives home (a blocking move): several statuses, and the
+        # arm seen moving in them
+        assert len(during_reset) >= 3, len(during_reset)
+        assert max(abs(a - b) for a, b in zip(during_reset[0], during_reset[-1], strict=True)) > 0.5
 
         done = len(actor.episodes.records)
         await pilot.press("r")
