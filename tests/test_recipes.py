@@ -9,8 +9,8 @@ can go, with the same code the commands run:
 - every `pirl ...` line in docs/recipes.md parses with its command's own parser (no unknown option, no
   missing config file), and every config has a recipe;
 - the two sim recipes really run: learner + actor processes on loopback, one PI-RL update each;
-- the Koch recipe's calibrate/envelope/check lines and its config run on a packet-level simulated Koch
-  bus (actor and learner in-process, real-time control), every command inside the recorded envelope;
+- the real-arm recipes' (Koch, SO-101) envelope/check lines and configs run on packet-level simulated
+  servo buses (actor and learner in-process, real-time control), every command inside the envelope;
 - the two-machine recipe's openssl, learner and actor lines (TLS + token) work together on loopback;
 - the VLA PI-RL settings (configs/vla/) build a tiny SmolVLA / pi0 / pi0.5 with exactly the trainable
   groups the recipe names, and one PPO update + a bf16 weight push work with them.
@@ -42,7 +42,8 @@ VLA_CONFIGS = sorted((REPO / "configs" / "vla").glob("*.json"))
 # The sim recipes' policy is the BC policy `pirl demo` writes; its PI-RL method comes with it.
 SIM_RECIPES = {"sim_reach_flow_noise.json": "flow_noise", "sim_reach_flow_sde.json": "flow_sde"}
 # Simulated servo buses (packet-level Dynamixel/Feetech mocks) for the real-arm recipes.
-sim_ports, koch_sim, calib_dir = sim_fixtures.sim_ports, sim_fixtures.koch_sim, sim_fixtures.calib_dir
+sim_ports, calib_dir = sim_fixtures.sim_ports, sim_fixtures.calib_dir
+koch_sim, so101_sim = sim_fixtures.koch_sim, sim_fixtures.so101_sim
 
 
 @pytest.fixture(autouse=True)
@@ -380,27 +381,45 @@ def test_two_machine_recipe_token_and_tls_lines_work_together(tmp_path: Path):
     assert metrics and metrics[0]["charts/policy_version"] == 1 and "losses/entropy" not in metrics[0]  # SDE
 
 
+# Real-arm recipes: config, robot type and id as the doc writes them, the simulated bus that stands in.
+_REAL_ARMS = {
+    "koch_native.json": ("koch_follower", "koch1", "koch_sim", "dynamixel"),
+    "so101_two_machines.json": ("so101_follower", "arm1", "so101_sim", "feetech"),
+}
+
+
 @pytest.mark.slow
-def test_koch_recipe_runs_on_a_simulated_koch_bus(koch_sim, calib_dir, tmp_path: Path):
-    """Recipe 2 with a packet-level simulated Koch v1.1 bus (tests/mocks) in place of the USB arm: the doc's
-    own `calibrate envelope` and `calibrate check` lines, then koch_native.json's learner and actor (in this
-    process, where the simulated port lives) for two episodes of random-policy actions in real time. Every
-    Goal_Position on the wire stays inside the recorded envelope. Only the camera is dropped (no device);
-    the camera path runs in the two-machine test."""
+@pytest.mark.parametrize("name", sorted(_REAL_ARMS))
+def test_real_arm_recipe_runs_on_a_simulated_bus(name: str, request, calib_dir, monkeypatch, tmp_path: Path):
+    """Recipes 2 and 3 with a packet-level simulated servo bus (tests/mocks) in place of the USB arm: the
+    doc's own `calibrate envelope` and `calibrate check` lines, then the recipe's config for its learner and
+    actor (in this process, where the simulated port lives; learner on loopback), two episodes of the
+    untrained policy in real time. Every Goal_Position on the wire stays inside the recorded envelope (and,
+    on the SO-101, the recorded workspace box bounds every commanded end-effector position). The cameras
+    are dropped (no device here; the camera path runs in the two-machine TLS test)."""
     from app.actor.loop import Actor
     from app.learner.loop import Learner
     from calibration.cli import main as calibrate
+    from hardware.kinematics import SO101Kinematics
     from hardware.safety.envelope import SafetyEnvelope
     from tests.calibration.test_check import FAST, goals_on_wire, wire_poses
-    from tests.calibration.test_envelope import quiet_io, sweep
-    from tests.mocks.calibration_files import KOCH_RANGES, calibrate_registers, write_calibration_file
+    from tests.calibration.test_envelope import SO_MOTION, quiet_io, sweep
+    from tests.mocks.calibration_files import (
+        KOCH_RANGES,
+        SO101_RANGES,
+        calibrate_registers,
+        write_calibration_file,
+    )
 
-    envelope = tmp_path / "envelopes" / "koch1.json"
+    robot_type, robot_id, fixture, family = _REAL_ARMS[name]
+    arm = request.getfixturevalue(fixture)
+    ranges = KOCH_RANGES if family == "dynamixel" else SO101_RANGES
+    envelope = tmp_path / "envelopes" / f"{robot_id}.json"
 
     def here(argv: list[str]) -> list[str]:
         """A doc line's options with the simulated port, a temporary calibration folder and envelope."""
         args = [
-            f"--robot.port={koch_sim.port}"
+            f"--robot.port={arm.port}"
             if a.startswith("--robot.port=")
             else a.replace("envelopes/", f"{envelope.parent}/")
             for a in argv[2:]
@@ -408,25 +427,31 @@ def test_koch_recipe_runs_on_a_simulated_koch_bus(koch_sim, calib_dir, tmp_path:
         return [*args, f"--robot.calibration_dir={calib_dir}"]
 
     # `pirl calibrate` itself is interactive (LeRobot's prompts); its result is this file.
-    write_calibration_file(calib_dir / "koch1.json", calibrate_registers(koch_sim, KOCH_RANGES))
-    koch_sim.script({"elbow_flex": sweep(2050, 1400, 2050), "shoulder_lift": sweep(2050, 1500, 2050)})
-    line = _doc_line("pirl", "calibrate", "envelope", config="--robot.type=koch_follower")
-    assert calibrate([*here(line), "--max_samples=30"], io=quiet_io([])) == 0
-    assert envelope.is_file()
-    line = _doc_line("pirl", "calibrate", "check", config="--robot.type=koch_follower")
+    write_calibration_file(calib_dir / f"{robot_id}.json", calibrate_registers(arm, ranges))
+    if family == "dynamixel":
+        arm.script({"elbow_flex": sweep(2050, 1400, 2050), "shoulder_lift": sweep(2050, 1500, 2050)})
+    else:
+        arm.script(SO_MOTION)
+    line = _doc_line("pirl", "calibrate", "envelope", config=f"--robot.type={robot_type}")
+    assert calibrate([*here(line), "--max_samples=40"], io=quiet_io([])) == 0
+    line = _doc_line("pirl", "calibrate", "check", config=f"--robot.type={robot_type}")
     lines: list[str] = []
     assert calibrate([*here(line), *FAST], io=quiet_io(lines)) == 0, "\n".join(lines)
+    env = SafetyEnvelope.load(envelope)
 
-    cfg = json.loads((REPO / "configs" / "koch_native.json").read_text())
+    cfg = json.loads((REPO / "configs" / name).read_text())
     del cfg["robot"]["cameras"]  # no camera device here
     cfg["policy"]["native"]["image_keys"] = cfg["actor"]["image_keys"] = []
-    config = tmp_path / "koch_native.json"
+    config = tmp_path / name
     config.write_text(json.dumps(cfg))
+    if cfg["transport"].get("token_env"):
+        monkeypatch.setenv(cfg["transport"]["token_env"], "t0k3n")
     args = [
-        "--config", str(config), f"--robot.port={koch_sim.port}", f"--robot.calibration_dir={calib_dir}",
+        "--config", str(config), f"--robot.port={arm.port}", f"--robot.calibration_dir={calib_dir}",
         f"--safety.envelope_path={envelope}", "--safety.handle_signals=false",
         "--episode.auto_start=true",  # the console's `p`, pressed for every episode
-        "--episode.time_limit_s=1.0", "--algorithm.chunks_per_update=6", "--transport.port=0",
+        "--episode.time_limit_s=1.0", "--algorithm.chunks_per_update=6",
+        "--transport.host=127.0.0.1", "--transport.port=0",
         f"--learner.output_dir={tmp_path / 'run'}", "--learner.tensorboard=false", "--learner.progress=false",
         "--actor.episodes=2", "--actor.progress_every=0",
     ]  # fmt: skip
@@ -435,7 +460,7 @@ def test_koch_recipe_runs_on_a_simulated_koch_bus(koch_sim, calib_dir, tmp_path:
     thread = threading.Thread(target=learner.run, daemon=True)
     thread.start()
     try:
-        koch_sim.bus.writes.clear()
+        arm.bus.writes.clear()
         actor = Actor(parse_run_config([*args, f"--transport.port={port}"]), progress=None)
         assert actor.guard.mode == "realtime" and not actor.guard.is_sim
         assert actor.run() == 0
@@ -446,14 +471,19 @@ def test_koch_recipe_runs_on_a_simulated_koch_bus(koch_sim, calib_dir, tmp_path:
     finally:
         learner.shutdown.set()
         thread.join(timeout=30)
-    assert actor.episodes_done == 2
-    env = SafetyEnvelope.load(envelope)
-    poses = wire_poses(goals_on_wire(koch_sim, KOCH_RANGES, "dynamixel"))
+    assert actor.episodes_done == 2 and actor.version is not None
+    poses = wire_poses(goals_on_wire(arm, ranges, family))
     assert len(poses) > 30  # 2 x 30 control steps plus the resets
     for pose in poses:
         for motor, value in pose.items():
             lo, hi = env.joint_limits[motor]
             assert lo - 0.1 <= value <= hi + 0.1, (motor, value, lo, hi)
+    if env.workspace_min is not None:
+        fk = SO101Kinematics().fk
+        lo, hi = env.workspace_min, env.workspace_max
+        for pose in poses:
+            xyz = fk(pose)
+            assert all(lo[i] - 0.005 <= xyz[i] <= hi[i] + 0.005 for i in range(3)), (xyz, lo, hi)
 
 
 # ------------------------------------------------------------------------------------- the VLA settings
