@@ -1,5 +1,6 @@
-"""A small actor for console tests, until app/actor/loop.py is the one driven: the real simulated SO-101
-(MuJoCo, lockstep), the real RobotGuard and the real ControlServer, with a minimal episode state machine.
+"""A small actor for the console tests that need no learner (test_real_actor.py drives the real PI-RL
+actor): the real simulated SO-101 (MuJoCo, lockstep, optionally with a rendered camera), the real
+RobotGuard and the real ControlServer, with a minimal episode state machine.
 
 It follows the actor contract the console relies on: commands arrive through `poll_commands()`, e-stop
 also latches at once through `on_estop`, a status is published at ~10 Hz, and the robot only ever moves
