@@ -38,6 +38,8 @@ from hardware.watchdog import ActionWatchdog, Clock, LinkWatchdog
 logger = logging.getLogger(__name__)
 
 SOURCES = ("policy", "human", "reset", "hold")
+# Holds that keep the servos' present goal (the last safe command) rather than stopping at the measured pose.
+_KEEP_GOAL_HOLDS = frozenset({"no_action", "watchdog", "rejected"})
 _SIM_TYPES = {"sim_so101"}
 _TYPE_ALIASES = {"so_follower": "so101_follower"}
 
@@ -465,9 +467,10 @@ class RobotGuard:
         if action is None:
             return self._hold_step("no_action", source=source)
         present = self._present_now()
+        previous = self.layer.last_command  # filter() overwrites it with the hold for a rejected action
         r: SafetyResult = self.layer.filter(action, present)
         if r.rejected:
-            self._enter_hold(present, "rejected")
+            self._enter_hold(present, "rejected", previous)
             self._send(dict(self._hold_target))
             self.layer.reset_reference(self._hold_target)
             res = StepResult(dict(self._hold_target), r.events, source, True, True, "rejected")
@@ -480,13 +483,41 @@ class RobotGuard:
         self.last_result = res
         return res
 
-    def _enter_hold(self, present: dict[str, float], reason: str) -> None:
+    def _enter_hold(
+        self, present: dict[str, float], reason: str, previous: dict[str, float] | None = None
+    ) -> None:
         """Latch the hold target at the first hold (so a sagging arm is held where it stopped)."""
         if self._hold_target is None or self._hold_reason is None:
-            self._hold_target = self.layer.hold_action(present)
+            if previous is None and reason in _KEEP_GOAL_HOLDS:
+                previous = self.layer.last_command
+            self._hold_target = self._hold_target_for(present, reason, previous)
         if reason != self._hold_reason:
             self.layer.report.count(f"hold:{reason}")
         self._hold_reason = reason
+
+    def _hold_target_for(
+        self, present: dict[str, float], reason: str, previous: dict[str, float] | None
+    ) -> dict[str, float]:
+        """Where a hold for `reason` keeps the arm.
+
+        A stalled or rejected source (no action, stale action, rejected action) keeps the goal the servos
+        already have, the last command the safety layer let through, as a real servo does when no new
+        goal arrives. Holding the *measured* pose instead moves the goal back by the tracking lag, and the
+        position loop then sags a further static error below it: on the simulated arm stretched out
+        forward that carried the gripper 2 cm below the workspace box. The previous command qualifies
+        only when it is within the limits and within max_step of the arm. E-stop, operator holds and
+        link loss stop at the measured pose (hold_action) at once.
+        """
+        if reason in _KEEP_GOAL_HOLDS and previous is not None:
+            goal = {f"{m}.pos": float(previous[m]) for m in self.layer.motors}
+            ok = all(
+                self.layer.limits[m][0] <= goal[k] <= self.layer.limits[m][1]
+                and abs(goal[k] - present[k]) <= self.layer.max_step[m]
+                for m, k in zip(self.layer.motors, self.layer.keys, strict=True)
+            )
+            if ok:
+                return goal
+        return self.layer.hold_action(present)
 
     def _hold_step(self, reason: str, source: str = "hold") -> StepResult:
         present = self._present_now()

@@ -43,7 +43,7 @@ from hardware.safety.limits import GRIPPER, Limits
 logger = logging.getLogger(__name__)
 
 _EPS = 1e-9
-_WORKSPACE_BISECT_STEPS = 12  # 2^-12 of the step: finer than any servo resolution
+_WORKSPACE_BISECT_STEPS = 8  # 2^-8 of a 10 deg step = 0.04 deg: below one STS3215 tick (0.088 deg)
 # How far (m) the braking look-ahead pose may poke out of the box before it counts. About what the SO-101's
 # +-0.5 deg gear backlash moves the gripper at arm's length: below that a predicted overshoot is noise, and
 # a slow final approach to a pose on the face (a recorded envelope waypoint) is not clamped.
