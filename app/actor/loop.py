@@ -61,6 +61,17 @@ def make_robot(cfg: Any) -> Any:
     return hw_make_robot(cfg)
 
 
+def _leader_in_degrees(teleop: Any) -> None:
+    """LeRobot's Koch leader always reports -100..100 range units; a follower with use_degrees=true (what
+    the safety layer needs) takes degrees. Read the leader's body joints in degrees too (about the middle of
+    its calibrated range, as the follower does), so that one joint angle means the same on both arms."""
+    from lerobot.motors import MotorNormMode
+
+    for motor in teleop.bus.motors.values():
+        if motor.norm_mode is MotorNormMode.RANGE_M100_100:
+            motor.norm_mode = MotorNormMode.DEGREES
+
+
 @dataclass
 class EpisodeSummary:
     """What one episode produced (also the JSON sent with SendInteractions)."""
@@ -107,7 +118,12 @@ class Actor:
         self.robot = make_robot(cfg.robot)
         self.guard = RobotGuard(self.robot, cfg.safety, link=self.link)
         self.is_sim = self.guard.is_sim
+        self.teleop = None  # the configured LeRobot teleoperator (connected in run(), released in _close())
+        self._teleop_map = None
+        self._takeover_label = ""
         self.takeover = Takeover(human=self._human_source())
+        if self._teleop_map is not None:  # an end-effector target starts from where the gripper is
+            self.takeover.on_takeover(self._teleop_map.reset)
         self.episodes = EpisodeManager(
             self.guard,
             cfg.episode,
@@ -151,6 +167,9 @@ class Actor:
     # ------------------------------------------------------------------------------------ set-up
 
     def _human_source(self):
+        """Who drives during a takeover: the configured teleoperator, else (sim) the scripted expert."""
+        if self.cfg.teleop is not None:
+            return self._teleop_source()
         if not (self.is_sim and self.cfg.actor.expert):
             return None
         task = getattr(self.cfg.robot, "task", None)
@@ -160,7 +179,29 @@ class Actor:
 
         expert = ScriptedExpert(ExpertConfig(task=task, fps=float(self.cfg.robot.fps)))
         self._expert = expert
+        self._takeover_label = "sim expert"
         return ExpertSource(expert.act)
+
+    def _teleop_source(self):
+        """Build `teleop` through hardware.factory (errors name the missing port, id or calibration file;
+        nothing is opened yet) and wrap it for Takeover. Leader arms give joint goals in the follower's
+        units; gamepad / keyboard_ee give end-effector deltas, mapped to joints by IK from the present pose;
+        their intervention button reaches Takeover as the `is_intervention` event."""
+        from hardware.factory import make_teleoperator
+        from hardware.takeover import EndEffectorDeltaMap, TeleopSource
+
+        tcfg = self.cfg.teleop
+        self.teleop = make_teleoperator(tcfg, robot=self.robot)
+        self._takeover_label = tcfg.type
+        if tcfg.type == "sim_expert":
+            # The expert acts on the guard's observation, like the built-in one (and is reset with the scene).
+            self._expert = self.teleop.expert
+            return ExpertSource(self.teleop.expert.act)
+        if tcfg.type == "koch_leader" and getattr(self.cfg.robot, "use_degrees", False):
+            _leader_in_degrees(self.teleop)
+        if tcfg.type in ("gamepad", "keyboard_ee"):
+            self._teleop_map = EndEffectorDeltaMap()
+        return TeleopSource(self.teleop, self._teleop_map)
 
     def _env_reset(self, seed: int | None) -> None:
         group = self.cfg.actor.group_size
@@ -174,10 +215,16 @@ class Actor:
 
     def run(self) -> int:
         """Run episodes until done or stopped. Returns a process exit code."""
-        self.guard.connect()
+        self._connect_teleop()  # first: a leader that does not open fails before the follower's torque is on
+        try:
+            self.guard.connect()
+        except BaseException:
+            self._disconnect_teleop()
+            raise
         self.robot_keys = list(self.guard.keys)
         self.state_keys = resolve_state_keys(self.robot, self.cfg.actor.state_keys)
-        self.image_keys = list(self.cfg.actor.image_keys)
+        # A VLA names the cameras it reads; the native policy's come from actor.image_keys.
+        self.image_keys = list(self.cfg.actor.image_keys) or list(getattr(self.policy, "image_keys", []))
         self.client.start()
         if self.control is not None:
             self.control.on_estop = lambda: self.guard.estop("console")
@@ -204,7 +251,31 @@ class Actor:
             self.control.close()
             for name in _CONSOLE_LOGGERS:
                 logging.getLogger(name).removeHandler(self._log_buffer)
-        self.guard.close()
+        try:
+            self.guard.close()  # the follower first: it stops moving before its leader is let go
+        finally:
+            self._disconnect_teleop()
+
+    def _connect_teleop(self) -> None:
+        if self.teleop is None:
+            return
+        from hardware.factory import connect_teleoperator
+
+        connect_teleoperator(self.teleop)
+        self.progress(
+            f"actor {self.cfg.actor.actor_id}: teleop {self.cfg.teleop.type} connected "
+            "(console `t`, or its intervention button, takes over)"
+        )
+
+    def _disconnect_teleop(self) -> None:
+        """Release the teleoperator; never raises (it runs on the way out, after the follower is safe)."""
+        teleop = self.teleop
+        if teleop is None or not getattr(teleop, "is_connected", False):
+            return
+        try:
+            teleop.disconnect()
+        except Exception:
+            log.exception("could not disconnect teleop %s cleanly", self.cfg.teleop.type)
 
     def _wait_for_first_weights(self) -> bool:
         limit = self.cfg.actor.wait_for_weights_s
@@ -306,6 +377,13 @@ class Actor:
 
     # ------------------------------------------------------------------------------- episode
 
+    def _policy_obs(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Robot observation -> the tensors the model reads (and the rollout stores). A VLA policy
+        (`pirl_vla`) runs its LeRobot pre-processor here: normalised state, task tokens."""
+        pobs = to_policy_observation(obs, self.state_keys, self.image_keys)
+        prepare = getattr(self.policy, "prepare_observation", None)
+        return prepare(pobs) if prepare is not None else pobs
+
     def _run_episode(self) -> None:
         ep = self.episodes.start()
         if self._takeover_next:
@@ -331,13 +409,13 @@ class Actor:
                 # already recorded was the last one, cut short here.
                 if rows:
                     rows[-1]["truncated"] = torch.tensor([True])
-                    nxt = to_policy_observation(obs, self.state_keys, self.image_keys)
+                    nxt = self._policy_obs(obs)
                     rows[-1]["bootstrap_value"] = torch.tensor([float(self.model.predict_value(nxt)[0])])
                 break
             self._maybe_update_weights()  # the safe point: between chunks only
             if takeover_chunk is not None and chunk == takeover_chunk:
                 self.takeover.request(True)
-            pobs = to_policy_observation(obs, self.state_keys, self.image_keys)
+            pobs = self._policy_obs(obs)
             t_infer = time.perf_counter()
             s = sample(self.model, pobs, mode="train", generator=self._gen)
             ms = (time.perf_counter() - t_infer) * 1e3
@@ -377,7 +455,7 @@ class Actor:
             truncated = bool(outcome.done and outcome.truncated)
             bootstrap = 0.0
             if truncated:
-                nxt = to_policy_observation(obs, self.state_keys, self.image_keys)
+                nxt = self._policy_obs(obs)
                 bootstrap = float(self.model.predict_value(nxt)[0])
             rows.append(
                 {
@@ -526,9 +604,7 @@ class Actor:
         else:
             number, reward, interventions, time_left = last.index + 1, last.reward, last.interventions, None
             outcome = {True: "success", False: "failure"}.get(last.success, last.termination)
-        source = ""
-        if getattr(self, "_expert", None) is not None:
-            source = "sim expert"
+        source = self._takeover_label
         history = [
             CurvePoint(
                 number=r.index + 1,

@@ -8,7 +8,7 @@ A learner and its actors read the same file, so they agree on the policy, the po
 Sections: `policy` (LeRobot policy config, `--policy.type=pirl_flow`, with the PPO settings under
 `policy.rl`) or `policy_path` (a LeRobot pretrained folder, e.g. after BC), `algorithm`
 (`--algorithm.type=pirl`), `robot` (LeRobot robot config, `--robot.type=sim_so101`), `safety`,
-`episode`, `transport`, `learner`, `actor`.
+`episode`, `transport`, `learner`, `actor`, and `teleop` (the operator's takeover device, optional).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 from lerobot.robots import RobotConfig
+from lerobot.teleoperators import TeleoperatorConfig
 
 from app.actor.config import ActorConfig
 from app.learner.algorithm import PIRLAlgorithmConfig
@@ -30,15 +31,21 @@ from app.transport.config import TransportConfig
 from hardware.episodes import EpisodeConfig
 from hardware.safety.config import SafetyConfig
 
-# Modules whose import registers config choices (policy "pirl_flow", robot "sim_so101", LeRobot robots,
-# and the camera types a real robot's `cameras` section names: "opencv", "intelrealsense").
+# Modules whose import registers config choices (policies "pirl_flow" and "pirl_vla", robot "sim_so101",
+# LeRobot robots, and the camera types a real robot's `cameras` section names: "opencv", "intelrealsense").
 _REGISTRATIONS = (
     "app.rl.lerobot_policy",
+    "app.rl.vla_policy",
     "hardware.sim",
     "lerobot.robots.so_follower",
     "lerobot.robots.koch_follower",
     "lerobot.cameras.opencv",
     "lerobot.cameras.realsense",
+    # teleoperators for `teleop` (sim_expert comes with hardware.sim)
+    "lerobot.teleoperators.so_leader",
+    "lerobot.teleoperators.koch_leader",
+    "lerobot.teleoperators.gamepad",
+    "lerobot.teleoperators.keyboard",
 )
 
 
@@ -93,6 +100,16 @@ class PIRLRunConfig:
     transport: TransportConfig = field(default_factory=TransportConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
+    # The operator's device for takeovers (LeRobot teleoperator config; the console's `t` key, or the
+    # device's own intervention button, hands it the arm). A leader arm (`so100_leader`/`so101_leader`
+    # with `use_degrees` like the follower, `koch_leader`; each needs `port` and the `id` of its
+    # calibration file) streams joint positions; `gamepad` / `keyboard_ee` (SO-10x arms only) move the
+    # gripper in Cartesian steps through IK and take over while their intervention button / key is held;
+    # `sim_expert` (sim_so101 only) is the scripted expert. Human actions go through the same safety layer
+    # (a leader far from the follower is followed at the clamped speed, never jumped to) and their chunks
+    # are flagged as interventions. None: no teleoperator (on sim the scripted expert still stands in while
+    # `actor.expert` is true; on a real arm `t` does nothing).
+    teleop: TeleoperatorConfig | None = None
     # Seed for policy construction (learner and actor must agree) and everything else not seeded.
     seed: int = 0
 
@@ -102,7 +119,8 @@ class PIRLRunConfig:
             raise ValueError("give either --policy.* or --policy_path, not both")
         if self.policy is None and self.policy_path is None:
             raise ValueError(
-                "no policy: set --policy.type=pirl_flow (fresh) or --policy_path=<pretrained dir>"
+                "no policy: set --policy.type=pirl_flow (fresh native policy), --policy.type=pirl_vla "
+                "--policy.base_path=<SmolVLA/pi0/pi05 folder>, or --policy_path=<pretrained dir>"
             )
         if self.policy_path is not None and not (Path(self.policy_path) / "config.json").is_file():
             raise ValueError(
@@ -123,8 +141,44 @@ class PIRLRunConfig:
             if self.robot is None:
                 raise ValueError("no robot: set --robot.type=sim_so101 (simulated) or a real follower type")
             self.actor.validate()
+            if self.teleop is not None:
+                _check_teleop(self.teleop, self.robot)
             self.safety.validate()
             self.episode.validate()
+
+
+_LEADER_ARMS = {"so100_leader", "so101_leader", "koch_leader"}
+_END_EFFECTOR_TELEOPS = {"gamepad", "keyboard_ee"}
+
+
+def _check_teleop(teleop: TeleoperatorConfig, robot: RobotConfig) -> None:
+    """Fail before anything is built when the teleoperator cannot drive this robot."""
+    from hardware.factory import TELEOP_TYPES
+
+    kind = teleop.type
+    if kind not in TELEOP_TYPES:
+        raise ValueError(f"teleop.type={kind!r} is not supported; choose one of {', '.join(TELEOP_TYPES)}")
+    if kind == "sim_expert" and robot.type != "sim_so101":
+        raise ValueError("teleop.type=sim_expert drives the simulated arm only (robot.type=sim_so101)")
+    if kind in _END_EFFECTOR_TELEOPS and robot.type not in ("sim_so101", "so100_follower", "so101_follower"):
+        raise ValueError(
+            f"teleop.type={kind} moves the gripper through SO-10x kinematics; robot.type={robot.type} "
+            "needs its leader arm (e.g. teleop.type=koch_leader)"
+        )
+    if kind in _LEADER_ARMS:
+        if not getattr(teleop, "port", None):
+            raise ValueError(
+                f"teleop.type={kind} needs the leader arm's serial port: set teleop.port "
+                "(e.g. --teleop.port=/dev/ttyACM1; find it with `lerobot-find-port`)"
+            )
+        if not teleop.id:
+            raise ValueError(f"teleop.type={kind} needs an id (teleop.id): it names the calibration file")
+        degrees = getattr(robot, "use_degrees", True)  # sim_so101 speaks degrees
+        if getattr(teleop, "use_degrees", degrees) != degrees:
+            raise ValueError(
+                f"teleop.use_degrees={teleop.use_degrees} but the follower's is {degrees}: "
+                "leader and follower must report the same units (set both to true)"
+            )
 
 
 def parse_run_config(argv: list[str]) -> PIRLRunConfig:
@@ -138,8 +192,18 @@ def parse_run_config(argv: list[str]) -> PIRLRunConfig:
             f"config file {path} not found (recipes live in configs/, see docs/recipes.md)"
         )
     args = [a for a in _drop_config_args(argv)]
-    with draccus.config_type("json"):
-        return draccus.parse(PIRLRunConfig, config_path=path, args=args)
+    try:
+        with draccus.config_type("json"):
+            return draccus.parse(PIRLRunConfig, config_path=path, args=args)
+    except draccus.utils.DecodingError as exc:
+        device = next((d for d in ("teleop", "robot") if f"`{d}`" in str(exc)), None)
+        if device is None or "`port`" not in str(exc):
+            raise
+        # draccus only says "could not decode": name the option and where to find its value
+        raise ValueError(
+            f"{device} needs a serial port: set {device}.port in the config or --{device}.port=/dev/ttyACM0 "
+            f"(find it with `lerobot-find-port`). Parser: {' '.join(str(exc).split())}"
+        ) from None
 
 
 def _drop_config_args(argv: list[str]) -> list[str]:
@@ -177,6 +241,17 @@ def _policy_class(pcfg: PreTrainedConfig) -> type:
         from app.rl.lerobot_policy import PIRLFlowPolicy
 
         return PIRLFlowPolicy
+    if pcfg.type == "pirl_vla":
+        from app.rl.vla_policy import PIRLVLAPolicy
+
+        return PIRLVLAPolicy
+    if pcfg.type in ("smolvla", "pi0", "pi05"):
+        # A bare VLA has no PI-RL heads, task or statistics: wrap it (see docs/recipes.md, recipes 4-5).
+        raise ValueError(
+            f"policy_path holds a bare {pcfg.type} policy; PI-RL runs it wrapped: --policy.type=pirl_vla "
+            f"--policy.base_path=<that folder> --policy.task='<instruction>' "
+            "--policy.stats_path=<dataset>/meta/stats.json (configs/vla/ has full run configs)"
+        )
     from lerobot.policies.factory import get_policy_class
 
     return get_policy_class(pcfg.type)
