@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import gc
 import multiprocessing as mp
+import os
 import queue
 import socket
 import statistics
@@ -182,7 +183,18 @@ def pirl_payload(weights: Weights, version: int, wire: str) -> bytes:
 
 
 def _learner(path, size, wire, port, go, pushed, ready, trials):  # pragma: no cover - runs in a subprocess
-    """Build the weights, serve them by `path`, push once per `go` message; report (t_push, bytes)."""
+    """Build the weights, serve them by `path`, push once per `go` message; report (t_push, bytes), and at
+    the end this process's peak resident memory. Sampled, not `ru_maxrss`: a spawned child inherits its
+    parent's high-water mark through fork + exec."""
+    rss = PeakRSS()
+    try:
+        with rss:
+            _learner_pushes(path, size, wire, port, go, pushed, ready, trials)
+    finally:
+        ready.put(("peak_rss", rss.peak))
+
+
+def _learner_pushes(path, size, wire, port, go, pushed, ready, trials):  # pragma: no cover - subprocess
     torch.set_num_threads(1)
     weights = make_weights(size, seed=0)
     if path == "raw-socket":
@@ -270,8 +282,48 @@ class Trial:
     nbytes: int
 
 
-def run_path(path: str, size: str, wire: str, trials: int) -> tuple[int, list[Trial]]:
-    """(trainable parameter count, trials) for one path: learner in a spawned process, actor here."""
+class PeakRSS:
+    """Peak resident memory of this process while a row runs (actor or learner side), sampled every 5 ms from
+    /proc/self/statm: ru_maxrss cannot be reset between rows. Linux only; 0 elsewhere."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self) -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * self._page
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._read())
+            self._stop.wait(0.005)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._read())
+
+
+@dataclass
+class PathResult:
+    params: int  # trainable parameters that travelled
+    trials: list[Trial]
+    actor_peak_rss: int  # bytes, this process during the row (includes torch/gRPC baseline)
+    learner_peak_rss: int  # bytes, the learner process over its whole life
+
+
+def run_path(path: str, size: str, wire: str, trials: int) -> PathResult:
+    """One row: the learner in a spawned process, the actor in this one."""
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}; choose from {PATHS}")
     ctx = mp.get_context("spawn")
@@ -280,17 +332,22 @@ def run_path(path: str, size: str, wire: str, trials: int) -> tuple[int, list[Tr
     proc = ctx.Process(target=_learner, args=(path, size, wire, port, go, pushed, ready, trials), daemon=True)
     proc.start()
     out: list[Trial] = []
+    learner_rss = 0
+    gc.collect()
     try:
         n_params, payload_bytes = _get(ready, proc, "start")
-        if path == "raw-socket":
-            _actor_raw(port, payload_bytes, go, pushed, proc, trials, out)
-        else:
-            weights = make_weights(size, seed=1)
-            if path == "lerobot-grpc":
-                _actor_lerobot(port, weights, go, pushed, proc, trials, out)
+        with PeakRSS() as actor_rss:
+            if path == "raw-socket":
+                _actor_raw(port, payload_bytes, go, pushed, proc, trials, out)
             else:
-                _actor_pirl(port, weights, go, pushed, proc, trials, out)
-            del weights
+                weights = make_weights(size, seed=1)
+                if path == "lerobot-grpc":
+                    _actor_lerobot(port, weights, go, pushed, proc, trials, out)
+                else:
+                    _actor_pirl(port, weights, go, pushed, proc, trials, out)
+                del weights
+        go.put(0)
+        tag, learner_rss = _get(ready, proc, "report its memory", timeout=60)
     finally:
         go.put(0)
         proc.join(30)
@@ -298,7 +355,7 @@ def run_path(path: str, size: str, wire: str, trials: int) -> tuple[int, list[Tr
             proc.kill()
             proc.join(5)
         gc.collect()
-    return n_params, out
+    return PathResult(n_params, out, actor_rss.peak, learner_rss)
 
 
 def _get(q, proc, what: str, timeout: float = _START_TIMEOUT_S):
@@ -413,6 +470,8 @@ class Row:
     dtype: str
     path: str
     trials: list[Trial]
+    actor_peak_rss: int = 0  # bytes
+    learner_peak_rss: int = 0  # bytes
 
     @property
     def median_s(self) -> float:
@@ -444,12 +503,17 @@ def table(rows: list[Row]) -> list[list[str]]:
                 f"{min(secs) * 1e3:.1f}",
                 f"{max(secs) * 1e3:.1f}",
                 f"{r.mb / med:.0f}",
+                f"{r.actor_peak_rss / 2**30:.1f}",
+                f"{r.learner_peak_rss / 2**30:.1f}",
             ]
         )
     return out
 
 
-HEADER = ["trainable params", "wire", "MB", "path", "median ms", "min ms", "max ms", "MB/s"]
+HEADER = [
+    "trainable params", "wire", "MB", "path", "median ms", "min ms", "max ms", "MB/s",
+    "actor peak GiB", "learner peak GiB",
+]  # fmt: skip
 
 
 def verdicts(rows: list[Row], target_s: float) -> str:
@@ -495,10 +559,14 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         for wire in dtypes:
             for path in paths:
-                n, trials = run_path(path, size, wire, args.trials)
-                rows.append(Row(size, n, wire, path, trials))
+                res = run_path(path, size, wire, args.trials)
+                rows.append(
+                    Row(size, res.params, wire, path, res.trials, res.actor_peak_rss, res.learner_peak_rss)
+                )
                 r = rows[-1]
-                print(f"# {size_label(size, n)} {wire} {path}: median {r.median_s:.3f} s", flush=True)
+                print(
+                    f"# {size_label(size, res.params)} {wire} {path}: median {r.median_s:.3f} s", flush=True
+                )
     print()
     print(
         report(
@@ -506,8 +574,8 @@ def main(argv: list[str] | None = None) -> int:
             HEADER,
             table(rows),
             notes=f"{args.trials} pushes per row; time from the start of serialization in the learner process "
-            "to the end of the in-place load in the actor process (raw-socket: bytes copy only). "
-            + verdicts(rows, args.target_s),
+            "to the end of the in-place load in the actor process (raw-socket: bytes copy only); peak GiB = "
+            "resident memory of each process during the row. " + verdicts(rows, args.target_s),
         )
     )
     return 0
