@@ -12,11 +12,13 @@ scripted expert) into a target the robot may safely be sent:
    can pass through on its way there. Each servo tracks its own goal at its own pace, so the arm may visit
    any mix of "this joint already moved, that one not yet", and it may still be heading for the previous
    command: every corner of the joint-space box that bounds the present position, the previous command
-   and the target is checked by forward kinematics, plus the pose one more commanded step ahead (a braking
-   margin that grows with speed: servos overshoot a goal that stops abruptly). If one leaves the box, the
-   target is pulled back along the line from the present position (moved into the joint limits, as a
-   hold would) to the largest fraction whose corners all stay inside. Pulling back is braking towards
-   where the arm already is, so it is exempt from the velocity limit of step 3.
+   and the target is checked by forward kinematics, plus the poses up to `workspace_lookahead` commanded
+   steps further on (a braking margin that grows with speed: servos overshoot a goal that stops
+   abruptly). If one leaves the box, the target is pulled back along the line from the previous command
+   (or, when that no longer qualifies, the present position moved into the joint limits, as a hold would)
+   to the largest fraction that passes. The previous command is preferred so that the goal does not
+   follow a sagging arm outwards. Pulling back is braking, so it is exempt from the velocity limit of
+   step 3.
 
 Steps 3-5 are the soft protections `SafetyConfig.enabled` can switch off; 1-2 never switch off. A joint
 whose present position is already outside its limits is only ever moved back towards them, never further;
