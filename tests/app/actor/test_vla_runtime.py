@@ -1,0 +1,141 @@
+"""PI-RL with a VLA through the real runtime: an in-process learner and actor over loopback gRPC, the
+simulated SO-101 with its state and one small camera, a tiny SmolVLA / pi0 as `--policy.type=pirl_vla`.
+
+The actor must run the VLA's LeRobot pre-processor (task tokens, normalised state) before sampling, ship
+those exact tensors in the rollout, and the learner must re-score them, update, and push only the
+trainable subset (bf16), which the actor loads at a chunk boundary after the frozen-part digest check.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import torch
+
+from app.actor.loop import Actor, ActorError
+from app.learner.config import parse_run_config
+from app.learner.loop import Learner
+from app.transport.codec import Parameters, encode_parameters
+
+TASK = "put the red cube in the box"
+
+
+def _write_config(tmp_path, base_type: str) -> str:
+    cfg = {
+        "seed": 0,
+        "policy": {
+            "type": "pirl_vla",
+            "device": "cpu",
+            "push_to_hub": False,
+            "base_type": base_type,
+            "task": TASK,
+            "tiny": {
+                "enabled": True,
+                "state_dim": 9,
+                "action_dim": 6,
+                "cameras": ["front"],
+                "chunk_size": 10,
+            },
+            "rl": {
+                "method": "flow_sde",
+                "num_steps": 4,
+                "exec_horizon": 5,
+                "value_hidden": [16],
+                "ppo": {"epochs": 1, "minibatch_size": 16},
+            },
+        },
+        "algorithm": {"type": "pirl", "chunks_per_update": 6, "push_bf16": True},
+        "robot": {
+            "type": "sim_so101",
+            "task": "reach",
+            "fps": 30,
+            "cameras": {"front": {"type": "sim_mujoco", "camera": "front", "width": 64, "height": 48}},
+        },
+        "safety": {"control_hz": 30},
+        "episode": {"time_limit_s": 1.0, "seed": 0},
+        "transport": {"host": "127.0.0.1", "port": 0, "backoff_initial_s": 0.05, "backoff_max_s": 0.3},
+        "learner": {"output_dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
+        "actor": {"actor_id": "vla0", "progress_every": 0, "sample_seed": 0},
+    }
+    path = tmp_path / f"{base_type}.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("base_type", ["smolvla", "pi0"])
+def test_vla_learner_and_actor_exchange_rollouts_and_weights(base_type: str, tmp_path):
+    torch.set_num_threads(1)
+    path = _write_config(tmp_path, base_type)
+    learner = Learner(parse_run_config(["--config", path]), progress=None)
+    port = learner.start_server()
+    thread = threading.Thread(target=learner.run, daemon=True)
+    thread.start()
+    try:
+        cfg = parse_run_config(["--config", path, f"--transport.port={port}", "--actor.episodes=6"])
+        actor = Actor(cfg, progress=lambda _line: None)
+        sent, loaded = [], []
+        send, load = actor.client.send_rollout, actor._load
+        actor.client.send_rollout = lambda r: (sent.append(r), send(r))
+        actor._load = lambda p: (loaded.append(p), load(p))
+        t_run = time.perf_counter()
+        assert actor.run() == 0
+        wall = time.perf_counter() - t_run
+
+        assert len(sent) == 6
+        b = sent[0].batch
+        tokens = b["obs.observation.language.tokens"]
+        assert (
+            tokens.dtype == torch.int64 and b["obs.observation.language.attention_mask"].dtype == torch.bool
+        )
+        assert b["obs.observation.images.front"].shape[1:] == (3, 48, 64)
+        # The task's tokens, as the VLA's own pre-processor makes them.
+        expect = actor.policy.prepare_observation(
+            {"observation.state": torch.zeros(1, 9), "observation.images.front": torch.zeros(1, 3, 48, 64)}
+        )["observation.language.tokens"]
+        assert torch.equal(tokens, expect.expand(tokens.shape[0], -1))
+
+        assert learner.updates >= 1, "the learner never updated on the VLA rollouts"
+        assert loaded[0].dtype == "bfloat16"  # push_bf16: only the trainable subset, in bfloat16
+        trainable = {n for n, p in actor.model.named_parameters() if p.requires_grad}
+        assert set(loaded[0].state) == trainable
+        assert len(trainable) < len(dict(actor.model.named_parameters()))
+        assert max(p.version for p in loaded) >= 1, "the actor never loaded an updated version"
+        assert max(int(r.batch["policy_version"].max()) for r in sent) >= 1
+        # The updated weights the actor holds are the learner's (up to the bf16 rounding of the push).
+        newest = max(loaded, key=lambda p: p.version)
+        for name, value in newest.state.items():
+            mine = dict(actor.model.named_parameters())[name]
+            assert torch.equal(mine, value.to(mine.dtype)), name
+        params = learner.algorithm.get_weights()
+        nbytes = len(encode_parameters(Parameters(version=0, state=params), bf16=True))
+        print(
+            f"\n{base_type}: {len(sent)} episodes in {wall:.1f} s, updates {learner.updates}, "
+            f"chunk {actor._infer_ms:.1f} ms, push {nbytes} bytes bf16 ({sum(v.numel() for v in params.values())} "
+            f"trainable values)"
+        )
+    finally:
+        learner.shutdown.set()
+        thread.join(timeout=30)
+
+
+def test_an_actor_with_another_tiny_vla_refuses_the_learners_weights(tmp_path):
+    torch.set_num_threads(1)
+    path = _write_config(tmp_path, "pi0")
+    learner = Learner(parse_run_config(["--config", path]), progress=None)
+    port = learner.start_server()
+    thread = threading.Thread(target=learner.run, daemon=True)
+    thread.start()
+    try:
+        cfg = parse_run_config(
+            ["--config", path, f"--transport.port={port}", "--actor.episodes=1", "--policy.tiny.seed=1"]
+        )
+        actor = Actor(cfg, progress=lambda _line: None)
+        with pytest.raises(ActorError, match="frozen"):
+            actor.run()
+    finally:
+        learner.shutdown.set()
+        thread.join(timeout=30)
