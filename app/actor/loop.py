@@ -638,7 +638,8 @@ class Actor:
                 length_s=self.cfg.episode.time_limit_s,
                 reward=float(reward),
                 outcome=outcome,
-                intervention=self.takeover.active and running,
+                # a human drives, or will drive the next episode (takeover asked between episodes)
+                intervention=(self.takeover.active and running) or self._takeover_next,
                 interventions=int(interventions),
                 takeover_source=source,
             ),
