@@ -30,17 +30,19 @@ def wait(cond, timeout: float, what: str) -> None:
 
 
 class PtyConsole:
-    """`python -m app.console --attach` on an 80x24 pseudo-terminal, typed into like a keyboard."""
+    """`python -m app.console --attach` (or with `args`, e.g. `--config X` to start an actor too) on an
+    80x24 pseudo-terminal, typed into like a keyboard."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, args: list[str] | None = None) -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        self.output = bytearray()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "app.console",
-                "--attach=true",
+                *(args if args is not None else ["--attach=true"]),
                 f"--control.port={port}",
                 "--control.heartbeat_s=0.2",
                 "--control.console_timeout_s=1.0",
@@ -54,12 +56,14 @@ class PtyConsole:
         os.close(slave)
         os.set_blocking(self.master, False)
 
-    def drain(self) -> None:
+    def drain(self) -> bytes:
+        """Read what the console wrote so far (keeps its pty from filling up); returns all of it."""
         try:
-            while os.read(self.master, 65536):
-                pass
+            while chunk := os.read(self.master, 65536):
+                self.output += chunk
         except (BlockingIOError, OSError):
             pass
+        return bytes(self.output)
 
     def type(self, keys: str) -> None:
         os.write(self.master, keys.encode())

@@ -8,7 +8,10 @@ key test ends with quit.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import signal
 import threading
 import time
@@ -293,3 +296,63 @@ async def test_pause_and_reset_during_an_episode(run):
         assert a.alive, "actor died on reset"
     a.stop()
     assert a.rc == 0
+
+
+@pytest.mark.slow  # the actor is a second Python process that imports torch and LeRobot (10-30 s)
+def test_pirl_console_with_a_config_starts_the_actor_and_quits_it_safely(run, tmp_path):
+    """`pirl console --config X` on a real pseudo-terminal: it starts `pirl actor --config X` as its own
+    process, the actor reaches the learner and steps, and q + y stop both."""
+    import asyncio
+    import socket
+
+    from app.actor.control import ControlClient
+
+    cfg = json.loads(run.path.read_text())
+    cfg["transport"]["port"] = run.port  # the file the started actor reads must name the learner's port
+    path = tmp_path / "console_run.json"
+    path.write_text(json.dumps(cfg))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "actor.log"
+    console = PtyConsole(port, ["--config", str(path), f"--actor_log={log}"])
+
+    async def watch_actor():  # a second console on the same channel, to see what the actor does
+        client = ControlClient(ControlConfig(port=port, heartbeat_s=0.2), retry_s=0.2)
+        task = asyncio.create_task(client.run())
+        try:
+            end = time.monotonic() + 120
+            while time.monotonic() < end:
+                console.drain()
+                try:
+                    st = await client.next_status(timeout=1.0)
+                except TimeoutError:
+                    continue
+                if st.learner.connected and st.loop.steps > 0:
+                    return st
+            raise AssertionError(f"the started actor never stepped; its log: {log.read_text()[-2000:]}")
+        finally:
+            client.close()
+            await asyncio.wait_for(task, 10)
+
+    try:
+        status = asyncio.run(watch_actor())
+        assert status.robot == "sim_so101" and status.learner.policy_version == 0
+        assert console.proc.poll() is None
+        console.type("q")
+        time.sleep(1.0)  # the confirmation dialog opens
+        console.type("y")
+        # drain while waiting: a console whose pty is full would block on its own output
+        quit_done = lambda: console.drain() is not None and console.proc.poll() is not None  # noqa: E731
+        wait(quit_done, 60, "the console to quit")
+        assert console.proc.returncode == 0
+        text = log.read_text()
+        assert "first chunk with policy v0" in text and "guard closed" in text  # the actor released the arm
+        assert b"actor started (pid" in console.drain()
+    finally:
+        console.close()
+        # the actor outlives a killed console by design: a failed test must not leave it running
+        found = re.search(rb"actor started \(pid (\d+)\)", console.output)
+        if found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(found.group(1)), signal.SIGKILL)
