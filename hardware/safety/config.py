@@ -72,11 +72,11 @@ class SafetyConfig:
     workspace_check: bool = True
     # Shrink the box by this much (m) on every side.
     workspace_margin: float = 0.0
-    # Braking margin of the box check, in control steps: the pose this many *commanded* steps beyond the
-    # target (same direction and speed) must stay inside too, so the arm slows down as it nears a face and
-    # its overshoot lands inside. 1.0 covers the simulated STS3215's overshoot of a goal that stops
-    # abruptly (tests/hardware/test_safety_sim.py); 0 checks the sweep to the target only.
-    workspace_lookahead_steps: float = 1.0
+    # Braking margin, in control steps, for the workspace box and the arm joints' limits: the pose this many
+    # *commanded* steps beyond the target (same direction and speed) must stay inside too, so the arm slows
+    # down as it nears a face or a limit and its overshoot lands inside. 1.0 covers the simulated STS3215's
+    # overshoot of a goal that stops abruptly (tests/hardware/test_safety_sim.py); 0 switches it off.
+    lookahead_steps: float = 1.0
     # Explicit box (m, base frame); both or neither.
     workspace_min: list[float] | None = None
     workspace_max: list[float] | None = None
@@ -120,10 +120,8 @@ class SafetyConfig:
             raise ValueError("safety.workspace_min/max must be [x, y, z] in metres")
         if self.watchdog_timeout_s <= 0:
             raise ValueError(f"safety.watchdog_timeout_s must be > 0, got {self.watchdog_timeout_s}")
-        if not self.workspace_lookahead_steps >= 0:
-            raise ValueError(
-                f"safety.workspace_lookahead_steps must be >= 0, got {self.workspace_lookahead_steps}"
-            )
+        if not self.lookahead_steps >= 0:
+            raise ValueError(f"safety.lookahead_steps must be >= 0, got {self.lookahead_steps}")
         if self.workspace_margin < 0 or self.model_limit_margin < 0:
             raise ValueError("safety.workspace_margin and safety.model_limit_margin must be >= 0")
         if self.mode not in MODES:

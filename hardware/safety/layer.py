@@ -8,11 +8,13 @@ scripted expert) into a target the robot may safely be sent:
 2. joint limits (always on);
 3. velocity limit: the target moves at most max_velocity / control_hz from the previous command;
 4. per-step clamp: the target is at most max_step from the present (measured) position;
+   The arm joints also get a braking margin: one more commanded step at the same speed must not pass the
+   limit, so a joint slows down as it nears its limit instead of overshooting it.
 5. workspace box: the end effector must stay in the box not only at the target but at every pose the arm
    can pass through on its way there. Each servo tracks its own goal at its own pace, so the arm may visit
    any mix of "this joint already moved, that one not yet", and it may still be heading for the previous
    command: every corner of the joint-space box that bounds the present position, the previous command
-   and the target is checked by forward kinematics, plus the poses up to `workspace_lookahead` commanded
+   and the target is checked by forward kinematics, plus the poses up to `lookahead` commanded
    steps further on (a braking margin that grows with speed: servos overshoot a goal that stops
    abruptly). If one leaves the box, the target is pulled back along the line from the previous command
    (or, when that no longer qualifies, the present position moved into the joint limits, as a hold would)
@@ -50,6 +52,8 @@ _WORKSPACE_BISECT_STEPS = 8  # 2^-8 of a 10 deg step = 0.04 deg: below one STS32
 # +-0.5 deg gear backlash moves the gripper at arm's length: below that a predicted overshoot is noise, and
 # a slow final approach to a pose on the face (a recorded envelope waypoint) is not clamped.
 _LOOKAHEAD_SLACK_M = 0.002
+# Same for a joint's braking margin (deg): the +-0.5 deg backlash itself.
+_JOINT_SLACK = 0.5
 
 
 @dataclass
@@ -125,11 +129,11 @@ class SafetyLayer:
         fk: Callable[[dict[str, float]], Any] | None = None,
         soft_enabled: bool = True,
         fk_many: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
-        workspace_lookahead: float = 1.0,
+        lookahead: float = 1.0,
     ) -> None:
         """`fk` maps {motor: value} to xyz (m); `fk_many` (optional, faster) maps {motor: N values} to
-        (N, 3) and is used for the many corner poses of the workspace check. `workspace_lookahead`: see
-        `SafetyConfig.workspace_lookahead_steps`."""
+        (N, 3) and is used for the many corner poses of the workspace check. `lookahead`: see
+        `SafetyConfig.lookahead_steps`."""
         if workspace is not None and fk is None:
             raise ValueError("a workspace box needs a forward-kinematics function")
         self.motors: tuple[str, ...] = tuple(limits)
@@ -141,9 +145,9 @@ class SafetyLayer:
         self.workspace = workspace
         self._fk = fk
         self._fk_many = fk_many
-        if not workspace_lookahead >= 0:
-            raise ValueError(f"workspace_lookahead must be >= 0, got {workspace_lookahead}")
-        self.workspace_lookahead = float(workspace_lookahead)
+        if not lookahead >= 0:
+            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        self.lookahead = float(lookahead)
         self.soft_enabled = soft_enabled
         self.report = SafetyReport()
         self._last_command: dict[str, float] | None = None
@@ -189,7 +193,7 @@ class SafetyLayer:
             fk,
             soft_enabled=cfg.enabled,
             fk_many=fk_many,
-            workspace_lookahead=cfg.workspace_lookahead_steps,
+            lookahead=cfg.lookahead_steps,
         )
 
     # ------------------------------------------------------------------ state
@@ -274,6 +278,19 @@ class SafetyLayer:
                 if abs(c3 - c2) > _EPS:
                     events.append(f"max_step:{m}")
                 c = c3
+                if m != GRIPPER and self.lookahead > 0:
+                    # braking margin: one more step at this commanded speed must not pass the limit (the
+                    # servo overshoots by about that much); never reverses the motion (cap lies past r)
+                    la = self.lookahead
+                    cap = (hi + _JOINT_SLACK + la * r) / (1 + la)
+                    floor = (lo - _JOINT_SLACK + la * r) / (1 + la)
+                    braked = min(c, cap) if c > r and r <= hi else c
+                    braked = max(braked, floor) if c < r and r >= lo else braked
+                    braked = min(max(braked, p - ds), p + ds)  # max_step still wins
+                    if abs(braked - c) > _EPS:
+                        c = braked
+                        if f"joint_limit:{m}" not in events:
+                            events.append(f"joint_limit:{m}")
             # never further outside the limits than where the joint already is
             c = min(max(c, min(lo, p)), max(hi, p))
             target[key] = c
@@ -380,9 +397,9 @@ class SafetyLayer:
         def beyond(candidate: Mapping[str, float]) -> dict[str, float]:
             # Braking margin: the poses up to `lookahead` commanded steps further on must stay inside too,
             # so the arm approaches a face no faster than it can stop before it.
-            if previous is None or self.workspace_lookahead == 0:
+            if previous is None or self.lookahead == 0:
                 return dict(candidate)
-            la = self.workspace_lookahead
+            la = self.lookahead
             return {k: candidate[k] + la * (candidate[k] - previous[k]) for k in self.keys}
 
         def distances(candidate: Mapping[str, float]) -> tuple[float, float, float]:

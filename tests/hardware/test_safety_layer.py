@@ -267,7 +267,7 @@ def test_braking_lookahead_slows_a_fast_approach_before_the_face():
     start = dict(HOME, **{"shoulder_lift.pos": -20.0, "elbow_flex.pos": 6.0, "wrist_flex.pos": 50.0})
     arrival_step = {}
     for lookahead in (1.0, 0.0):
-        layer = make_layer(workspace_lookahead_steps=lookahead)
+        layer = make_layer(lookahead_steps=lookahead)
         full_speed = layer.max_velocity["elbow_flex"] / layer.control_hz
         present = dict(start)
         layer.reset_reference(present)
@@ -278,5 +278,28 @@ def test_braking_lookahead_slows_a_fast_approach_before_the_face():
             if FK.fk({m: present[f"{m}.pos"] for m in MOTORS})[2] > top - 0.005:
                 arrival_step.setdefault(lookahead, step)  # speed when first within 5 mm of the face
         assert FK.fk({m: present[f"{m}.pos"] for m in MOTORS})[2] == pytest.approx(top, abs=1e-4)
+    assert arrival_step[0.0] == pytest.approx(full_speed)
+    assert arrival_step[1.0] < 0.5 * full_speed
+
+
+def test_joints_brake_before_their_limits_but_still_reach_them():
+    """At full speed into a limit the last commanded steps shrink (the servo overshoots a goal that stops
+    abruptly); without the look-ahead the joint arrives at full speed. Either way it ends on the limit."""
+    arrival_step = {}
+    for lookahead in (1.0, 0.0):
+        layer = make_layer(workspace_check=False, lookahead_steps=lookahead)
+        hi = layer.limits["wrist_flex"][1]
+        full_speed = layer.max_velocity["wrist_flex"] / layer.control_hz
+        present = dict(HOME)
+        layer.reset_reference(present)
+        for _ in range(40):  # a perfectly tracking arm, wrist driven far past its limit
+            res = layer.filter(dict(present, **{"wrist_flex.pos": 500.0}), present)
+            step = res.action["wrist_flex.pos"] - present["wrist_flex.pos"]
+            present = res.action
+            assert present["wrist_flex.pos"] <= hi
+            if present["wrist_flex.pos"] > hi - 2.0:
+                arrival_step.setdefault(lookahead, step)  # speed when first within 2 deg of the limit
+        assert present["wrist_flex.pos"] == pytest.approx(hi, abs=1e-6)
+        assert "joint_limit:wrist_flex" in layer.report.report()["events"]
     assert arrival_step[0.0] == pytest.approx(full_speed)
     assert arrival_step[1.0] < 0.5 * full_speed
