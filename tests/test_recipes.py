@@ -333,6 +333,7 @@ def test_two_machine_recipe_token_and_tls_lines_work_together(tmp_path: Path):
     cfg = json.loads((REPO / config).read_text())
     cam = {"front": {"type": "sim_mujoco", "camera": "front", "width": 64, "height": 48}}
     cfg["robot"] = {"type": "sim_so101", "task": "reach", "fps": 30, "cameras": cam}
+    del cfg["teleop"]  # no leader arm here
     cfg["policy"]["device"] = "cpu"
     cfg["policy"]["native"].update(
         state_dim=9,
@@ -441,6 +442,7 @@ def test_real_arm_recipe_runs_on_a_simulated_bus(name: str, request, calib_dir, 
 
     cfg = json.loads((REPO / "configs" / name).read_text())
     del cfg["robot"]["cameras"]  # no camera device here
+    del cfg["teleop"]  # no leader arm here (leader takeovers: tests/app/actor/test_teleop_takeover.py)
     cfg["policy"]["native"]["image_keys"] = cfg["actor"]["image_keys"] = []
     config = tmp_path / name
     config.write_text(json.dumps(cfg))

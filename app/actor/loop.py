@@ -109,7 +109,9 @@ class Actor:
         )
         self._rng = random.Random(cfg.actor.sample_seed)
 
+        # The native policy samples on the CPU; a VLA names its `actor_device` (it needs an accelerator).
         self.policy = make_policy(cfg)
+        self.policy.to(getattr(self.policy.config, "actor_device", "cpu"))
         self.model = pirl_model_of(self.policy)
         self.my_digest = frozen_digest(self.model)
         self.exec_h = self.model.exec_horizon

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import tempfile
 from collections import deque
@@ -30,10 +31,13 @@ import torch
 from lerobot.configs import PreTrainedConfig
 from lerobot.optim import AdamWConfig
 from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.utils.device_utils import is_torch_device_available
 
 from app.rl.config import PIRLConfig
 from app.rl.model import PIRLModel
 from app.rl.sampling import ChainSample, sample
+
+log = logging.getLogger(__name__)
 
 POLICY_TYPE = "pirl_vla"
 BASE_TYPES = ("smolvla", "pi0", "pi05")
@@ -88,6 +92,10 @@ class PIRLVLAConfig(PreTrainedConfig):
     rl: PIRLConfig = field(default_factory=PIRLConfig)
     # Learning rate of LeRobot's own optimiser preset (used only if LeRobot's trainer drives the policy).
     optimizer_lr: float = 1e-5
+    # Device the actor samples on (the learner uses `device`). A VLA needs an accelerator on the robot
+    # machine too (full SmolVLA: 19 s per chunk encode on a 2-core CPU). Without it the actor falls back
+    # to the CPU with a warning, as LeRobot does for `device`.
+    actor_device: str = "cuda"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,6 +103,12 @@ class PIRLVLAConfig(PreTrainedConfig):
             raise ValueError(f"policy.base_type must be one of {BASE_TYPES}, got {self.base_type!r}")
         if self.tiny.enabled and self.base_path is not None:
             raise ValueError("give either policy.base_path or policy.tiny.enabled=true, not both")
+        if not is_torch_device_available(self.actor_device):
+            log.warning(
+                "policy.actor_device=%s is not available here; the actor samples on the CPU",
+                self.actor_device,
+            )
+            self.actor_device = "cpu"
 
     def check_files(self) -> None:
         """The local files the VLA is built from exist and agree (checked when the policy is built, not

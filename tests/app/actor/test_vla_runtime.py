@@ -29,6 +29,7 @@ def _write_config(tmp_path, base_type: str) -> str:
         "policy": {
             "type": "pirl_vla",
             "device": "cpu",
+            "actor_device": "cpu",
             "push_to_hub": False,
             "base_type": base_type,
             "task": TASK,
