@@ -16,7 +16,6 @@ def test_without_cuda_it_skips_with_a_hint(capsys):
     assert out.startswith("skipped: no CUDA device") and "--tiny" in out
 
 
-@pytest.mark.slow
 def test_tiny_cpu_run_prints_a_table(capsys):
     assert gu.main(["--tiny", "--models", "smolvla", "--iters", "1", "--warmup", "0", "--batch", "2"]) == 0
     out = capsys.readouterr().out
