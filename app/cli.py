@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "calibration.cli",
         "calibrate arms (LeRobot's flow), validate calibrations, record and check the safety envelope",
     ),
+    "bc": ("app.bc", "behaviour-clone the native flow policy from a LeRobot dataset (demos, takeovers)"),
     "learner": (
         "app.learner.cli",
         "serve LearnerService and train (PI-RL; --algorithm.type=sac: LeRobot's SAC)",
