@@ -21,12 +21,12 @@ KEYS = [f"{m}.pos" for m in MOTORS]
 BOX = ((0.05, -0.25, 0.03), (0.40, 0.25, 0.35))  # a table-top region the home pose lies in
 # Commands stay exactly within the limits, and arm joints brake before them (one commanded step of
 # look-ahead), but the simulated STS3215 position loop still overshoots a little: measured at most 1.8 deg
-# in two runs of 2000 generated streams. The default 2 deg limit margin absorbs that; the measured arm may exceed a
-# bound by this much.
+# in two runs of 2000 generated streams. The default 2 deg limit margin absorbs that; the measured arm
+# may exceed a bound by this much.
 JOINT_TOL_DEG = 2.5
 # Likewise the end effector: commands never leave the box, and the layer checks every pose a step can sweep
 # through plus one step of braking margin, but gravity sag and servo overshoot still carry the measured
-# gripper frame past a face (measured: at most 1.8 cm over 2000 generated streams, the arm driven at the
+# gripper frame past a face (measured: at most 1.8 cm in the same runs, the arm driven at the
 # velocity limit towards the floor face while stretched forward). Configure `workspace_margin` for that.
 BOX_TOL_M = 0.02
 FK = SO101Kinematics()
