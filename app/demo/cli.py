@@ -28,7 +28,16 @@ from pathlib import Path
 
 import draccus
 
-from app.demo.pipeline import DemoConfig, build_policy, default_pirl, evaluate, pretrain, train_seed
+from app.demo.pipeline import (
+    BCConfig,
+    DemoConfig,
+    build_policy,
+    default_pirl,
+    evaluate,
+    load_checkpoint,
+    pretrain,
+    train_seed,
+)
 from app.demo.sim_envs import SimEnvConfig, SimEnvs
 
 
@@ -40,8 +49,8 @@ class DemoCLIConfig:
     headless: bool | None = None
     seed: int = 0  # seeds demos, BC, policy init, episode resets and chain noise
     output_dir: str = "outputs/demo"  # bc_policy/, run/ (learner checkpoints, metrics, logs), summary.json
-    demos: int = 8  # scripted expert demos for BC (few on purpose: the BC start should be mediocre)
-    bc_steps: int = 600  # BC gradient steps
+    demos: int = BCConfig.demos  # scripted expert demos for BC
+    bc_steps: int = BCConfig.steps  # BC gradient steps (few on purpose: the BC start should be mediocre)
     updates: int = 40  # PI-RL updates the learner runs before stopping
     chunks_per_update: int = 320  # on-policy chunks per update (about 64 reach episodes)
     wall_budget_s: float = 0.0  # also stop PI-RL after this many seconds (0: only `updates`)
@@ -68,7 +77,7 @@ class DemoCLIConfig:
 
 
 STATS_WINDOW = 50  # episodes in the learner's rolling training success rate (the progress lines)
-QUICK = {"updates": 12, "eval_episodes": 40}
+QUICK = {"updates": 20, "eval_episodes": 100}
 
 
 def run_config(cfg: DemoCLIConfig, policy_dir: Path, run_dir: Path, port: int) -> dict:
@@ -182,9 +191,7 @@ def run(cfg: DemoCLIConfig, headless: bool = True) -> int:
         return 130 if interrupted else 1
     after: float | None = None
     try:
-        from app.eval import load_policy
-
-        final = load_policy(ckpt)
+        final = load_checkpoint(ckpt)
         envs = SimEnvs(8, cfg.sim)
         try:
             after = evaluate(final.model, envs, cfg.eval_episodes, cfg.seed)

@@ -108,7 +108,7 @@ def test_summary_of_a_run_without_updates(tmp_path) -> None:
 
 # The CI-sized demo: same recipe as `pirl demo`, fewer updates and evaluation scenes, fixed seed.
 CI_ARGS = ["--quick=true", "--seed=0", "--headless=true"]
-CI_MARGIN = 0.15  # success must rise by at least 15 points (measured: see docs/demo.md)
+CI_MARGIN = 0.05  # success must rise by at least 5 points (measured rises: see docs/demo.md)
 
 
 @pytest.mark.slow
