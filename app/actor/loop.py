@@ -140,7 +140,7 @@ class Actor:
         self._weights_at: float | None = None  # monotonic time the current weights were loaded
         self._infer_ms: float | None = None  # recent mean of one chunk's sampling time
         self._dropped = 0  # wall-clock control steps that started a period or more late
-        self._last_step_t: float | None = None
+        self._next_step_t: float | None = None  # realtime: deadline of the next control step
         self._step_dt: float | None = None  # mean seconds per actor step (its inverse is the lockstep rate)
         self._rate_t: float | None = None
         self._takeover_next = False  # the console asked for a takeover while no episode ran
@@ -391,7 +391,7 @@ class Actor:
         if self._takeover_next:
             self._takeover_next = False
             self.takeover.request(True)
-        self._last_step_t = self._rate_t = None  # the reset or pause before this episode: no dropped steps
+        self._next_step_t = self._rate_t = None  # the reset or pause before this episode: no dropped steps
         episode_id = self._episode_base + self.episodes_done * 1000 + self.episodes.attempt
         takeover_chunk = None
         if self.takeover.human is not None and self._rng.random() < self.cfg.actor.expert_takeover_prob:
@@ -494,16 +494,24 @@ class Actor:
     def _apply(self, decision):
         if self.guard.mode == "lockstep":
             return self.guard.step(decision.action, source=decision.source)
+        # Paced by deadlines (t0 + k * period), not by sleeping a period after each step: inference and
+        # bookkeeping between steps would otherwise stretch every period (24 Hz decisions at 30 Hz).
         period = 1.0 / self.guard.layer.control_hz
         now = time.monotonic()
-        if self._last_step_t is not None:  # whole periods without a fresh action: the robot held through them
-            self._dropped += int((now - self._last_step_t) / period)
+        if self._next_step_t is None:
+            self._next_step_t = now
+        late = now - self._next_step_t
+        if late >= period:  # whole periods without a fresh action: the guard held through them
+            self._dropped += int(late / period)
+            self._next_step_t = now  # start a new schedule rather than bursting to catch up
         if decision.action is None:
             self.guard.hold("hand-back")
         else:
             self.guard.submit(decision.action, source=decision.source)
-        time.sleep(period)
-        self._last_step_t = time.monotonic()
+        self._next_step_t += period
+        delay = self._next_step_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
         return None
 
     def _finish_episode(
