@@ -316,3 +316,53 @@ def test_teleop_that_cannot_drive_the_robot_is_refused_before_anything_is_built(
         _check_teleop(SO101LeaderConfig(port="/dev/ttyACM1", id="lead1", use_degrees=False), sim)
     _check_teleop(SO101LeaderConfig(port="/dev/ttyACM1", id="lead1"), sim)  # a leader may drive the sim arm
     _check_teleop(GamepadTeleopConfig(), sim)
+
+
+def test_koch_leader_reads_in_the_followers_degrees(sim_ports, koch_sim, calib_dir):
+    """LeRobot's Koch leader only speaks -100..100 range units; the actor reads it in degrees when the
+    follower uses degrees, so the same shaft angle on both arms is the same number (else a takeover
+    would send range units as degrees)."""
+    from lerobot.robots.koch_follower import KochFollower, KochFollowerConfig
+    from lerobot.teleoperators.koch_leader import KochLeaderConfig
+
+    from app.actor.loop import _leader_in_degrees
+    from hardware.factory import connect_robot, connect_teleoperator, make_teleoperator
+    from tests.mocks.calibration_files import KOCH_RANGES
+    from tests.mocks.dynamixel_bus import koch_arm
+
+    lead_arm = koch_arm(leader=True)
+    sim_ports.add("/dev/mock_koch_leader", lead_arm.bus)
+    write_calibration_file(calib_dir / "kl.json", calibrate_registers(lead_arm, KOCH_RANGES))
+    write_calibration_file(calib_dir / "koch.json", calibrate_registers(koch_sim, KOCH_RANGES))
+    pose = {"shoulder_pan": 2400, "shoulder_lift": 1500, "elbow_flex": 2600, "wrist_flex": 1900,
+            "wrist_roll": 1000, "gripper": 2300}  # fmt: skip
+    koch_sim.set_actual(pose)
+    lead_arm.script({m: (lambda _i, t=t: t) for m, t in pose.items()})
+
+    follower = connect_robot(
+        KochFollower(
+            KochFollowerConfig(port=koch_sim.port, id="koch", calibration_dir=calib_dir, use_degrees=True)
+        )
+    )
+    leader = make_teleoperator(
+        KochLeaderConfig(port="/dev/mock_koch_leader", id="kl", calibration_dir=calib_dir)
+    )
+    raw_units = None
+    try:
+        connect_teleoperator(leader)
+        raw_units = leader.get_action()
+        _leader_in_degrees(leader)
+        led, followed = leader.get_action(), follower.get_observation()
+    finally:
+        leader.disconnect()
+        follower.disconnect()
+    assert (
+        abs(raw_units["shoulder_pan.pos"] - followed["shoulder_pan.pos"]) > 10
+    )  # as LeRobot reads it: not degrees
+    for k in followed:
+        if (
+            k == "gripper.pos"
+        ):  # 0..100 on both already (the Koch leader's is a sprung trigger, held by torque)
+            assert led[k] == raw_units[k]
+        else:
+            assert led[k] == pytest.approx(followed[k], abs=0.1), k
