@@ -366,3 +366,67 @@ def test_koch_leader_reads_in_the_followers_degrees(sim_ports, koch_sim, calib_d
             assert led[k] == raw_units[k]
         else:
             assert led[k] == pytest.approx(followed[k], abs=0.1), k
+
+
+@pytest.mark.slow  # real time: a reset and a 3 s episode at 30 Hz on the simulated serial buses
+def test_leader_takeover_on_the_serial_mocked_follower_in_real_time(run_config, so101_sim, leader, calib_dir):
+    """The real-arm path: LeRobot's SO101Follower on a simulated Feetech bus, driven by the guard's real-time
+    control thread, taken over by the (simulated-bus) leader. Every Goal_Position on the wire, policy,
+    human, hand-back or reset, moves at most the velocity clamp from the one before it; the follower is
+    commanded to the leader's pose; the human chunks reach the learner flagged; both arms are let go."""
+    from app.actor.control import Command
+    from tests.calibration.test_check import goals_on_wire, wire_poses
+
+    write_calibration_file(calib_dir / "arm1.json", calibrate_registers(so101_sim, SO101_RANGES))
+    from lerobot.robots.so_follower import SO101FollowerConfig
+
+    lt = LearnerThread(
+        run_config("--policy.native.state_dim=6")
+    )  # joints only: a real arm has no target keys
+    try:
+        cfg = run_config(
+            f"--transport.port={lt.port}", "--policy.native.state_dim=6", *_leader_args(calib_dir),
+            "--actor.control.port=0", "--actor.episodes=1", "--episode.time_limit_s=3.0",
+            "--safety.handle_signals=false", "--episode.auto_start=true",
+        )  # fmt: skip
+        cfg.robot = SO101FollowerConfig(
+            port=so101_sim.port, id="arm1", calibration_dir=calib_dir, use_degrees=True
+        )
+        cfg.episode.home_pose = {k: 0.0 for k in KEYS} | {"gripper.pos": 10.0}
+        actor = Actor(cfg, progress=None)
+        sent: list = []
+        send = actor.client.send_rollout
+        actor.client.send_rollout = lambda r: (sent.append(r), send(r))
+        script = {10: Command.TAKEOVER_ON, 60: Command.TAKEOVER_OFF}
+        polled: list = []
+
+        def poll_commands(original=actor.control.poll_commands):
+            due = [c for at, c in script.items() if actor.env_steps >= at and c not in polled]
+            polled.extend(due)
+            return original() + due
+
+        actor.control.poll_commands = poll_commands
+        assert actor.guard.mode == "realtime" and not actor.guard.is_sim
+        so101_sim.bus.writes.clear()
+        assert actor.run() == 0
+    finally:
+        lt.stop()
+    assert polled == [Command.TAKEOVER_ON, Command.TAKEOVER_OFF]
+    assert not actor.teleop.is_connected and not any(so101_sim[m].torque_enabled for m in MOTORS)
+
+    poses = wire_poses(goals_on_wire(so101_sim, SO101_RANGES))
+    assert len(poses) > 60
+    s = cfg.safety
+    tick = 360 / 4095
+    for prev, pose in zip(poses, poses[1:], strict=False):
+        for m in MOTORS:
+            per_step = (s.max_velocity_gripper if m == "gripper" else s.max_velocity) / s.control_hz
+            assert abs(pose[m] - prev[m]) <= per_step + 2 * tick, (m, prev, pose)
+    reached = [p for p in poses if all(abs(p[m] - LEADER_POSE[m]) < 0.3 for m in MOTORS)]
+    assert reached, "the follower was never commanded to the leader's pose"
+
+    (rollout,) = sent
+    b = rollout.batch
+    assert bool(b["intervention"][2]) and int(b["takeover_start"].sum()) == 1
+    assert not bool(b["intervention"][-1])  # the policy drove again after hand-back
+    assert actor.episodes.records[-1].interventions == 1
