@@ -38,7 +38,10 @@ from tests.mocks import sim_fixtures
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "recipes.md"
 RUN_CONFIGS = sorted((REPO / "configs").glob("*.json"))
-VLA_CONFIGS = sorted((REPO / "configs" / "vla").glob("*.json"))
+# configs/vla/: PI-RL settings files (the `policy.rl` section) and full run configs (they name a robot).
+_VLA_FILES = sorted((REPO / "configs" / "vla").glob("*.json"))
+VLA_RUN_CONFIGS = [p for p in _VLA_FILES if "robot" in json.loads(p.read_text())]
+VLA_CONFIGS = [p for p in _VLA_FILES if p not in VLA_RUN_CONFIGS]
 # The sim recipes' policy is the BC policy `pirl demo` writes; its PI-RL method comes with it.
 SIM_RECIPES = {"sim_reach_flow_noise.json": "flow_noise", "sim_reach_flow_sde.json": "flow_sde"}
 # Simulated servo buses (packet-level Dynamixel/Feetech mocks) for the real-arm recipes.
@@ -102,6 +105,7 @@ def test_there_are_recipes_for_every_route():
     assert set(SIM_RECIPES) <= names
     assert {"koch_native.json", "so101_two_machines.json", "sac_gym_hil.json"} <= names
     assert {p.name for p in VLA_CONFIGS} >= {"smolvla_flow_sde.json", "pi0_flow_sde.json"}
+    assert {p.name for p in VLA_RUN_CONFIGS} >= {"so101_smolvla.json", "pi0_two_machines.json"}
 
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.name)
@@ -158,6 +162,47 @@ def test_vla_settings_parse_as_the_policy_rl_section(path: Path):
         rl = draccus.parse(PIRLConfig, config_path=str(path), args=[])
     assert rl.method == "flow_sde"
     assert "vlm" not in rl.trainable, "the recipes keep the VLM frozen (memory, see docs/vla_adapters.md)"
+
+
+@pytest.mark.parametrize("path", VLA_RUN_CONFIGS, ids=lambda p: p.name)
+def test_vla_run_config_parses_validates_and_builds_with_a_tiny_base(path: Path):
+    """Recipes 4-5's run configs: they parse and validate for both sides, carry exactly the PI-RL settings
+    of their settings file, and with the base VLA swapped for a tiny one of the robot's shape (no model
+    files here) the `pirl_vla` policy builds and reads the cameras the actor sends."""
+    from app.actor.observation import resolve_state_keys
+    from app.rl.config import PIRLConfig
+    from hardware.factory import make_robot
+
+    cfg: PIRLRunConfig = parse_run_config(["--config", str(path.relative_to(REPO))])
+    cfg.validate("learner")
+    cfg.validate("actor")
+    pol = cfg.policy
+    assert pol.type == "pirl_vla" and pol.task
+    robot = make_robot(cfg.robot, require_calibration=False)  # instance only: no port, no camera opened
+    cameras = {k for k, v in robot.observation_features.items() if isinstance(v, tuple)}
+    if pol.tiny.enabled:  # the CPU try-out: a tiny random VLA on the simulated arm
+        assert cfg.robot.type == "sim_so101", f"{path.name}: a tiny random VLA only drives the sim"
+    else:
+        assert str(pol.base_path).startswith("/") and str(pol.stats_path).endswith("meta/stats.json")
+        assert cfg.algorithm.push_bf16, "a VLA's expert is large: push it in bf16"
+        settings = REPO / "configs" / "vla" / _VLA_RECIPE[pol.base_type]
+        with draccus.config_type("json"):
+            rl = draccus.parse(PIRLConfig, config_path=str(settings), args=[])
+        assert pol.rl == rl, f"{path.name}: policy.rl differs from configs/vla/{settings.name}"
+        if pol.base_type != "smolvla":
+            assert pol.tokenizer_path, "pi0/pi0.5 need a local PaliGemma tokenizer"
+        assert set(cfg.actor.image_keys) <= cameras
+        # No model files here: a tiny base of the robot's shape stands in for the recipe's VLA.
+        state_dim = len(resolve_state_keys(robot, cfg.actor.state_keys))
+        pol.base_path = pol.stats_path = pol.tokenizer_path = None
+        pol.tiny.enabled, pol.tiny.state_dim = True, state_dim
+        pol.tiny.action_dim, pol.tiny.cameras = len(robot.action_features), tuple(cfg.actor.image_keys)
+    policy = make_policy(cfg)
+    assert set(policy.image_keys) <= cameras
+    assert policy.config.input_features["observation.state"].shape == (
+        len(resolve_state_keys(robot, cfg.actor.state_keys)),
+    )
+    assert policy.model.exec_horizon == pol.rl.exec_horizon
 
 
 # ------------------------------------------------------------------------------------- the doc
@@ -248,7 +293,7 @@ def test_every_command_in_the_doc_parses_and_names_existing_files():
     assert {"doctor", "calibrate", "learner", "actor", "console", "demo", "eval"} <= seen_pirl
 
     text = DOC.read_text()
-    for path in [*RUN_CONFIGS, *VLA_CONFIGS]:
+    for path in [*RUN_CONFIGS, *VLA_CONFIGS, *VLA_RUN_CONFIGS]:
         assert str(path.relative_to(REPO / "configs")) in text, f"no recipe uses configs/{path.name}"
     # The sim recipes start from the BC policy that a demo command on the page writes, for its method.
     for name, method in SIM_RECIPES.items():

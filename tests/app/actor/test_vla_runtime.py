@@ -8,7 +8,6 @@ trainable subset (bf16), which the actor loads at a chunk boundary after the fro
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -20,63 +19,36 @@ from app.learner.config import parse_run_config
 from app.learner.loop import Learner
 from app.transport.codec import Parameters, encode_parameters
 
-TASK = "put the red cube in the box"
+CONFIG = "configs/vla/sim_tiny_vla.json"  # recipe 4's CPU try-out: a tiny random VLA on the sim
 
 
-def _write_config(tmp_path, base_type: str) -> str:
-    cfg = {
-        "seed": 0,
-        "policy": {
-            "type": "pirl_vla",
-            "device": "cpu",
-            "actor_device": "cpu",
-            "push_to_hub": False,
-            "base_type": base_type,
-            "task": TASK,
-            "tiny": {
-                "enabled": True,
-                "state_dim": 9,
-                "action_dim": 6,
-                "cameras": ["front"],
-                "chunk_size": 10,
-            },
-            "rl": {
-                "method": "flow_sde",
-                "num_steps": 4,
-                "exec_horizon": 5,
-                "value_hidden": [16],
-                "ppo": {"epochs": 1, "minibatch_size": 16},
-            },
-        },
-        "algorithm": {"type": "pirl", "chunks_per_update": 6, "push_bf16": True},
-        "robot": {
-            "type": "sim_so101",
-            "task": "reach",
-            "fps": 30,
-            "cameras": {"front": {"type": "sim_mujoco", "camera": "front", "width": 64, "height": 48}},
-        },
-        "safety": {"control_hz": 30},
-        "episode": {"time_limit_s": 1.0, "seed": 0},
-        "transport": {"host": "127.0.0.1", "port": 0, "backoff_initial_s": 0.05, "backoff_max_s": 0.3},
-        "learner": {"output_dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-        "actor": {"actor_id": "vla0", "progress_every": 0, "sample_seed": 0},
-    }
-    path = tmp_path / f"{base_type}.json"
-    path.write_text(json.dumps(cfg))
-    return str(path)
+def _args(tmp_path, base_type: str, *extra: str) -> list[str]:
+    """The recipe's config, shrunk to test size (1 s episodes, an update every 6 chunks)."""
+    return [
+        "--config", CONFIG, f"--policy.base_type={base_type}", "--algorithm.chunks_per_update=6",
+        "--policy.rl.value_hidden=[16]", "--episode.time_limit_s=1.0",
+        "--transport.port=0", "--transport.backoff_initial_s=0.05", "--transport.backoff_max_s=0.3",
+        f"--learner.output_dir={tmp_path / 'run'}", "--learner.tensorboard=false", "--learner.progress=false",
+        "--actor.progress_every=0", "--actor.sample_seed=0",
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[3])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("base_type", ["smolvla", "pi0"])
 def test_vla_learner_and_actor_exchange_rollouts_and_weights(base_type: str, tmp_path):
     torch.set_num_threads(1)
-    path = _write_config(tmp_path, base_type)
-    learner = Learner(parse_run_config(["--config", path]), progress=None)
+    learner = Learner(parse_run_config(_args(tmp_path, base_type)), progress=None)
     port = learner.start_server()
     thread = threading.Thread(target=learner.run, daemon=True)
     thread.start()
     try:
-        cfg = parse_run_config(["--config", path, f"--transport.port={port}", "--actor.episodes=6"])
+        cfg = parse_run_config(_args(tmp_path, base_type, f"--transport.port={port}", "--actor.episodes=6"))
         actor = Actor(cfg, progress=lambda _line: None)
         sent, loaded = [], []
         send, load = actor.client.send_rollout, actor._load
@@ -125,14 +97,13 @@ def test_vla_learner_and_actor_exchange_rollouts_and_weights(base_type: str, tmp
 
 def test_an_actor_with_another_tiny_vla_refuses_the_learners_weights(tmp_path):
     torch.set_num_threads(1)
-    path = _write_config(tmp_path, "pi0")
-    learner = Learner(parse_run_config(["--config", path]), progress=None)
+    learner = Learner(parse_run_config(_args(tmp_path, "pi0")), progress=None)
     port = learner.start_server()
     thread = threading.Thread(target=learner.run, daemon=True)
     thread.start()
     try:
         cfg = parse_run_config(
-            ["--config", path, f"--transport.port={port}", "--actor.episodes=1", "--policy.tiny.seed=1"]
+            _args(tmp_path, "pi0", f"--transport.port={port}", "--actor.episodes=1", "--policy.tiny.seed=1")
         )
         actor = Actor(cfg, progress=lambda _line: None)
         with pytest.raises(ActorError, match="frozen"):
