@@ -5,7 +5,7 @@ LeRobot's contract (`lerobot.rl.algorithms.base`): the learner builds the algori
 `get_weights()` to the actors, who apply it with `load_weights()`. PI-RL fits it like this:
 
 - the policy is any LeRobot policy that carries a `PIRLModel` as `.model` (the native `pirl_flow`
-  policy of `app.rl.lerobot_policy`; adapters for SmolVLA/pi0 expose the same);
+  policy of `app.rl.lerobot_policy`, or `pirl_vla` of `app.rl.vla_policy`, which wraps SmolVLA/pi0/pi05);
 - `update()` takes ONE on-policy `RolloutBatch` from the iterator (the learner loop builds it from whole
   episodes) and runs `PIRLTrainer.update` (GAE, staleness mask, PPO/GRPO epochs); the PPO settings
   live in the policy config (`--policy.rl.*`) so a checkpoint carries them; this config holds what
@@ -69,7 +69,8 @@ def pirl_model_of(policy: Any) -> PIRLModel:
     model = getattr(policy, "model", None)
     if not isinstance(model, PIRLModel):
         raise TypeError(
-            f"--algorithm.type=pirl needs a policy with a PIRLModel (e.g. --policy.type=pirl_flow); "
+            f"--algorithm.type=pirl needs a policy with a PIRLModel (--policy.type=pirl_flow, or "
+            f"--policy.type=pirl_vla for SmolVLA/pi0/pi05); "
             f"{type(policy).__name__} has none"
         )
     return model
