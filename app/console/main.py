@@ -2,6 +2,10 @@
 
     pirl console --config configs/sim_demo.json            # starts `pirl actor --config ...`, then the TUI
     pirl console --attach=true --control.port=7070         # watch an actor that is already running
+    pirl console --config configs/sim_pirl_reach.json --robot.realtime=true --transport.host=gpu-box
+
+Options other than the console's own (`--config`, `--attach`, `--control.*`, `--actor_log`) go to the
+actor it starts, exactly as `pirl actor` takes them; they are checked before anything starts.
 
 The actor is a separate process in its own session, so the console freezing, crashing or losing its SSH
 connection never reaches the robot loop; the actor's output goes to `actor_log`. Quitting (q, confirmed)
@@ -45,9 +49,24 @@ class ConsoleConfig:
             raise ValueError(f"actor config {self.config} not found; see configs/ for the recipes")
 
 
-def actor_argv(cfg: ConsoleConfig) -> list[str]:
+CONSOLE_OPTIONS = ("--config", "--attach", "--control", "--actor_log", "--help", "-h")
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the console's own options, the options for the actor it starts). `--opt value` pairs stay whole."""
+    mine, theirs = [], []
+    target = mine
+    for arg in argv:
+        if arg.startswith("-"):
+            name = arg.split("=", 1)[0]
+            target = mine if any(name == o or name.startswith(o + ".") for o in CONSOLE_OPTIONS) else theirs
+        target.append(arg)
+    return mine, theirs
+
+
+def actor_argv(cfg: ConsoleConfig, extra: list[str] | None = None) -> list[str]:
     """The command that starts the actor so that it listens where this console will connect."""
-    argv = [sys.executable, "-m", "app", "actor", "--config", str(cfg.config)]
+    argv = [sys.executable, "-m", "app", "actor", "--config", str(cfg.config), *(extra or [])]
     if cfg.control.unix_socket:
         argv.append(f"--actor.control.unix_socket={cfg.control.unix_socket}")
     else:
@@ -56,10 +75,15 @@ def actor_argv(cfg: ConsoleConfig) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    cfg = draccus.parse(config_class=ConsoleConfig, args=argv)
+    own, extra = split_argv(list(argv))
+    cfg = draccus.parse(config_class=ConsoleConfig, args=own)
     try:
         cfg.validate()
-    except ValueError as exc:
+        if extra and cfg.attach:
+            raise ValueError(f"{extra[0]} is an actor option; with --attach=true no actor is started")
+        if extra:
+            _check_actor_options(cfg, extra)
+    except (ValueError, FileNotFoundError) as exc:
         print(f"pirl console: {exc}", file=sys.stderr)
         return 2
     # Imported here so `pirl console --help` stays fast and works without a terminal.
@@ -68,7 +92,7 @@ def main(argv: list[str]) -> int:
 
     actor = None
     if not cfg.attach:
-        actor = ActorProcess(actor_argv(cfg), cfg.actor_log).start()
+        actor = ActorProcess(actor_argv(cfg, extra), cfg.actor_log).start()
         print(f"pirl console: actor started (pid {actor.proc.pid}), log: {cfg.actor_log}", file=sys.stderr)
     app = ConsoleApp(cfg.control, actor=actor)
     try:
@@ -84,3 +108,13 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
     return int(app.return_code or 0)
+
+
+def _check_actor_options(cfg: ConsoleConfig, extra: list[str]) -> None:
+    """Parse the actor's options here, so a typo is one line now, not a dead actor in a log file."""
+    from app.learner.config import parse_run_config
+
+    try:
+        parse_run_config(["--config", str(cfg.config), *extra]).validate("actor")
+    except SystemExit as exc:  # argparse already printed what it did not understand
+        raise ValueError(f"the actor options {' '.join(extra)} do not parse (see above)") from exc

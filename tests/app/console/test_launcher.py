@@ -69,3 +69,26 @@ def test_an_actor_that_ignores_sigterm_is_killed(tmp_path):
 def test_an_actor_that_quits_in_time_is_left_alone(tmp_path):
     proc = _process(tmp_path, "import time; print('ready'); time.sleep(0.2)")
     assert proc.stop(quit_grace_s=10, term_grace_s=0.1) == 0
+
+
+def test_other_options_go_to_the_started_actor_and_are_checked_first(capsys):
+    from app.console.main import split_argv
+
+    own, extra = split_argv(
+        ["--config", "configs/sim_pirl_reach.json", "--robot.realtime=true", "--transport.host", "gpu-box",
+         "--control.port=7124", "--actor_log=x.log"]
+    )  # fmt: skip
+    assert own == ["--config", "configs/sim_pirl_reach.json", "--control.port=7124", "--actor_log=x.log"]
+    assert extra == ["--robot.realtime=true", "--transport.host", "gpu-box"]
+    argv = actor_argv(ConsoleConfig(config="configs/sim_pirl_reach.json"), extra)
+    assert argv[5:9] == [
+        "configs/sim_pirl_reach.json",
+        "--robot.realtime=true",
+        "--transport.host",
+        "gpu-box",
+    ]
+
+    assert main(["--config=configs/sim_pirl_reach.json", "--robot.no_such_option=1"]) == 2
+    assert "do not parse" in capsys.readouterr().err
+    assert main(["--attach=true", "--robot.realtime=true"]) == 2
+    assert "is an actor option" in capsys.readouterr().err
