@@ -61,6 +61,16 @@ def make_robot(cfg: Any) -> Any:
     return hw_make_robot(cfg)
 
 
+_TELEOP_LABELS = {
+    "so100_leader": "leader arm",
+    "so101_leader": "leader arm",
+    "koch_leader": "leader arm",
+    "gamepad": "gamepad",
+    "keyboard_ee": "keyboard",
+    "sim_expert": "sim expert",
+}
+
+
 def _leader_in_degrees(teleop: Any) -> None:
     """LeRobot's Koch leader always reports -100..100 range units; a follower with use_degrees=true (what
     the safety layer needs) takes degrees. Read the leader's body joints in degrees too (about the middle of
@@ -194,7 +204,8 @@ class Actor:
 
         tcfg = self.cfg.teleop
         self.teleop = make_teleoperator(tcfg, robot=self.robot)
-        self._takeover_label = tcfg.type
+        # what the console shows (LeRobot reads both SO leaders' type as "so100_leader": name the kind)
+        self._takeover_label = _TELEOP_LABELS.get(tcfg.type, tcfg.type)
         if tcfg.type == "sim_expert":
             # The expert acts on the guard's observation, like the built-in one (and is reset with the scene).
             self._expert = self.teleop.expert
@@ -265,7 +276,7 @@ class Actor:
 
         connect_teleoperator(self.teleop)
         self.progress(
-            f"actor {self.cfg.actor.actor_id}: teleop {self.cfg.teleop.type} connected "
+            f"actor {self.cfg.actor.actor_id}: teleop connected ({self._takeover_label}) "
             "(console `t`, or its intervention button, takes over)"
         )
 

@@ -238,6 +238,7 @@ def test_gamepad_intervention_button_toggles_takeover(run_config, learner, monke
         run_config, learner, "--teleop.type=gamepad", "--actor.episodes=1", "--episode.time_limit_s=2.0"
     )
     assert type(actor.teleop).__name__ == "GamepadTeleop"
+    assert actor._takeover_label == "gamepad"
     assert actor.run() == 0
     (pad,) = FakePad.instances
     assert not pad.running and not actor.teleop.is_connected  # stopped on exit
@@ -268,7 +269,7 @@ def test_sim_expert_as_the_configured_teleop(run_config, learner):
         "--actor.expert_takeover_prob=1.0",
         "--actor.episodes=1",
     )
-    assert actor._takeover_label == "sim_expert"
+    assert actor._takeover_label == "sim expert"
     assert actor.run() == 0
     assert any(s["human"] for s in steps)
     (rollout,) = sent
