@@ -26,10 +26,11 @@ class ActorConfig:
     # GRPO: this many consecutive episodes share one reset seed and one group id (1: no groups).
     group_size: int = 1
     # Sim only: the scripted expert stands in for a human operator when a takeover is requested
-    # (console key or --actor.expert_takeover_prob); False: takeovers need a configured teleoperator.
+    # (console key or --actor.expert_takeover_prob) and the run config has no `teleop` section (a
+    # configured teleoperator always takes precedence); False: takeovers need a configured teleoperator.
     expert: bool = True
-    # Sim only: probability that an episode is driven by the expert from a random chunk onwards (tests
-    # and demos of the human-in-the-loop path without a person). 0 disables it.
+    # Sim only: probability that an episode is driven by the expert (or the `teleop`) from a random chunk
+    # onwards (tests and demos of the human-in-the-loop path without a person). 0 disables it.
     expert_takeover_prob: float = 0.0
     # Most payloads (episodes, stats) queued for the learner while it is unreachable; oldest dropped.
     max_outbox: int = 64

@@ -143,6 +143,9 @@ class PIRLRunConfig:
             self.actor.validate()
             if self.teleop is not None:
                 _check_teleop(self.teleop, self.robot)
+            if self.actor.expert_takeover_prob > 0 and self.robot.type != "sim_so101":
+                # a real leader would be handed the arm at random moments, held or not
+                raise ValueError("actor.expert_takeover_prob is for the simulated arm only; set it to 0")
             self.safety.validate()
             self.episode.validate()
 

@@ -319,6 +319,15 @@ def test_teleop_that_cannot_drive_the_robot_is_refused_before_anything_is_built(
     _check_teleop(GamepadTeleopConfig(), sim)
 
 
+def test_random_takeovers_are_refused_on_a_real_arm(run_config, calib_dir):
+    from lerobot.robots.so_follower import SO101FollowerConfig
+
+    cfg = run_config(*_leader_args(calib_dir), "--actor.expert_takeover_prob=0.5")
+    cfg.robot = SO101FollowerConfig(port="/dev/ttyACM0", id="arm1", use_degrees=True)
+    with pytest.raises(ValueError, match="expert_takeover_prob is for the simulated arm only"):
+        cfg.validate("actor")
+
+
 def test_koch_leader_reads_in_the_followers_degrees(sim_ports, koch_sim, calib_dir):
     """LeRobot's Koch leader only speaks -100..100 range units; the actor reads it in degrees when the
     follower uses degrees, so the same shaft angle on both arms is the same number (else a takeover
