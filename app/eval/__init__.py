@@ -37,6 +37,7 @@ __all__ = [
 # than taken from app.learner.config, whose import pulls in LeRobot's RL stack (seconds of start-up).
 REGISTRATIONS = (
     "app.rl.lerobot_policy",
+    "app.rl.vla_policy",
     "hardware.sim",
     "lerobot.robots.so_follower",
     "lerobot.robots.koch_follower",

@@ -93,6 +93,8 @@ def load_policy(path: str | Path) -> tuple[Any, Callable | None, Callable | None
     pcfg.device = "cuda" if torch.cuda.is_available() and pcfg.device == "cuda" else "cpu"
     if pcfg.type == "pirl_flow":
         from app.rl.lerobot_policy import PIRLFlowPolicy as policy_cls
+    elif pcfg.type == "pirl_vla":  # a VLA trained by PI-RL (its pre-processor runs in ChunkPlanner.plan)
+        from app.rl.vla_policy import PIRLVLAPolicy as policy_cls
     else:
         from lerobot.policies.factory import get_policy_class
 
@@ -189,6 +191,9 @@ class ChunkPlanner:
         if self.model is not None:
             from app.rl.sampling import sample
 
+            prepare = getattr(self.policy, "prepare_observation", None)  # a VLA's pre-processor (pirl_vla)
+            if prepare is not None:
+                pobs = prepare(pobs)
             dev = next(self.model.parameters()).device
             pobs = {k: v.to(dev) for k, v in pobs.items()}
             out = sample(self.model, pobs, mode="deterministic", generator=self.gen)

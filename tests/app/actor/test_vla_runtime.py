@@ -111,3 +111,23 @@ def test_an_actor_with_another_tiny_vla_refuses_the_learners_weights(tmp_path):
     finally:
         learner.shutdown.set()
         thread.join(timeout=30)
+
+
+def test_pirl_eval_runs_a_saved_vla_policy_through_its_pre_processor(tmp_path):
+    """`pirl eval --policy <pirl_vla folder>` on the sim with a camera: the VLA's pre-processor runs
+    before each deterministic chunk (without it the model would have no task tokens)."""
+    from app.eval import parse_config
+    from app.eval.runner import run_eval
+    from app.rl.vla_policy import PIRLVLAPolicy
+
+    torch.set_num_threads(1)
+    cfg = parse_run_config(_args(tmp_path, "smolvla"))
+    PIRLVLAPolicy(cfg.policy).save_pretrained(tmp_path / "vla")
+    camera = '{"front": {"type": "sim_mujoco", "camera": "front", "width": 64, "height": 48}}'
+    ecfg = parse_config(
+        [f"--policy={tmp_path / 'vla'}", "--episodes=2", "--robot.type=sim_so101", "--robot.task=reach",
+         f"--robot.cameras={camera}"]
+    )  # fmt: skip
+    result = run_eval(ecfg, progress=None)
+    assert len(result.episodes) == 2
+    assert all(ep["steps"] > 0 for ep in result.episodes)
