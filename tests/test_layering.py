@@ -50,10 +50,21 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+# (file, module) pairs that are allowed despite FORBIDDEN, each with its reason.
+ALLOWED = {
+    # The launcher half of `pirl console` parses the run config to check the actor options it passes on
+    # before starting the actor; the TUI itself still sees only the control channel.
+    ("app/console/main.py", "app.learner.config"),
+}
+
+
 def violations(folder: str, forbidden: tuple[str, ...]) -> list[str]:
     out = []
     for path in sorted((ROOT / folder).rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
         for line, module in imported_modules(path):
+            if (rel, module) in ALLOWED:
+                continue
             if any(module == f or module.startswith(f + ".") for f in forbidden):
                 out.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
     return out
