@@ -143,7 +143,7 @@ def test_ctrl_c_stops_learner_and_actor_and_still_summarises(tmp_path) -> None:
     import sys
 
     out = tmp_path / "demo"
-    args = ["--headless=true", f"--output_dir={out}", "--updates=1000", "--chunks_per_update=40"]
+    args = ["--headless=true", f"--output_dir={out}", "--updates=60", "--chunks_per_update=40"]
     args += ["--eval_episodes=4", "--demos=2", "--bc_steps=5"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "demo", *args],
@@ -152,6 +152,9 @@ def test_ctrl_c_stops_learner_and_actor_and_still_summarises(tmp_path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A shell that started pytest in the background leaves SIGINT ignored, and an ignored signal stays
+        # ignored across exec: restore the default so Python turns SIGINT into KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     try:
@@ -163,7 +166,8 @@ def test_ctrl_c_stops_learner_and_actor_and_still_summarises(tmp_path) -> None:
         assert proc.wait(timeout=120) == 130, "".join(lines)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.terminate()  # SIGTERM takes the same path: the demo stops its learner and actor
+            proc.wait(timeout=60)
     text = "".join(lines)
     assert "[interrupted]" in text and "success after PI-RL" in text
     summary = json.loads((out / "summary.json").read_text())
