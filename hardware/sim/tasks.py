@@ -63,6 +63,8 @@ class ReachTask(SimTask):
     radius_m: tuple[float, float] = (0.14, 0.28)  # horizontal distance of targets from the base axis
     azimuth_deg: tuple[float, float] = (-50.0, 50.0)  # targets in front of the arm (0 = straight ahead)
     height_m: tuple[float, float] = (0.04, 0.18)  # target height above the floor
+    # Targets closer than this to the gripper's home position are redrawn: an episode must not start solved.
+    min_start_distance_m: float = 0.05
 
     def __post_init__(self) -> None:
         self._ik: ArmIK | None = None
@@ -86,10 +88,13 @@ class ReachTask(SimTask):
         """A target the arm can reach (checked by IK from the home pose)."""
         if self._ik is None:
             self._ik = ArmIK()
+            self._home_ee = self._ik.pose(so101_model.HOME_POSITION)[0]
         for _ in range(100):
             r = rng.uniform(*self.radius_m)
             a = math.radians(rng.uniform(*self.azimuth_deg))
             candidate = np.array([r * math.cos(a), r * math.sin(a), rng.uniform(*self.height_m)])
+            if np.linalg.norm(candidate - self._home_ee) < self.min_start_distance_m:
+                continue
             _, err = self._ik.solve(candidate, so101_model.HOME_POSITION)
             if err < 0.003:
                 return candidate
