@@ -108,10 +108,10 @@ def test_summary_of_a_run_without_updates(tmp_path) -> None:
 
 # The CI-sized demo: same recipe as `pirl demo`, fewer updates and evaluation scenes, fixed seed.
 CI_ARGS = ["--quick=true", "--seed=0", "--headless=true"]
-# What the shortened run must show about learning. Measured (docs/demo.md): this run went 44 -> 39 % and
-# 40-update runs +5 and +15 points, so a rise cannot be asserted robustly at CI size yet; the test guards
-# against PI-RL through the runtime wrecking the BC policy.
-CI_MIN_CHANGE = -0.10
+# What the shortened run must show about learning: deterministic success over 100 fixed scenes rises by at
+# least 4 points. Measured (docs/demo.md, after reach targets stopped spawning at the gripper): this exact
+# run went 25 -> 39 % and 25 -> 36 % (Flow-Noise); Flow-SDE 25 -> 32 %.
+CI_MIN_CHANGE = 0.04
 
 
 @pytest.mark.slow
