@@ -7,6 +7,7 @@ that here means the two processes can never drift apart in how an operator stops
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -64,10 +65,8 @@ def run_role(
         from app.learner.config import PIRLRunConfig, register_choices
 
         register_choices()
-        try:
-            draccus.parse(PIRLRunConfig, args=["--help"])  # prints every option, then exits
-        except SystemExit:
-            pass
+        with contextlib.suppress(SystemExit):  # draccus prints every option, then exits
+            draccus.parse(PIRLRunConfig, args=["--help"])
         return 0
     if requested_algorithm(argv) == "sac":
         return run_sac(argv)
