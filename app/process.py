@@ -75,9 +75,10 @@ def run_role(
     from app.learner.config import parse_run_config
 
     shutdown = threading.Event()
-    install_stop_signals(shutdown, name)
     try:
-        run = build_pirl(parse_run_config(argv), shutdown)
+        cfg = parse_run_config(argv)
+        install_stop_signals(shutdown, name)  # only once there is something to stop
+        run = build_pirl(cfg, shutdown)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"pirl {name}: {err}", file=sys.stderr)
         return 2

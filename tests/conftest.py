@@ -1,9 +1,25 @@
-"""Suite-wide settings: offline, headless, and a throwaway LeRobot home so no test touches ~/.cache."""
+"""Suite-wide settings: offline and headless, and no test leaks its signal handlers into the next one."""
 
 from __future__ import annotations
 
 import os
+import signal
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """Commands run in-process (learner/actor/console mains, guards) install SIGINT/SIGTERM handlers; a
+    handler left behind would turn a later test's Ctrl-C into someone else's clean stop."""
+    saved = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        if signal.getsignal(sig) is not handler and handler is not None:
+            signal.signal(sig, handler)
