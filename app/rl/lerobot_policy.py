@@ -87,22 +87,18 @@ class PIRLFlowConfig(PreTrainedConfig):
             )
 
 
-class PIRLFlowPolicy(PreTrainedPolicy):
-    """LeRobot face of a PIRLModel around a NativeFlowPolicy."""
+class ChunkedPIRLPolicy:
+    """What every LeRobot policy around a PIRLModel shares: sampling a chunk with its chain data, the
+    deterministic chunk for deployment, and LeRobot's one-action-per-call `select_action` that replays the
+    executed slice of a chunk. A mixin placed before PreTrainedPolicy (LeRobot requires every
+    PreTrainedPolicy subclass to name its config class); subclasses set `self.model` (a PIRLModel) and may
+    override `_obs`."""
 
-    config_class = PIRLFlowConfig
-    name = POLICY_TYPE
+    model: PIRLModel
 
-    def __init__(self, config: PIRLFlowConfig, **_: Any) -> None:
-        super().__init__(config)
-        config.validate_features()
-        self.config: PIRLFlowConfig = config
-        self.model = PIRLModel(NativeFlowPolicy(config.native), config.rl)
+    def __init__(self, config: PreTrainedConfig) -> None:
+        super().__init__(config)  # type: ignore[call-arg]  # PreTrainedPolicy, next in the MRO
         self._queue: deque[torch.Tensor] = deque()
-
-    @property
-    def flow(self) -> NativeFlowPolicy:
-        return self.model.policy  # type: ignore[return-value]
 
     def get_optim_params(self) -> dict:
         return {"params": [p for p in self.parameters() if p.requires_grad]}
@@ -136,6 +132,23 @@ class PIRLFlowPolicy(PreTrainedPolicy):
             for i in range(self.model.exec_horizon):
                 self._queue.append(chunk[:, i])
         return self._queue.popleft()
+
+
+class PIRLFlowPolicy(ChunkedPIRLPolicy, PreTrainedPolicy):
+    """LeRobot face of a PIRLModel around a NativeFlowPolicy."""
+
+    config_class = PIRLFlowConfig
+    name = POLICY_TYPE
+
+    def __init__(self, config: PIRLFlowConfig, **_: Any) -> None:
+        super().__init__(config)
+        config.validate_features()
+        self.config: PIRLFlowConfig = config
+        self.model = PIRLModel(NativeFlowPolicy(config.native), config.rl)
+
+    @property
+    def flow(self) -> NativeFlowPolicy:
+        return self.model.policy  # type: ignore[return-value]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         """Flow-matching BC loss on batch["action"] [B, H, action_dim] (LeRobot's training contract)."""

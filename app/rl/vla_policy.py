@@ -22,7 +22,6 @@ import json
 import logging
 import shutil
 import tempfile
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,8 +33,8 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.device_utils import is_torch_device_available
 
 from app.rl.config import PIRLConfig
+from app.rl.lerobot_policy import ChunkedPIRLPolicy
 from app.rl.model import PIRLModel
-from app.rl.sampling import ChainSample, sample
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +202,7 @@ def _build_base(cfg: PIRLVLAConfig, scratch: str | None) -> tuple[torch.nn.Modul
     return build_tiny_pi0(cfg.base_type, seed=t.seed, **kw)
 
 
-class PIRLVLAPolicy(PreTrainedPolicy):
+class PIRLVLAPolicy(ChunkedPIRLPolicy, PreTrainedPolicy):
     """LeRobot face of a PIRLModel around a SmolVLA / pi0 / pi0.5 adapter, with its LeRobot processors."""
 
     config_class = PIRLVLAConfig
@@ -235,7 +234,6 @@ class PIRLVLAPolicy(PreTrainedPolicy):
         config.input_features = dict(base.config.input_features)
         config.output_features = dict(base.config.output_features)
         self.model = PIRLModel(adapter, config.rl)
-        self._queue: deque[torch.Tensor] = deque()
 
     @contextlib.contextmanager
     def _scratch_folder(self):
@@ -258,13 +256,6 @@ class PIRLVLAPolicy(PreTrainedPolicy):
     def image_keys(self) -> list[str]:
         """Camera names the VLA reads (`observation.images.<name>`), in its order."""
         return [k.removeprefix(IMAGE_PREFIX) for k in self.base.config.image_features]
-
-    def get_optim_params(self) -> dict:
-        return {"params": [p for p in self.parameters() if p.requires_grad]}
-
-    def reset(self) -> None:
-        """Forget queued actions (call at every episode start)."""
-        self._queue.clear()
 
     @torch.no_grad()
     def prepare_observation(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -290,29 +281,6 @@ class PIRLVLAPolicy(PreTrainedPolicy):
         if TOKENS_KEY in batch:  # already through the pre-processor (a rollout row, or LeRobot's pipeline)
             return {k: v for k, v in batch.items() if k.startswith("observation.")}
         return self.prepare_observation(batch)
-
-    def sample(
-        self,
-        batch: dict[str, Any],
-        mode: Literal["train", "deterministic"] = "train",
-        generator: torch.Generator | None = None,
-    ) -> ChainSample:
-        """A chunk with everything a rollout row needs (see app.rl.sampling.sample)."""
-        return sample(self.model, self._obs(batch), mode=mode, generator=generator)
-
-    @torch.no_grad()
-    def predict_action_chunk(self, batch: dict[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
-        """Deterministic ODE chunk [B, H, action_dim] in robot units (deployment/evaluation)."""
-        return self.sample(batch, mode="deterministic").actions
-
-    @torch.no_grad()
-    def select_action(self, batch: dict[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
-        """One action [B, action_dim]: runs a chunk every `exec_horizon` calls and replays it."""
-        if not self._queue:
-            chunk = self.predict_action_chunk(batch)
-            for i in range(self.model.exec_horizon):
-                self._queue.append(chunk[:, i])
-        return self._queue.popleft()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict | None]:
         """The VLA's own flow-matching BC loss (LeRobot's training contract) on a pre-processed batch."""
