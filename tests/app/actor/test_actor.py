@@ -9,26 +9,6 @@ import pytest
 import torch
 
 from app.actor.loop import Actor, ActorError
-from app.learner.loop import Learner
-
-
-class LearnerThread:
-    def __init__(self, cfg):
-        self.learner = Learner(cfg, progress=None)
-        self.port = self.learner.start_server()
-        self.thread = threading.Thread(target=self.learner.run, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.learner.shutdown.set()
-        self.thread.join(timeout=30)
-
-
-@pytest.fixture
-def learner(run_config):
-    lt = LearnerThread(run_config())
-    yield lt
-    lt.stop()
 
 
 def _actor(run_config, learner, *extra):

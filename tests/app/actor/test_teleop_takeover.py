@@ -11,14 +11,12 @@ hand-back resumes the policy from the present state without a jump, and the tele
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 
 from app.actor.loop import Actor
-from app.learner.loop import Learner
 from hardware import so101_model
+from tests.app.actor.conftest import LearnerThread
 from tests.mocks.calibration_files import SO101_RANGES, calibrate_registers, write_calibration_file
 from tests.mocks.feetech_bus import so101_arm
 
@@ -31,25 +29,6 @@ LEADER_PORT = "/dev/mock_so101_leader"
 # of wrist roll away from the follower's home pose, i.e. many clamped control steps away.
 LEADER_POSE = {**so101_model.HOME_POSITION, "shoulder_pan": 45.0, "wrist_roll": 60.0, "gripper": 50.0}
 EPS = 1e-6
-
-
-class LearnerThread:
-    def __init__(self, cfg):
-        self.learner = Learner(cfg, progress=None)
-        self.port = self.learner.start_server()
-        self.thread = threading.Thread(target=self.learner.run, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.learner.shutdown.set()
-        self.thread.join(timeout=30)
-
-
-@pytest.fixture
-def learner(run_config):
-    lt = LearnerThread(run_config())
-    yield lt
-    lt.stop()
 
 
 def _ticks(motor: str, value: float) -> float:
