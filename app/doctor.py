@@ -33,6 +33,10 @@ class DoctorConfig:
     require_cuda: bool = False
     # Try to open each /dev/video* camera with OpenCV (slow on some machines); otherwise only list them.
     probe_cameras: bool = False
+    # A run config (configs/*.json, what `pirl actor`/`pirl console --config` will read): check that it
+    # parses, that its robot's and teleoperator's serial ports exist and that their calibration files are
+    # where LeRobot will look. Nothing is connected or moved.
+    config: str | None = None
     # Seconds allowed for the headless MuJoCo render check (it runs in a subprocess so a hang cannot
     # wedge the doctor).
     render_timeout_s: float = 60.0
@@ -186,6 +190,41 @@ def check_calibration(required: bool) -> Check:
     )
 
 
+def check_run_config(path: str) -> list[Check]:
+    """The devices a run config names, as the actor will build them (ports, ids, calibration files)."""
+    try:
+        from app.learner.config import parse_run_config
+
+        run = parse_run_config(["--config", path])
+        run.validate("actor")
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any parse failure is the config's to fix
+        detail = " ".join(str(exc).split())[:300]
+        return [Check("run config", False, f"{path}: {detail}", True, "fix the config (see docs/recipes.md)")]
+    checks = [Check("run config", True, path, True)]
+    from hardware import factory
+
+    devices = [("robot", run.robot, factory.make_robot)]
+    teleop = getattr(run, "teleop", None)
+    if teleop is not None and teleop.type != "sim_expert":
+        devices.append(("teleop", teleop, factory.make_teleoperator))
+    for role, dev_cfg, make in devices:
+        port = getattr(dev_cfg, "port", None)
+        if not port:
+            checks.append(Check(f"{role} ({dev_cfg.type})", True, "no serial port needed", True))
+            continue
+        if not os.path.exists(port):
+            hint = f"plug it in, or fix {role}.port (`lerobot-find-port` finds it)"
+            checks.append(Check(f"{role} port", False, f"{port} does not exist", True, hint))
+        else:
+            checks.append(Check(f"{role} port", True, port, True))
+        try:
+            device = make(dev_cfg)  # builds, never connects; raises when the calibration file is missing
+            checks.append(Check(f"{role} calibration", True, str(device.calibration_fpath), True))
+        except (ValueError, FileNotFoundError) as exc:
+            checks.append(Check(f"{role} calibration", False, str(exc), True))
+    return checks
+
+
 def run_checks(cfg: DoctorConfig) -> Report:
     real = cfg.target == "real"
     report = Report()
@@ -202,6 +241,8 @@ def run_checks(cfg: DoctorConfig) -> Report:
     if cfg.learner_address:
         report.checks.append(check_learner(cfg.learner_address))
     report.checks.append(check_calibration(real))
+    if cfg.config:
+        report.checks.extend(check_run_config(cfg.config))
     return report
 
 

@@ -1,9 +1,12 @@
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from app import doctor
 from app.cli import main as cli_main
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -82,3 +85,47 @@ def test_python_dash_m_app_entry_point():
         [sys.executable, "-m", "app", "--version"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and out.stdout.startswith("pirl ")
+
+
+def test_run_config_devices_ports_and_calibration(tmp_path, monkeypatch):
+    """`--config`: the robot's port exists and its calibration file is found; the leader's port is missing
+    and it has no calibration file; each is its own required row with what to do."""
+    import json
+
+    from lerobot.motors import MotorCalibration
+
+    from hardware import so101_model
+    from tests.mocks.calibration_files import write_calibration_file
+
+    monkeypatch.setenv("PIRL_TOKEN", "x")
+    port = tmp_path / "ttyACM0"
+    port.write_text("")  # stands in for the device node
+    calib = {
+        m: MotorCalibration(id=i + 1, drive_mode=0, homing_offset=0, range_min=1000, range_max=3000)
+        for i, m in enumerate(so101_model.MOTORS)
+    }
+    write_calibration_file(tmp_path / "robot" / "arm1.json", calib)
+    cfg = json.loads((REPO / "configs" / "so101_two_machines.json").read_text())
+    cfg["robot"].update(port=str(port), calibration_dir=str(tmp_path / "robot"), cameras={})
+    cfg["teleop"].update(port=str(tmp_path / "ttyACM1"), calibration_dir=str(tmp_path / "leader"))
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(cfg))
+
+    rows = {c.name: c for c in doctor.check_run_config(str(path))}
+    assert rows["run config"].ok
+    assert rows["robot port"].ok and rows["robot calibration"].ok
+    assert rows["robot calibration"].detail.endswith("arm1.json")
+    assert not rows["teleop port"].ok and "lerobot-find-port" in rows["teleop port"].hint
+    assert not rows[
+        "teleop calibration"
+    ].ok and "pirl calibrate --teleop.type=so10" in (  # LeRobot 0.6.1 reports so101 configs as so100_*
+        rows["teleop calibration"].detail
+    )
+    assert all(c.required for c in rows.values())
+
+
+def test_run_config_that_does_not_parse_is_one_failed_row(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"robot": {"type": "no_such_robot"}}')
+    (row,) = doctor.check_run_config(str(bad))
+    assert row.name == "run config" and not row.ok and row.required
