@@ -148,7 +148,7 @@ def build_and_train(
     say=print,
 ):
     """Native pirl_flow policy shaped like the data, normalised from it, trained by flow matching."""
-    from app.rl.bc import bc_pretrain, make_chunks, normalization_stats
+    from app.rl.bc import bc_pretrain, floored_normalization_stats, make_chunks
     from app.rl.config import PIRLConfig
     from app.rl.lerobot_policy import PIRLFlowConfig, PIRLFlowPolicy
     from app.rl.native import NativeFlowConfig
@@ -171,14 +171,12 @@ def build_and_train(
     )
     rl = PIRLConfig(method=cfg.method, num_steps=cfg.num_steps, exec_horizon=cfg.exec_horizon)
     policy = PIRLFlowPolicy(PIRLFlowConfig(native=native, rl=rl, device="cpu", push_to_hub=False))
-    stats = normalization_stats(data)
     names = state_names or []
     floor = torch.tensor(
         [cfg.std_floor if i >= len(names) or names[i].endswith(".pos") else cfg.other_std_floor
          for i in range(native.state_dim)]
     )  # fmt: skip
-    stats[STATE_KEY]["std"] = torch.maximum(stats[STATE_KEY]["std"], floor)
-    stats["action"]["std"] = stats["action"]["std"].clamp_min(cfg.std_floor)
+    stats = floored_normalization_stats(data, floor, cfg.std_floor)
     policy.model.policy.set_normalization(stats)
     say(f"bc: {data['action'].shape[0]} chunks from {len(episodes)} episodes; {cfg.steps} steps")
     losses = bc_pretrain(

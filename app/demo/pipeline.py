@@ -20,7 +20,7 @@ import torch
 from app.demo.rollout import EpisodeStats, collect_demos, run_episodes, success_rate
 from app.demo.sim_envs import SimEnvConfig, SimEnvs
 from app.rl.batch import RolloutBatch
-from app.rl.bc import bc_pretrain, make_chunks, normalization_stats
+from app.rl.bc import bc_pretrain, floored_normalization_stats, make_chunks
 from app.rl.config import PIRLConfig
 from app.rl.lerobot_policy import PIRLFlowConfig, PIRLFlowPolicy
 from app.rl.model import PIRLModel
@@ -131,12 +131,7 @@ ACTION_STD_FLOOR = 2.0  # deg / gripper units: see SimEnvs.state_std_floor
 
 def floored_stats(data: dict[str, torch.Tensor], envs: SimEnvs) -> dict[str, dict[str, torch.Tensor]]:
     """normalization_stats with a floor on every std (see SimEnvs.state_std_floor)."""
-    stats = normalization_stats(data)
-    stats["observation.state"]["std"] = torch.maximum(
-        stats["observation.state"]["std"], envs.state_std_floor()
-    )
-    stats["action"]["std"] = stats["action"]["std"].clamp_min(ACTION_STD_FLOOR)
-    return stats
+    return floored_normalization_stats(data, envs.state_std_floor(), ACTION_STD_FLOOR)
 
 
 def load_checkpoint(path: str | Path) -> PIRLFlowPolicy:

@@ -50,6 +50,19 @@ def normalization_stats(data: dict[str, torch.Tensor]) -> dict[str, dict[str, to
     return stats
 
 
+def floored_normalization_stats(
+    data: dict[str, torch.Tensor], state_std_floor: torch.Tensor | float, action_std_floor: float
+) -> dict[str, dict[str, torch.Tensor]]:
+    """normalization_stats with a floor on the state and action stds: an entry the demos never moved (a
+    wrist roll in a reach, the gripper) would otherwise get std ~0 and turn sensor noise into huge inputs.
+    `state_std_floor` is one value or one per state entry (joints in degrees, task keys in metres)."""
+    stats = normalization_stats(data)
+    state = stats["observation.state"]
+    state["std"] = torch.maximum(state["std"], torch.as_tensor(state_std_floor, dtype=state["std"].dtype))
+    stats[ACTION_KEY]["std"] = stats[ACTION_KEY]["std"].clamp_min(action_std_floor)
+    return stats
+
+
 def bc_pretrain(
     policy: FlowPolicy,
     data: dict[str, torch.Tensor],

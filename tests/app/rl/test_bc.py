@@ -56,3 +56,19 @@ def test_bc_pretrain_fits_the_demos() -> None:
     err = (pred - data["action"]).abs().mean()
     spread = (data["action"] - data["action"].mean(0)).abs().mean()
     assert float(err) < 0.2 * float(spread), (float(err), float(spread))
+
+
+def test_floored_stats_never_let_a_still_entry_blow_up() -> None:
+    from app.rl.bc import floored_normalization_stats
+
+    data = {
+        "observation.state": torch.tensor([[0.0, 1.0, 5.0], [0.0, 3.0, 5.001]]),
+        "action": torch.tensor([[[1.0, 0.0]], [[3.0, 0.0]]]),
+    }
+    stats = floored_normalization_stats(data, torch.tensor([2.0, 0.5, 0.01]), 0.25)
+    state_std = stats["observation.state"]["std"]
+    assert state_std[0] == 2.0 and state_std[2] == 0.01  # still entries get their own floor
+    assert state_std[1] > 0.5  # a moving entry keeps its measured std
+    assert stats["action"]["std"][1] == 0.25 and stats["action"]["std"][0] > 0.25
+    scalar = floored_normalization_stats(data, 1.0, 0.25)["observation.state"]["std"]
+    assert torch.all(scalar >= 1.0)
