@@ -437,6 +437,7 @@ def _actor_pirl(port, weights: Weights, go, pushed, proc, trials, out) -> None:
             weights.load(params.state)
             t1 = time.monotonic()
             version = params.version
+            client.release(version)  # as the actor does after loading: one copy of the weights held
             t0, nbytes, expected = _get(pushed, proc, "report its push")
             _verify(weights, expected)
             out.append(Trial(t1 - t0, nbytes))

@@ -124,6 +124,14 @@ class LearnerClient:
             return None
         return p
 
+    def release(self, version: int) -> None:
+        """The caller has copied weights `version` into its model: forget them here, so that between two
+        pushes the actor holds one copy of the weights (the model's), not two. `latest_parameters()` then
+        returns None until a newer push arrives; a newer push already received is kept."""
+        with self._lock:
+            if self._latest is not None and self._latest.version == version:
+                self._latest = None
+
     def wait_for_parameters(self, timeout_s: float) -> Parameters | None:
         """Block until some weights have arrived (start-up only: the actor must not act before)."""
         with self._new_params:
@@ -185,12 +193,10 @@ class LearnerClient:
                     stream.cancel()
                 backoff.reset()
                 for payload in iter_payloads(stream):
-                    params = decode_parameters(payload)
-                    with self._new_params:
-                        self._latest = params
-                        self._status.parameters_received += 1
-                        self._new_params.notify_all()
-                    log.debug("received parameters v%d", params.version)
+                    # Decoded in a helper so no local of this loop keeps the previous version's tensors
+                    # alive while the next payload arrives (see release()).
+                    self._store(payload)
+                    del payload
                 self._lost("parameter stream ended")
             except grpc.RpcError as err:
                 if self._stop.is_set():
@@ -201,6 +207,14 @@ class LearnerClient:
             self._stop.wait(backoff.next())
         with self._new_params:
             self._new_params.notify_all()
+
+    def _store(self, payload: bytes) -> None:
+        params = decode_parameters(payload)
+        with self._new_params:
+            self._latest = params
+            self._status.parameters_received += 1
+            self._new_params.notify_all()
+        log.debug("received parameters v%d", params.version)
 
     def _lost(self, why: str) -> None:
         with self._lock:

@@ -386,6 +386,7 @@ class Actor:
             )
         self.version = params.version
         self._weights_at = time.monotonic()
+        self.client.release(params.version)  # the model holds them now; drop the client's copy
         log.info("loaded weights v%d", params.version)
 
     # ------------------------------------------------------------------------------- episode

@@ -203,7 +203,9 @@ def iter_payloads(messages: Iterable[Any]) -> Iterator[bytes]:
             parts.append(item.data)
         elif state == TransferState.TRANSFER_END:
             parts.append(item.data)
-            yield b"".join(parts)
-            parts = []
+            payload = b"".join(parts)
+            parts = []  # before the yield: the consumer decodes while the pieces would still be held
+            yield payload
+            del payload
         else:
             raise DecodeError(f"unknown transfer state {state}")

@@ -78,6 +78,26 @@ def test_parameters_are_broadcast_to_every_actor_and_new_streams_get_current_wei
     assert set(learner.service.stats.actors_seen) >= {"a", "b"}
 
 
+def test_release_drops_the_clients_copy_and_keeps_a_newer_push(learner):
+    import gc
+    import weakref
+
+    publish(learner, 0, 1.0)
+    with LearnerClient(client_cfg(learner), "a") as c:
+        params = c.wait_for_parameters(10)
+        assert params.version == 0
+        held = weakref.ref(params.state["w"])
+        c.release(0)
+        assert c.latest_parameters() is None  # nothing to load until the next push
+        del params
+        gc.collect()
+        assert held() is None, "the client (or its receive thread) still holds the released weights"
+        publish(learner, 1, 2.0)
+        wait_until(lambda: c.latest_parameters(0) is not None, what="the next push")
+        c.release(0)  # an older version: the newer push is kept
+        assert torch.equal(c.latest_parameters().state["w"], torch.full((4,), 2.0))
+
+
 def test_rollouts_and_interactions_arrive_in_order_and_duplicates_are_dropped(learner):
     with LearnerClient(client_cfg(learner), "a") as c:
         for ep in range(3):
