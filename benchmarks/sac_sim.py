@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.demo.pipeline import DEMO_SEED0, EVAL_SEED0, TRAIN_SEED0
+from app.demo.pipeline import DEMO_SEED0, EVAL_SEED0, TRAIN_SEED0, BCConfig
 from app.demo.sim_envs import STATE_KEY, SimEnvConfig, SimEnvs, action_dict, state_keys
 
 
@@ -40,7 +40,8 @@ class SACRunConfig:
     seed: int = 0  # demo, reset, init and sampling seeds derive from it (same ranges as the PI-RL runs)
     env: SimEnvConfig = field(default_factory=SimEnvConfig)
     parallel_envs: int = 8  # arms stepped in lockstep (one batched actor call per control step)
-    demos: int = 8  # scripted demos: BC start (if bc_steps > 0) and the offline replay buffer
+    # Scripted demos: BC start (if bc_steps > 0) and the offline replay buffer; the flow policy's count.
+    demos: int = BCConfig.demos
     bc_steps: int = 600  # gradient steps regressing the actor mean on the demos (0: random init)
     bc_lr: float = 1e-3
     bc_batch_size: int = 128

@@ -24,9 +24,11 @@ per-run results as JSON (`--out`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -225,6 +227,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -238,11 +244,28 @@ def main(argv: list[str] | None = None) -> dict:
     machine = machine_line()
     version = code_version()
     t0 = time.monotonic()
-    if args.jobs == 1:
-        results = [run_one(s) for s in specs]
-    else:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            results = pool.map(run_one, specs, chunksize=1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # SIGTERM unwinds like Ctrl-C, so the pool below terminates its workers instead of orphaning them.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    results: list[RunResult] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(signal.signal, signal.SIGTERM, previous)
+        if args.jobs == 1:
+            finished = map(run_one, specs)
+        else:
+            pool = stack.enter_context(mp.get_context("spawn").Pool(args.jobs))
+            finished = pool.imap_unordered(run_one, specs, chunksize=1)
+        for r in finished:
+            results.append(r)
+            # Progress, and nothing lost if a later run dies: every finished run is on disk at once.
+            print(
+                f"[{len(results)}/{len(specs)}] {r.method} seed {r.seed}: {100 * r.before:.0f} -> "
+                f"{100 * r.after:.0f} % ({r.updates} updates, {r.episodes} episodes, {r.wall_s:.0f} s)",
+                flush=True,
+            )
+            partial = {"args": vars(args), "partial": True, "results": [asdict(x) for x in results]}
+            out.write_text(json.dumps(partial, indent=2))
     results.sort(key=lambda r: (args.methods.index(r.method), args.seeds.index(r.seed)))
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header, rows, summary = tables(results, args.methods)
@@ -261,8 +284,6 @@ def main(argv: list[str] | None = None) -> dict:
         "results": [asdict(r) for r in results],
         "summary": summary_json(results, args.methods),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))
     print(f"results: {out}")
     return payload
