@@ -13,6 +13,12 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
+# A suite started in the background of a non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored,
+# and so would every subprocess it starts: the Ctrl-C tests would then test nothing and fail. Give this
+# process (and, through exec, its children) the normal Ctrl-C behaviour back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture(autouse=True)
 def _restore_signal_handlers():

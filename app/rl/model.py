@@ -91,7 +91,7 @@ class PIRLModel(nn.Module):
                 raise ValueError(
                     f"shape mismatch for {name!r}: model {tuple(params[name].shape)}, got {tuple(value.shape)}"
                 )
-            params[name].copy_(value.to(params[name].device, params[name].dtype))
+            params[name].copy_(value)  # casts and moves in one pass: no temporary full-size copy
 
     # -- forward pieces ------------------------------------------------------------------------------
     def encode(self, obs: dict[str, Any]) -> Context:
