@@ -32,7 +32,7 @@ from app.actor.client import LearnerClient
 from app.actor.observation import action_dict, action_row, resolve_state_keys, to_policy_observation
 from app.learner.algorithm import pirl_model_of
 from app.learner.checkpoint import frozen_digest, weights_digest
-from app.learner.config import PIRLRunConfig, make_policy
+from app.learner.config import LEADER_ARMS, PIRLRunConfig, make_policy
 from app.rl.batch import RolloutBatch
 from app.rl.sampling import sample
 from app.transport.codec import Parameters, Rollout
@@ -62,9 +62,7 @@ def make_robot(cfg: Any) -> Any:
 
 
 _TELEOP_LABELS = {
-    "so100_leader": "leader arm",
-    "so101_leader": "leader arm",
-    "koch_leader": "leader arm",
+    **dict.fromkeys(LEADER_ARMS, "leader arm"),
     "gamepad": "gamepad",
     "keyboard_ee": "keyboard",
     "sim_expert": "sim expert",

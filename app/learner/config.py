@@ -150,7 +150,8 @@ class PIRLRunConfig:
             self.episode.validate()
 
 
-_LEADER_ARMS = {"so100_leader", "so101_leader", "koch_leader"}
+# Teleoperators that are leader arms (serial port, calibration id, joint-space takeover).
+LEADER_ARMS = {"so100_leader", "so101_leader", "koch_leader"}
 _END_EFFECTOR_TELEOPS = {"gamepad", "keyboard_ee"}
 
 
@@ -168,7 +169,7 @@ def _check_teleop(teleop: TeleoperatorConfig, robot: RobotConfig) -> None:
             f"teleop.type={kind} moves the gripper through SO-10x kinematics; robot.type={robot.type} "
             "needs its leader arm (e.g. teleop.type=koch_leader)"
         )
-    if kind in _LEADER_ARMS:
+    if kind in LEADER_ARMS:
         if not getattr(teleop, "port", None):
             raise ValueError(
                 f"teleop.type={kind} needs the leader arm's serial port: set teleop.port "
