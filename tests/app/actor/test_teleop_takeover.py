@@ -116,6 +116,7 @@ def test_leader_arm_takeover_from_the_console_follows_within_the_clamps_and_hand
         "--episode.time_limit_s=3.0",
     )
     assert actor.teleop is not None and not actor.teleop.is_connected  # built from the config, not opened
+    assert actor._takeover_label == "leader arm"  # what the console names it (not "so100_leader")
     # The console's commands, sent when the episode reaches these control steps (between chunks, where
     # the actor polls its console): `t` (take over) at step 10, `t` again (hand back) at step 45.
     script = {10: Command.TAKEOVER_ON, 45: Command.TAKEOVER_OFF}
