@@ -92,6 +92,13 @@ class GAEConfig:
 
     gamma: float = 0.99  # discount per chunk
     lam: float = 0.95  # GAE lambda
+    # A truncated episode (time limit, an operator's stop) is bootstrapped with V(last observation) when
+    # True (the reference: the limit is an artifact of training). False ends it like a failure (V_next = 0):
+    # right when the time limit is part of the task, as in the sim demo, whose evaluation uses the same
+    # limit. The critic cannot see the clock, so with a per-chunk gamma of 0.99 a time-out state
+    # bootstraps from itself with a gain of up to 1/(1 - gamma); measured on the demo, V drifted to 10 on
+    # a task whose returns are at most 1 and the policy collapsed (docs/demo.md, "Tuning study").
+    bootstrap_truncated: bool = True
 
 
 @dataclass

@@ -146,10 +146,12 @@ class PIRLTrainer:
         cur_value, cur_logprob = self._score_all(batch, want_logprob=decoupled)
         if cfg.algorithm == "ppo":
             old_value = cur_value if cfg.ppo.recompute_values else batch.value.float()
+            # A truncation the config does not bootstrap ends its episode like a terminal failure.
+            done = batch.done if cfg.gae.bootstrap_truncated else batch.done | batch.truncated
             advantages, returns = compute_gae(
                 reward,
                 old_value,
-                batch.done,
+                done,
                 batch.truncated,
                 batch.bootstrap_value,
                 batch.episode_id,

@@ -216,3 +216,17 @@ def test_grpo_advantages_reach_the_surrogate_unchanged() -> None:
         r = p.reward[rows]
         torch.testing.assert_close(p.advantages[rows], (r - r.mean()) / (r.std() + 1e-6))
     assert bool(p.policy_mask.all())
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_truncated_episodes_bootstrap_only_when_configured(bootstrap: bool) -> None:
+    model = tiny_model(**_fast_cfg("flow_noise"))
+    model.cfg.gae.bootstrap_truncated = bootstrap
+    batch, _ = bandit_batch(model, 4, torch.Generator().manual_seed(0), TARGET)
+    batch.done[:] = False
+    batch.truncated[:] = True  # every one-chunk episode hit the time limit
+    batch.bootstrap_value[:] = torch.tensor([5.0, -2.0, 0.5, 1.0])
+    p = PIRLTrainer(model).prepare(batch)
+    gamma = model.cfg.gae.gamma
+    expected = p.reward + (gamma * p.batch.bootstrap_value if bootstrap else 0.0)
+    torch.testing.assert_close(p.returns, expected)
