@@ -106,7 +106,6 @@ def _wrap(obj: Any, name: str, stamps: Stamps) -> None:
 
 def _run_pirl(bc: BenchConfig, out: Any) -> None:  # pragma: no cover - runs in a spawned process
     import torch
-    from lerobot.transport import services_pb2_grpc
 
     from app.actor.loop import Actor
     from app.learner.algorithm import pirl_model_of
@@ -135,7 +134,7 @@ def _run_pirl(bc: BenchConfig, out: Any) -> None:  # pragma: no cover - runs in 
     shutdown = threading.Event()
     service = PIRLLearnerService(shutdown)
     server, port = make_server(TransportConfig(port=0))
-    services_pb2_grpc.add_LearnerServiceServicer_to_server(service, server)
+    service.add_to_server(server)
     server.start()
     learner_cfg = parse_run_config([*base, "--transport.port=0"])
     model = pirl_model_of(make_policy(learner_cfg))

@@ -214,11 +214,11 @@ def _learner_pushes(path, size, wire, port, go, pushed, ready, trials):  # pragm
         return
 
     import grpc
-    from lerobot.transport import services_pb2_grpc
 
     shutdown = threading.Event()
     if path == "lerobot-grpc":
         from lerobot.rl.learner_service import LearnerService
+        from lerobot.transport import services_pb2_grpc
         from lerobot.transport.utils import MAX_MESSAGE_SIZE, state_to_bytes
 
         params_q: queue.Queue = queue.Queue()
@@ -248,16 +248,18 @@ def _learner_pushes(path, size, wire, port, go, pushed, ready, trials):  # pragm
     else:
         from app.learner.service import PIRLLearnerService
         from app.transport.channel import make_server
+        from app.transport.codec import Parameters
         from app.transport.config import TransportConfig
 
         service = PIRLLearnerService(shutdown)
         server, _ = make_server(TransportConfig(port=port))
-        services_pb2_grpc.add_LearnerServiceServicer_to_server(service, server)
+        service.add_to_server(server)
 
         def push(version: int) -> int:
-            payload = pirl_payload(weights, version, wire)
-            service.publish_parameters(version, payload)
-            return len(payload)
+            # what app.learner.loop does: the live weights, cast into the service's reused buffer
+            return service.publish_weights(
+                Parameters(version=version, state=weights.state()), bf16=wire == "bf16"
+            )
 
     server.start()
     ready.put((weights.n_params, 0))

@@ -3,9 +3,11 @@
 LeRobot's actor calls Ready() without a deadline, opens its streams once and, if the learner goes away,
 its threads end and the actor keeps acting on stale weights forever (issue #3979). Here:
 
-- a parameter thread loops {Ready() with a deadline -> StreamParameters -> decode each payload into the
-  "latest parameters" slot}; on any error it backs off (exponential, jittered, capped) and starts over,
-  so a restarted learner is picked up and its (possibly resumed) weights arrive before anything else;
+- a parameter thread loops {Ready() with a deadline -> StreamParameters -> copy each chunk straight into
+  a reused staging buffer (`app.actor.staging`, `pirl/params/v2`)}; on any error it backs off
+  (exponential, jittered, capped) and starts over, so a restarted learner is picked up and its (possibly
+  resumed) weights arrive before anything else. The stream is read as raw serialized messages (same
+  bytes as LeRobot's, parsed by `app.transport.chunks`) to skip protobuf's copies of 2 MB chunks;
 - a sender thread drains one bounded outbox (rollouts and episode stats, in order), one gRPC call per
   payload with a deadline, retrying a payload until it is delivered or refused as invalid. The learner
   drops duplicates by (actor_id, episode), so a retry after a lost reply is harmless;
@@ -25,18 +27,19 @@ from typing import Any
 import grpc
 from lerobot.transport import services_pb2, services_pb2_grpc
 
+from app.actor.staging import ParameterStaging, StagingBuffer
 from app.transport.channel import Backoff, make_channel
+from app.transport.chunks import parse_parameters_frame
 from app.transport.codec import (
     DecodeError,
     Parameters,
     Rollout,
-    decode_parameters,
     encode_interaction,
     encode_rollout,
-    iter_payloads,
     to_messages,
 )
 from app.transport.config import TransportConfig
+from app.transport.params import ParameterAssembler
 
 log = logging.getLogger("pirl.actor.client")
 
@@ -70,11 +73,17 @@ class LearnerClient:
         self.actor_id = actor_id
         self._channel = make_channel(cfg, actor_id=actor_id)
         self._stub = services_pb2_grpc.LearnerServiceStub(self._channel)
+        service = services_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name
+        # StreamParameters without protobuf parsing: each message arrives as its serialized bytes.
+        self._stream_parameters = self._channel.unary_stream(
+            f"/{service}/StreamParameters",
+            request_serializer=services_pb2.Empty.SerializeToString,
+            response_deserializer=None,
+        )
         self._outbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=max_outbox)
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._new_params = threading.Condition(self._lock)
-        self._latest: Parameters | None = None
+        self._staging = ParameterStaging()
         self._stream: Any = None
         self._in_flight = 0
         self._status = ClientStatus()
@@ -95,6 +104,7 @@ class LearnerClient:
         if flush_timeout_s > 0:
             self.flush(flush_timeout_s)
         self._stop.set()
+        self._staging.close()
         with self._lock:
             stream = self._stream
         if stream is not None:
@@ -116,27 +126,23 @@ class LearnerClient:
         """The newest weights received, if their version differs from `newer_than` (never blocks).
 
         "Differs", not "is greater": a learner restarted without --resume starts again at version 0, and
-        the learner is the authority on what the policy is.
+        the learner is the authority on what the policy is. The tensors are views of a staging buffer
+        that is not written until `release(version)`: copy them into the model, then release. Latest
+        wins: a newer push received meanwhile replaces these as what this method returns.
         """
-        with self._lock:
-            p = self._latest
-        if p is None or (newer_than is not None and p.version == newer_than):
-            return None
-        return p
+        return self._staging.take(newer_than)
 
     def release(self, version: int) -> None:
-        """The caller has copied weights `version` into its model: forget them here, so that between two
-        pushes the actor holds one copy of the weights (the model's), not two. `latest_parameters()` then
-        returns None until a newer push arrives; a newer push already received is kept."""
-        with self._lock:
-            if self._latest is not None and self._latest.version == version:
-                self._latest = None
+        """The caller has copied weights `version` into its model: its staging buffer may now receive the
+        next push. `latest_parameters()` then returns None until a newer push arrives; a newer push
+        already received is kept. Between pushes the client holds one staging buffer, the size of one push
+        (0.9 GB for 450M trainable weights pushed in bf16), reused by the next push, and no tensors."""
+        self._staging.release(version)
 
     def wait_for_parameters(self, timeout_s: float) -> Parameters | None:
-        """Block until some weights have arrived (start-up only: the actor must not act before)."""
-        with self._new_params:
-            self._new_params.wait_for(lambda: self._latest is not None or self._stop.is_set(), timeout_s)
-            return self._latest
+        """Block until some weights have arrived (start-up only: the actor must not act before); release
+        them like `latest_parameters()`'s."""
+        return self._staging.wait(timeout_s, self._stop.is_set)
 
     def send_rollout(self, rollout: Rollout) -> None:
         self._enqueue("rollout", encode_rollout(rollout))
@@ -182,7 +188,7 @@ class LearnerClient:
         while not self._stop.is_set():
             try:
                 self._stub.Ready(services_pb2.Empty(), timeout=self.cfg.ready_timeout_s)
-                stream = self._stub.StreamParameters(services_pb2.Empty())
+                stream = self._stream_parameters(services_pb2.Empty())
                 with self._lock:
                     self._stream = stream
                     if self._status.parameters_received or self._status.last_error:
@@ -192,11 +198,7 @@ class LearnerClient:
                 if self._stop.is_set():
                     stream.cancel()
                 backoff.reset()
-                for payload in iter_payloads(stream):
-                    # Decoded in a helper so no local of this loop keeps the previous version's tensors
-                    # alive while the next payload arrives (see release()).
-                    self._store(payload)
-                    del payload
+                self._receive(stream)
                 self._lost("parameter stream ended")
             except grpc.RpcError as err:
                 if self._stop.is_set():
@@ -205,16 +207,28 @@ class LearnerClient:
             except DecodeError as err:
                 self._lost(f"bad parameters from the learner: {err}")
             self._stop.wait(backoff.next())
-        with self._new_params:
-            self._new_params.notify_all()
+        self._staging.close()
 
-    def _store(self, payload: bytes) -> None:
-        params = decode_parameters(payload)
-        with self._new_params:
-            self._latest = params
-            self._status.parameters_received += 1
-            self._new_params.notify_all()
-        log.debug("received parameters v%d", params.version)
+    def _receive(self, stream: Any) -> None:
+        """Copy each chunk into the staging buffer of the push it belongs to; hand complete pushes over.
+        No local keeps a push's tensors once handed over (see release())."""
+        assembler: ParameterAssembler[StagingBuffer] = ParameterAssembler(
+            self._staging.acquire, self._staging.discard
+        )
+        try:
+            for raw in stream:
+                state, data = parse_parameters_frame(raw)
+                done = assembler.feed(state, data)
+                if done is not None:
+                    params, buf = done
+                    del done
+                    self._staging.complete(params, buf)
+                    with self._lock:
+                        self._status.parameters_received += 1
+                    log.debug("received parameters v%d", params.version)
+                    del params, buf
+        finally:
+            assembler.abort()  # a push cut off mid-way: its buffer goes back to the spare slot
 
     def _lost(self, why: str) -> None:
         with self._lock:

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import draccus
-from lerobot.transport import services_pb2_grpc
 
 from app.learner.algorithm import PIRLAlgorithm
 from app.learner.checkpoint import CheckpointManager, frozen_digest, weights_digest
@@ -40,7 +39,7 @@ from app.learner.config import PIRLRunConfig, make_policy
 from app.learner.service import PIRLLearnerService
 from app.rl.batch import RolloutBatch
 from app.transport.channel import make_server
-from app.transport.codec import Parameters, Rollout, encode_parameters
+from app.transport.codec import Parameters, Rollout
 
 log = logging.getLogger("pirl.learner")
 
@@ -130,7 +129,7 @@ class Learner:
     def start_server(self) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
         self.server, self.port = make_server(self.cfg.transport)
-        services_pb2_grpc.add_LearnerServiceServicer_to_server(self.service, self.server)
+        self.service.add_to_server(self.server)
         self.server.start()
         self._publish()
         endpoint = {
@@ -271,15 +270,15 @@ class Learner:
     # ------------------------------------------------------------------------------- weights out
 
     def _publish(self) -> None:
+        """Push the trainable weights to every actor. The live tensors are passed, not a copy: the service
+        casts them into its reused payload buffer before returning, and nothing trains meanwhile."""
         params = Parameters(
             version=self.algorithm.policy_version,
-            state=self.algorithm.get_weights(),
+            state=self.algorithm.model.trainable_tensors(),
             run_id=self.run_id,
             base_digest=self.frozen,
         )
-        self.service.publish_parameters(
-            params.version, encode_parameters(params, bf16=self.cfg.algorithm.push_bf16)
-        )
+        self.service.publish_weights(params, bf16=self.cfg.algorithm.push_bf16)
 
     # ------------------------------------------------------------------------------- checkpoints
 

@@ -2,10 +2,17 @@
 
 Same four RPCs and message types as `lerobot.rl.learner_service.LearnerService`; what differs:
 
-- Parameters are *broadcast*: the training loop publishes (version, bytes) into one slot and every open
+- Parameters are *broadcast*: the training loop publishes a version into one slot and every open
   StreamParameters call sends the newest version it has not sent yet. LeRobot's service pops from one
   shared queue, so with two actors each push reaches only one of them. A new stream gets the current
   weights at once: an actor never acts on weights the learner does not have (LeRobot PR #4560).
+- A push (`publish_weights`) casts the weights straight into a reused buffer (`pirl/params/v2`, see
+  `app.transport.params`) and streams slice it; a buffer is never rewritten while a stream still sends
+  it. With actors that keep up, the learner holds one payload (the published one, rewritten in place by
+  the next push); a stream still sending an older push when the next one comes costs a second buffer
+  (kept for reuse, at most `keep_buffers`). Fresh payload-sized memory costs about 1 s per GB in page
+  faults on the dev VM, more than the cast itself. StreamParameters sends pre-serialized messages (the
+  same bytes as LeRobot's, see `app.transport.chunks`), so register the service with `add_to_server`.
 - Received payloads are decoded in the gRPC thread (weights-only / JSON, see `app.transport.codec`) and
   put on bounded queues; a full queue blocks the sender (gRPC flow control pushes back to the actor) for
   as long as that caller is still connected. Malformed payloads are refused with INVALID_ARGUMENT.
@@ -27,14 +34,15 @@ import grpc
 from lerobot.transport import services_pb2, services_pb2_grpc
 
 from app.transport.channel import ACTOR_ID_METADATA_KEY
+from app.transport.chunks import frame_parameters
 from app.transport.codec import (
     DecodeError,
     Rollout,
     decode_interaction,
     decode_rollout,
     iter_payloads,
-    to_messages,
 )
+from app.transport.params import Parameters, layout_parameters, write_parameters
 
 log = logging.getLogger("pirl.learner.service")
 
@@ -55,6 +63,20 @@ class ServiceStats:
     actors_seen: dict[str, float] = field(default_factory=dict)  # actor id -> last time heard from
 
 
+class _SendBuffer(bytearray):
+    """A reusable payload buffer; `refs` counts who needs its bytes unchanged (the encoder writing it,
+    the publication slot, each stream sending it). Zero: free to rewrite."""
+
+    refs: int = 0
+
+
+@dataclass
+class _Published:
+    version: int
+    payload: memoryview
+    buffer: _SendBuffer | None  # None: bytes the caller owns (`publish_parameters`)
+
+
 class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
     def __init__(
         self,
@@ -62,6 +84,7 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         max_pending_rollouts: int = 256,
         max_pending_interactions: int = 4096,
         dedup_window: int = 4096,
+        keep_buffers: int = 2,
     ):
         self.shutdown = shutdown
         self.rollouts: queue.Queue[Rollout] = queue.Queue(maxsize=max_pending_rollouts)
@@ -69,22 +92,107 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         self.stats = ServiceStats()
         self._lock = threading.Lock()
         self._params_changed = threading.Condition(self._lock)
-        self._params: tuple[int, bytes] | None = None
+        self._params: _Published | None = None
+        self._buffers: list[_SendBuffer] = []  # every pooled buffer in use or kept for reuse
+        self._keep_buffers = keep_buffers
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._dedup_window = dedup_window
 
     # ------------------------------------------------------------------------------ training-loop side
 
-    def publish_parameters(self, version: int, payload: bytes) -> None:
-        """Make `payload` (encoded `Parameters`) the weights every actor stream sends next."""
-        with self._params_changed:
-            self._params = (int(version), payload)
-            self._params_changed.notify_all()
+    def publish_weights(self, params: Parameters, bf16: bool = False) -> int:
+        """Encode `params` into a reused buffer and make it what every actor stream sends next; returns
+        the payload size. The tensors are read here and not after: pass the live (detached) weights,
+        no copy needed. `bf16=True` sends floating tensors as bfloat16 (half the bytes)."""
+        layout = layout_parameters(params, bf16)
+        buf = self._acquire(layout.nbytes)
+        try:
+            payload = write_parameters(layout, buf)
+        except BaseException:
+            with self._lock:
+                self._unref(buf)
+            raise
+        self._publish(_Published(int(params.version), payload, buf))  # the writer's ref becomes the slot's
+        return layout.nbytes
+
+    def publish_parameters(self, version: int, payload: bytes | bytearray) -> None:
+        """Make an already encoded payload what every actor stream sends next (tests, tools); it must not
+        change afterwards."""
+        self._publish(_Published(int(version), memoryview(payload).cast("B"), None))
 
     @property
     def published_version(self) -> int | None:
         with self._lock:
-            return None if self._params is None else self._params[0]
+            return None if self._params is None else self._params.version
+
+    def published_payload(self) -> tuple[int, bytes] | None:
+        """(version, a copy of the payload) of what new streams get now (tests, diagnostics)."""
+        with self._lock:
+            p = self._params
+            return None if p is None else (p.version, bytes(p.payload))
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        """LeRobot's `add_LearnerServiceServicer_to_server`, except that StreamParameters yields messages
+        already serialized (`frame_parameters`), so its response serializer is the identity."""
+        pb = services_pb2
+        handlers = {
+            "StreamParameters": grpc.unary_stream_rpc_method_handler(
+                self.StreamParameters, request_deserializer=pb.Empty.FromString, response_serializer=None
+            ),
+            "SendTransitions": grpc.stream_unary_rpc_method_handler(
+                self.SendTransitions,
+                request_deserializer=pb.Transition.FromString,
+                response_serializer=pb.Empty.SerializeToString,
+            ),
+            "SendInteractions": grpc.stream_unary_rpc_method_handler(
+                self.SendInteractions,
+                request_deserializer=pb.InteractionMessage.FromString,
+                response_serializer=pb.Empty.SerializeToString,
+            ),
+            "Ready": grpc.unary_unary_rpc_method_handler(
+                self.Ready,
+                request_deserializer=pb.Empty.FromString,
+                response_serializer=pb.Empty.SerializeToString,
+            ),
+        }
+        name = pb.DESCRIPTOR.services_by_name["LearnerService"].full_name
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+        server.add_registered_method_handlers(name, handlers)
+
+    def _acquire(self, nbytes: int) -> _SendBuffer:
+        """A buffer nobody reads, with one ref for the writer: a free pooled one, else the published one
+        if no stream is sending it (new streams then wait for this push, a fraction of a second), else a
+        new one (only while streams still send older pushes)."""
+        with self._lock:
+            self._buffers = [b for b in self._buffers if b.refs or len(b) >= nbytes]  # too small: drop
+            for buf in self._buffers:
+                if buf.refs == 0:
+                    buf.refs = 1
+                    return buf
+            current = self._params
+            reusable = current.buffer if current is not None else None
+            if reusable is not None and reusable.refs == 1 and len(reusable) >= nbytes:
+                self._params = None  # the slot's ref becomes the writer's
+                return reusable
+        buf = _SendBuffer(nbytes)
+        buf.refs = 1
+        with self._lock:
+            self._buffers.append(buf)
+        return buf
+
+    def _publish(self, published: _Published) -> None:
+        with self._params_changed:
+            old, self._params = self._params, published
+            self._params_changed.notify_all()
+            if old is not None and old.buffer is not None:
+                self._unref(old.buffer)
+
+    def _unref(self, buf: _SendBuffer) -> None:
+        """Drop one ref (lock held); a buffer nobody needs any more is dropped if more than
+        `keep_buffers` exist."""
+        buf.refs -= 1
+        if buf.refs == 0 and len(self._buffers) > self._keep_buffers:
+            self._buffers = [b for b in self._buffers if b is not buf]
 
     # ------------------------------------------------------------------------------------- RPC methods
 
@@ -102,15 +210,21 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
             while not self.shutdown.is_set() and context.is_active():
                 with self._params_changed:
                     current = self._params
-                    if current is None or current[0] == sent_version:
+                    if current is None or current.version == sent_version:
                         self._params_changed.wait(_POLL_S)
                         continue
-                version, payload = current
-                yield from to_messages(payload, services_pb2.Parameters)
-                sent_version = version
+                    if current.buffer is not None:
+                        current.buffer.refs += 1  # not rewritten while this stream sends it
+                try:
+                    yield from frame_parameters(current.payload)
+                finally:  # also when the caller goes away mid-payload (the generator is closed)
+                    if current.buffer is not None:
+                        with self._lock:
+                            self._unref(current.buffer)
+                sent_version = current.version
                 with self._lock:
                     self.stats.parameter_pushes += 1
-                log.debug("sent parameters v%d to %s", version, actor)
+                log.debug("sent parameters v%d to %s", current.version, actor)
         finally:
             with self._lock:
                 self.stats.parameter_streams_open -= 1

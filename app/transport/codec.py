@@ -1,41 +1,54 @@
 """What travels inside LeRobot's byte messages, and how it is (safely) decoded.
 
 The wire contract is LeRobot's: each gRPC message is `{transfer_state, data}` and a payload is split into
-2 MB chunks by `lerobot.transport.utils.send_bytes_in_chunks`. Payloads:
+2 MB chunks as `lerobot.transport.utils.send_bytes_in_chunks` does (`app.transport.chunks`). Payloads:
 
-- parameters (learner -> actor): `torch.save` of
-  `{"format": "pirl/params/v1", "version": int, "run_id": str, "dtype": "float32"|"bfloat16",
-  "base_digest": str, "state": {name: tensor}}` (only the trainable subset of the policy;
-  `base_digest` fingerprints the frozen rest, so an actor built differently refuses to act).
+- parameters (learner -> actor), `pirl/params/v2` (`app.transport.params`, re-exported here): a length-
+  prefixed JSON header (version, run_id, dtype, base_digest, and per tensor name, dtype, shape, offset,
+  size) followed by the raw tensor bytes. Only the trainable subset of the policy travels; `base_digest`
+  fingerprints the frozen rest, so an actor built differently refuses to act. The actor reassembles it in
+  a reused buffer and reads the tensors as views: no unpickling, no payload-sized allocation per push.
+  An older pirl's `torch.save` payload (`pirl/params/v1`) is refused with a message saying so.
 - rollouts (actor -> learner, SendTransitions): `torch.save` of
   `{"format": "pirl/rollout/v1", "actor_id": str, "episode": int, "meta": {str: int|float|str|bool},
   "batch": {name: tensor}}` - one whole episode of chunk transitions.
 - interactions (actor -> learner, SendInteractions): UTF-8 JSON object (episode statistics).
 
-Nothing received is unpickled: tensors are loaded with `torch.load(weights_only=True)` (LeRobot's own
-`bytes_to_state_dict`), which only rebuilds tensors and plain containers, and interactions are JSON
-(LeRobot pickles them; we do not).
+Nothing received is unpickled: parameters are raw bytes behind a validated JSON header, rollouts are
+loaded with `torch.load(weights_only=True)` (LeRobot's own `bytes_to_state_dict`), which only rebuilds
+tensors and plain containers, and interactions are JSON (LeRobot pickles them; we do not).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from lerobot.transport import services_pb2
-from lerobot.transport.utils import bytes_to_state_dict, send_bytes_in_chunks, state_to_bytes
+from lerobot.transport.utils import bytes_to_state_dict, state_to_bytes
 
-PARAMS_FORMAT = "pirl/params/v1"
+from app.transport.chunks import DecodeError, TransferState, iter_payloads, to_messages
+from app.transport.params import PARAMS_FORMAT, Parameters, decode_parameters, encode_parameters
+
+__all__ = [
+    "PARAMS_FORMAT",
+    "ROLLOUT_FORMAT",
+    "DecodeError",
+    "Parameters",
+    "Rollout",
+    "TransferState",
+    "decode_interaction",
+    "decode_parameters",
+    "decode_rollout",
+    "encode_interaction",
+    "encode_parameters",
+    "encode_rollout",
+    "iter_payloads",
+    "to_messages",
+]
+
 ROLLOUT_FORMAT = "pirl/rollout/v1"
-
-TransferState = services_pb2.TransferState  # type: ignore[attr-defined]
-
-
-class DecodeError(ValueError):
-    """A payload that is not what this end of the channel expects (message says what and what to do)."""
 
 
 def _load(buf: bytes, what: str) -> Any:
@@ -54,57 +67,6 @@ def _plain_meta(meta: dict[str, Any]) -> dict[str, Any]:
             )
         out[key] = value
     return out
-
-
-# ------------------------------------------------------------------------------------------ parameters
-
-
-@dataclass
-class Parameters:
-    """A versioned set of policy weights as pushed by the learner."""
-
-    version: int
-    state: dict[str, torch.Tensor]
-    run_id: str = ""
-    dtype: str = "float32"
-    base_digest: str = ""  # hash of the weights that do NOT travel (frozen encoder, buffers)
-
-
-def encode_parameters(params: Parameters, bf16: bool = False) -> bytes:
-    """Serialise weights; `bf16=True` halves the bytes (floating tensors only; the actor casts back)."""
-    state = {
-        k: (v.detach().to("cpu", torch.bfloat16) if bf16 and v.is_floating_point() else v.detach().cpu())
-        for k, v in params.state.items()
-    }
-    return state_to_bytes(
-        {
-            "format": PARAMS_FORMAT,
-            "version": int(params.version),
-            "run_id": str(params.run_id),
-            "dtype": "bfloat16" if bf16 else "float32",
-            "base_digest": str(params.base_digest),
-            "state": state,
-        }
-    )
-
-
-def decode_parameters(buf: bytes) -> Parameters:
-    obj = _load(buf, "parameters")
-    if not isinstance(obj, dict) or obj.get("format") != PARAMS_FORMAT:
-        raise DecodeError(
-            "parameters: not a pirl parameter message. Is the actor talking to a LeRobot SAC learner? "
-            "Start both sides with the same --algorithm.type."
-        )
-    state = obj["state"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DecodeError("parameters: 'state' must map names to tensors")
-    return Parameters(
-        version=int(obj["version"]),
-        state=state,
-        run_id=str(obj["run_id"]),
-        dtype=str(obj["dtype"]),
-        base_digest=str(obj.get("base_digest", "")),
-    )
 
 
 # -------------------------------------------------------------------------------------------- rollouts
@@ -178,34 +140,3 @@ def decode_interaction(buf: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise DecodeError(f"interactions: expected a JSON object, got {type(obj).__name__}")
     return obj
-
-
-# ------------------------------------------------------------------------------------------- chunking
-
-
-def to_messages(payload: bytes, message_class: Any) -> Iterator[Any]:
-    """Split one payload into LeRobot transport messages (2 MB chunks, BEGIN/MIDDLE/END)."""
-    return send_bytes_in_chunks(payload, message_class, silent=True)
-
-
-def iter_payloads(messages: Iterable[Any]) -> Iterator[bytes]:
-    """Reassemble payloads from a stream of LeRobot transport messages.
-
-    Same states as `lerobot.transport.utils.receive_bytes_in_chunks`, as a generator (LeRobot's variant
-    only knows queues and a shutdown event, and a stream can be cancelled mid-payload).
-    """
-    parts: list[bytes] = []
-    for item in messages:
-        state = item.transfer_state
-        if state == TransferState.TRANSFER_BEGIN:
-            parts = [item.data]
-        elif state == TransferState.TRANSFER_MIDDLE:
-            parts.append(item.data)
-        elif state == TransferState.TRANSFER_END:
-            parts.append(item.data)
-            payload = b"".join(parts)
-            parts = []  # before the yield: the consumer decodes while the pieces would still be held
-            yield payload
-            del payload
-        else:
-            raise DecodeError(f"unknown transfer state {state}")

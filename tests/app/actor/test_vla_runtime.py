@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -53,7 +54,11 @@ def test_vla_learner_and_actor_exchange_rollouts_and_weights(base_type: str, tmp
         sent, loaded = [], []
         send, load = actor.client.send_rollout, actor._load
         actor.client.send_rollout = lambda r: (sent.append(r), send(r))
-        actor._load = lambda p: (loaded.append(p), load(p))
+        # copies: a push's tensors are views of the client's staging buffer, reused after release()
+        actor._load = lambda p: (
+            loaded.append(replace(p, state={k: v.clone() for k, v in p.state.items()})),
+            load(p),
+        )
         t_run = time.perf_counter()
         assert actor.run() == 0
         wall = time.perf_counter() - t_run

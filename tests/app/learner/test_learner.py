@@ -40,7 +40,7 @@ def test_stale_episodes_are_dropped_whole_and_fresh_ones_train(run_config):
     assert m["rl/stale_chunks"] == 6  # v3 chunks are beyond rl.staleness.max_staleness=1: critic only
     assert m["charts/policy_version"] == 6
     # the published weights are the new version's trainable subset
-    version, payload = learner.service._params
+    version, payload = learner.service.published_payload()
     params = decode_parameters(payload)
     assert version == 6 == params.version and params.base_digest == learner.frozen
     assert all(torch.equal(params.state[k], v) for k, v in learner.algorithm.get_weights().items())

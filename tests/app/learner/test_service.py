@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,8 @@ from lerobot.transport import services_pb2, services_pb2_grpc
 from app.actor.client import LearnerClient
 from app.learner.service import PIRLLearnerService
 from app.transport.channel import make_channel, make_server
-from app.transport.codec import Parameters, Rollout, encode_parameters
+from app.transport.chunks import chunk_spans, parse_parameters_frame
+from app.transport.codec import Parameters, Rollout, decode_parameters, encode_parameters
 from app.transport.config import TransportConfig
 
 
@@ -33,7 +35,7 @@ class Learner:
         self.shutdown = threading.Event()
         self.service = PIRLLearnerService(self.shutdown, **service_kw)
         self.server, self.port = make_server(cfg)
-        services_pb2_grpc.add_LearnerServiceServicer_to_server(self.service, self.server)
+        self.service.add_to_server(self.server)
         self.server.start()
 
     def stop(self):
@@ -54,9 +56,22 @@ def wait_until(pred, timeout=10.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def publish(learner: Learner, version: int, value: float = 0.0):
-    p = Parameters(version=version, state={"w": torch.full((4,), value)}, run_id="t")
-    learner.service.publish_parameters(version, encode_parameters(p))
+def publish(learner: Learner, version: int, value: float = 0.0, n: int = 4):
+    p = Parameters(version=version, state={"w": torch.full((n,), value)}, run_id="t")
+    learner.service.publish_weights(p)
+
+
+class _Context:
+    """The little of a gRPC servicer context that StreamParameters reads."""
+
+    def is_active(self) -> bool:
+        return True
+
+    def invocation_metadata(self):
+        return ()
+
+    def peer(self) -> str:
+        return "test"
 
 
 @pytest.fixture
@@ -79,6 +94,7 @@ def test_parameters_are_broadcast_to_every_actor_and_new_streams_get_current_wei
 
 
 def test_release_drops_the_clients_copy_and_keeps_a_newer_push(learner):
+    """Between pushes the client holds one staging buffer (reused by the next push) and no tensors."""
     import gc
     import weakref
 
@@ -87,15 +103,94 @@ def test_release_drops_the_clients_copy_and_keeps_a_newer_push(learner):
         params = c.wait_for_parameters(10)
         assert params.version == 0
         held = weakref.ref(params.state["w"])
+        where = params.state["w"].data_ptr()
         c.release(0)
         assert c.latest_parameters() is None  # nothing to load until the next push
         del params
         gc.collect()
         assert held() is None, "the client (or its receive thread) still holds the released weights"
+        assert c._staging.buffers_held == 1  # the staging buffer, kept for the next push
         publish(learner, 1, 2.0)
         wait_until(lambda: c.latest_parameters(0) is not None, what="the next push")
         c.release(0)  # an older version: the newer push is kept
-        assert torch.equal(c.latest_parameters().state["w"], torch.full((4,), 2.0))
+        newer = c.latest_parameters()
+        assert torch.equal(newer.state["w"], torch.full((4,), 2.0))
+        assert newer.state["w"].data_ptr() == where  # received into the released buffer
+
+
+BIG = 1_500_000  # 6 MB of fp32: a push of several 2 MB chunks
+
+
+def test_a_held_push_is_not_overwritten_while_newer_ones_arrive(learner):
+    publish(learner, 0, 1.0, n=BIG)
+    with LearnerClient(client_cfg(learner), "a") as c:
+        held = c.wait_for_parameters(10)  # the robot loop is copying v0
+        for version in (1, 2):  # two pushes arrive meanwhile
+            publish(learner, version, float(version + 1), n=BIG)
+            wait_until(lambda v=version: c.latest_parameters(v - 1) is not None, what=f"v{version}")
+        assert torch.equal(held.state["w"], torch.full((BIG,), 1.0)), "a lent buffer was rewritten"
+        newest = c.latest_parameters()
+        assert newest.version == 2 and torch.equal(newest.state["w"], torch.full((BIG,), 3.0))
+        where = held.state["w"].data_ptr()
+        c.release(0)
+        c.release(1)
+        c.release(2)
+        del held, newest
+        publish(learner, 3, 4.0, n=BIG)
+        wait_until(lambda: c.latest_parameters(2) is not None, what="v3")
+        got = c.latest_parameters()
+        assert torch.equal(got.state["w"], torch.full((BIG,), 4.0))
+        assert got.state["w"].data_ptr() == where  # v0's buffer, reused once released
+
+
+def test_the_learner_rewrites_its_payload_in_place_unless_a_stream_still_sends_it(learner):
+    service = learner.service
+    weights = {"w": torch.zeros(BIG)}
+
+    def push(version: int, value: float) -> None:
+        weights["w"].fill_(value)
+        service.publish_weights(Parameters(version, weights), bf16=True)
+
+    push(0, 1.0)
+    first = service._params.buffer
+    push(1, 2.0)  # no stream reads v0: rewritten in place
+    assert service._params.buffer is first and len(service._buffers) == 1
+    n_frames = len(list(chunk_spans(len(service._params.payload))))
+    stream = service.StreamParameters(services_pb2.Empty(), _Context())
+    frames = [next(stream)]  # a stream has started sending v1 ...
+    push(2, 3.0)  # ... so v2 goes to a second buffer
+    assert service._params.buffer is not first and first.refs == 1
+    frames += list(itertools.islice(stream, n_frames - 1))  # the rest of v1, unchanged
+    v1 = decode_parameters(b"".join(bytes(parse_parameters_frame(f)[1]) for f in frames))
+    assert v1.version == 1 and torch.equal(v1.state["w"], torch.full((BIG,), 2.0, dtype=torch.bfloat16))
+    stream.close()  # the caller went away
+    assert first.refs == 0
+    push(3, 4.0)
+    assert service._params.buffer is first and len(service._buffers) == 2  # the free one is reused
+
+
+def test_a_stock_lerobot_client_reads_our_parameter_stream(learner):
+    from lerobot.transport.utils import receive_bytes_in_chunks
+
+    p = Parameters(7, {"w": torch.randn(BIG), "step": torch.tensor(3)}, run_id="r")
+    learner.service.publish_weights(p, bf16=True)
+    ch = make_channel(client_cfg(learner))
+    stream = services_pb2_grpc.LearnerServiceStub(ch).StreamParameters(services_pb2.Empty())
+    try:
+        payload = receive_bytes_in_chunks(stream, None, threading.Event())  # LeRobot's own receiver
+    finally:
+        stream.cancel()
+        ch.close()
+    assert payload == encode_parameters(p, bf16=True)
+
+
+def test_an_older_pirls_torch_save_push_is_refused_with_a_clear_error(learner):
+    from lerobot.transport.utils import state_to_bytes
+
+    learner.service.publish_parameters(0, state_to_bytes({"w": torch.zeros(4)}))
+    with LearnerClient(client_cfg(learner), "a") as c:
+        wait_until(lambda: "torch.save" in c.status.last_error, what="the refusal")
+        assert c.latest_parameters() is None and "same pirl version" in c.status.last_error
 
 
 def test_rollouts_and_interactions_arrive_in_order_and_duplicates_are_dropped(learner):
