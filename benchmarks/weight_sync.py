@@ -4,11 +4,14 @@ The learner runs in one process, the actor in another (this one), on loopback. T
 trainable weights:
 
 - `pirl-grpc`: our runtime. `app.learner.service.PIRLLearnerService` on a server from
-  `app.transport.channel.make_server`; the push is `encode_parameters` (version-tagged, optionally bf16)
-  + `publish_parameters`, exactly what `app.learner.loop` does after an update. The actor side is
-  `app.actor.client.LearnerClient` (Ready with a deadline, StreamParameters, LeRobot's 2 MB chunks,
-  `decode_parameters` with `weights_only=True`), then the actor's in-place load (copy with cast to the
-  actor's dtype, what `PIRLModel.load_trainable_state` does).
+  `app.transport.channel.make_server`; the push is `publish_weights` (the live weights cast into the
+  service's reused `pirl/params/v2` buffer, optionally bf16), exactly what `app.learner.loop` does after
+  an update. The actor side is `app.actor.client.LearnerClient` (Ready with a deadline,
+  StreamParameters, LeRobot's 2 MB chunks copied into its reused staging buffer, tensors as views of
+  it), then the actor's in-place load (copy with cast to the actor's dtype, what
+  `PIRLModel.load_trainable_state` does) and `release(version)`, as `app.actor.loop` does. The buffers
+  on both sides are allocated by the first push and reused afterwards, so the first trial of a row
+  also pays for their page faults.
 - `lerobot-grpc`: LeRobot's own `lerobot.rl.learner_service.LearnerService.StreamParameters` fed through
   its parameters queue with `state_to_bytes`, received with `receive_bytes_in_chunks`, loaded with
   `bytes_to_state_dict` + `load_state_dict`. LeRobot has no bf16 option; for the bf16 rows it is handed
@@ -173,7 +176,7 @@ def checksum(state: dict[str, torch.Tensor]) -> float:
     return float(sum(float(v.double().sum()) for v in state.values() if v.is_floating_point()))
 
 
-def pirl_payload(weights: Weights, version: int, wire: str) -> bytes:
+def pirl_payload(weights: Weights, version: int, wire: str) -> bytearray:
     from app.transport.codec import Parameters, encode_parameters
 
     return encode_parameters(Parameters(version=version, state=weights.state()), bf16=wire == "bf16")

@@ -2,8 +2,8 @@
 
 The receive thread copies each chunk of a push straight into a staging buffer and the robot loop gets
 `Parameters` whose tensors are views of that buffer (no decode copy, see `app.transport.params`). Fresh
-payload-sized memory costs about 1 s per GB in page faults on the dev VM, so buffers are reused, with one
-rule: a buffer the robot loop may be reading is never written. A buffer is
+payload-sized memory costs 0.3 to 3 s per GB in page faults on the dev VM (a warm copy about 0.1 s), so
+buffers are reused, with one rule: a buffer the robot loop may be reading is never written. A buffer is
 
 - spare: free, kept for the next push (at most one; this is the only memory held between pushes),
 - filling: owned by the receive thread while a push arrives,
@@ -11,9 +11,10 @@ rule: a buffer the robot loop may be reading is never written. A buffer is
 - lent: returned by `take()`/`wait()`, until `release(version)`; never written meanwhile.
 
 A push starts in the spare; without one, in the ready buffer if nobody took it (it is superseded: latest
-wins, and until the new push is complete `take()` returns None); only when both are lent or being
-filled is a new buffer allocated. A caller that never releases leaks nothing: lent buffers that are no
-longer ready are held weakly here and freed with the caller's last view.
+wins; until the new push is complete `take()` returns None, and if that push is cut off the learner
+sends its current weights again on reconnect); only if there is no spare and the ready buffer is lent
+is a new buffer allocated. A caller that never releases leaks nothing: lent buffers that are no longer
+ready are held weakly here and freed with the caller's last view.
 """
 
 from __future__ import annotations

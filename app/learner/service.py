@@ -10,8 +10,8 @@ Same four RPCs and message types as `lerobot.rl.learner_service.LearnerService`;
   `app.transport.params`) and streams slice it; a buffer is never rewritten while a stream still sends
   it. With actors that keep up, the learner holds one payload (the published one, rewritten in place by
   the next push); a stream still sending an older push when the next one comes costs a second buffer
-  (kept for reuse, at most `keep_buffers`). Fresh payload-sized memory costs about 1 s per GB in page
-  faults on the dev VM, more than the cast itself. StreamParameters sends pre-serialized messages (the
+  (kept for reuse, at most `keep_buffers`). Fresh payload-sized memory costs 0.3 to 3 s per GB in page
+  faults on the dev VM, several times the cast itself. StreamParameters sends pre-serialized messages (the
   same bytes as LeRobot's, see `app.transport.chunks`), so register the service with `add_to_server`.
 - Received payloads are decoded in the gRPC thread (weights-only / JSON, see `app.transport.codec`) and
   put on bounded queues; a full queue blocks the sender (gRPC flow control pushes back to the actor) for

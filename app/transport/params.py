@@ -12,8 +12,8 @@ layout is fully determined by the header and checked against it.
 
 Why not `torch.save` (v1, before 2026-11): it is a pickle, decoded by a restricted unpickler
 (`torch.load(weights_only=True)`), and each push made about four fresh payload-sized allocations (the
-save into a growing buffer, the join of the chunks, the load, the cast), which on the dev VM cost about
-1 s per GB in page faults alone. Here the learner writes (and casts) each tensor straight into a reused
+save into a growing buffer, the join of the chunks, the load, the cast): on the 2-core dev VM first-touch
+page faults cost 0.3 to 3 s per GB, a warm copy about 0.1 s per GB. Here the learner writes (and casts) each tensor straight into a reused
 buffer (`write_parameters`), the actor copies each chunk straight into a reused staging buffer at its
 offset (`ParameterAssembler`) and the tensors are views of that buffer (`torch.frombuffer`): nothing is
 unpickled, nothing payload-sized is allocated per push once the buffers exist, and no byte is read as a
