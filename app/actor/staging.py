@@ -23,7 +23,6 @@ import threading
 import weakref
 from collections.abc import Callable
 
-from app.transport.chunks import DecodeError
 from app.transport.params import Parameters
 
 
@@ -57,10 +56,7 @@ class ParameterStaging:
                 self._ready = None
                 buf.version = None
                 return buf
-        try:
-            return StagingBuffer(nbytes)
-        except MemoryError as err:
-            raise DecodeError(f"parameters: cannot allocate {nbytes} bytes to receive them") from err
+        return StagingBuffer(nbytes)  # a MemoryError becomes ParameterAssembler's DecodeError
 
     def discard(self, buf: StagingBuffer) -> None:
         """A buffer whose push was abandoned (error, closed stream): keep it as the spare."""

@@ -290,3 +290,20 @@ def test_the_assembler_refuses_a_bad_push_at_its_first_bytes():
         asm.feed(BEGIN, state_to_bytes({"w": torch.zeros(4)})[:100])
     assert not bufs.acquired  # refused before anything was allocated
     assert asm.feed(MIDDLE, MAGIC) is None  # a push may start without BEGIN, as in LeRobot's receiver
+
+
+def test_a_push_too_large_to_allocate_is_a_decode_error():
+    memory = {"left": False}
+
+    def acquire(nbytes: int) -> bytearray:
+        if not memory["left"]:
+            raise MemoryError
+        return bytearray(nbytes)
+
+    asm = ParameterAssembler(acquire, lambda buf: None)
+    payload = encode_parameters(Parameters(1, {"w": torch.zeros(100)}))
+    with pytest.raises(DecodeError, match="cannot allocate"):  # the client reconnects, it does not crash
+        asm.feed(END, payload)
+    memory["left"] = True  # the same assembler takes the next push
+    *_, (params, _) = [asm.feed(s, d) for s, d in chunks(payload, 64)]
+    assert params.version == 1
