@@ -436,7 +436,7 @@ class Actor:
                 self.first_chunk_logged = True
                 self.progress(
                     f"actor {self.cfg.actor.actor_id}: first chunk with policy v{self.version} "
-                    f"(weights {weights_digest(self.model.get_trainable_state())})"
+                    f"(weights {weights_digest(self.model.trainable_tensors())})"
                 )
             human = torch.zeros(self.model.policy.chunk_size, self.model.policy.action_dim)
             intervened = started = False

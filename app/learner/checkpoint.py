@@ -38,7 +38,10 @@ PRETRAINED_DIR = "pretrained_model"
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
-    """A short content hash of a state dict (same on learner and actor for the same weights)."""
+    """A short content hash of a state dict (same on learner and actor for the same weights).
+
+    Tensors are copied one at a time for hashing, so pass live tensors (`trainable_tensors()`), not a clone
+    of the whole set: at 450M parameters a clone is 1.8 GB held only to compute this digest."""
     h = hashlib.sha1()
     for key in sorted(state):
         t = state[key].detach().to("cpu", torch.float32).contiguous()

@@ -295,7 +295,7 @@ class Learner:
             "env_steps": self.env_steps,
             "episodes": self.episodes,
             "policy_version": self.algorithm.policy_version,
-            "weights_digest": weights_digest(self.algorithm.get_weights()),
+            "weights_digest": weights_digest(self.algorithm.model.trainable_tensors()),
             "frozen_digest": frozen_digest(self.algorithm.model),
         }
         try:
@@ -336,7 +336,7 @@ class Learner:
         self.env_steps = int(meta["env_steps"])
         self.episodes = int(meta["episodes"])
         self.run_id = str(meta["run_id"])
-        digest = weights_digest(self.algorithm.get_weights())
+        digest = weights_digest(self.algorithm.model.trainable_tensors())
         if digest != meta["weights_digest"]:
             raise RuntimeError(f"checkpoint {path} did not restore the weights it recorded ({digest})")
         self.progress(
