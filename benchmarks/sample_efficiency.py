@@ -54,6 +54,8 @@ class RunSpec:
     eval_episodes: int  # deterministic evaluation episodes, same fixed scenes for every method
     quick: bool  # tiny BC and SAC warm-up, for the smoke test only (numbers are meaningless)
     threads: int  # torch intra-op threads per run
+    bc_demos: int | None = None  # scripted demos for every method's BC start (None: the demo's default)
+    bc_steps: int | None = None  # flow policy BC steps (None: the demo's default; SAC keeps its own 600)
 
 
 @dataclass
@@ -78,6 +80,8 @@ def run_one(spec: RunSpec) -> RunResult:
         from benchmarks.sac_sim import SACRunConfig, run_sac
 
         scfg = SACRunConfig(seed=spec.seed, wall_budget_s=spec.budget_s, eval_episodes=spec.eval_episodes)
+        if spec.bc_demos is not None:
+            scfg = replace(scfg, demos=spec.bc_demos)
         if spec.quick:
             scfg = replace(scfg, bc_steps=20, warmup_steps=16, demos=2)
         r = run_sac(scfg, log=lambda m: print(f"[{spec.method} s{spec.seed}] {m}", flush=True))
@@ -106,6 +110,10 @@ def run_one(spec: RunSpec) -> RunResult:
             eval_every=1_000_000,  # evaluate only before and after: evals are not learning time
             eval_episodes=spec.eval_episodes,
         )
+        if spec.bc_demos is not None:
+            cfg.bc = replace(cfg.bc, demos=spec.bc_demos)
+        if spec.bc_steps is not None:
+            cfg.bc = replace(cfg.bc, steps=spec.bc_steps)
         if spec.quick:
             cfg.bc = replace(cfg.bc, demos=2, steps=20)
             cfg.run = replace(cfg.run, chunks_per_update=40)
@@ -213,6 +221,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--eval_episodes", type=int, default=50, help="deterministic eval episodes (fixed scenes)")
+    p.add_argument(
+        "--bc_demos",
+        type=int,
+        default=None,
+        help="scripted demos for the BC starts (default: the demo's, 20)",
+    )
+    p.add_argument(
+        "--bc_steps", type=int, default=None, help="flow policy BC steps (default: the demo's, 100)"
+    )
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel, one process each")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--out", default="outputs/benchmarks/sample_efficiency.json", help="JSON results file")
@@ -222,9 +239,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.budget_s <= 0 or args.eval_episodes < 1 or args.jobs < 1 or args.threads < 1:
         p.error("--budget_s must be > 0 and --eval_episodes, --jobs, --threads >= 1")
+    if (args.bc_demos is not None and args.bc_demos < 1) or (args.bc_steps is not None and args.bc_steps < 1):
+        p.error("--bc_demos and --bc_steps must be >= 1")
     if len(set(args.seeds)) != len(args.seeds):
         p.error(f"--seeds has duplicates: {args.seeds}")
     return args
+
+
+def bc_line(args: argparse.Namespace) -> str:
+    """The BC start the runs used, for the report (the demo's defaults unless overridden)."""
+    from app.demo.pipeline import BCConfig
+    from benchmarks.sac_sim import SACRunConfig
+
+    if args.quick:
+        return "--quick (2 demos x 20 steps)"
+    demos = BCConfig.demos if args.bc_demos is None else args.bc_demos
+    steps = BCConfig.steps if args.bc_steps is None else args.bc_steps
+    return f"{demos} scripted demos, flow policy {steps} BC steps (SAC: {SACRunConfig.bc_steps})"
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -237,7 +268,9 @@ def main(argv: list[str] | None = None) -> dict:
     # Seed-major order: with --jobs 2 the runs side by side are different methods of one seed, so no method
     # systematically shares the CPU with a heavier neighbour. The table is method-major again.
     specs = [
-        RunSpec(m, s, args.budget_s, args.eval_episodes, args.quick, args.threads)
+        RunSpec(
+            m, s, args.budget_s, args.eval_episodes, args.quick, args.threads, args.bc_demos, args.bc_steps
+        )
         for s in args.seeds
         for m in args.methods
     ]
@@ -271,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
     header, rows, summary = tables(results, args.methods)
     notes = (
         f"Learning budget {args.budget_s:.0f} s per run, {args.jobs} run(s) at a time, {args.threads} torch "
-        f"thread(s) each; {args.eval_episodes} deterministic evaluation episodes on fixed scenes. "
+        f"thread(s) each; BC start: {bc_line(args)}; {args.eval_episodes} deterministic evaluation episodes on fixed scenes. "
         f"Load avg {load_end:.1f} at the end; total {time.monotonic() - t0:.0f} s. Code: {version}.\n\n"
         + markdown_table(["method", "seeds", "before %", "after %", "delta pts", "episodes"], summary)
     )

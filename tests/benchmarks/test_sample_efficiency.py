@@ -18,6 +18,17 @@ def test_args_reject_bad_input(capsys):
     with pytest.raises(SystemExit):
         se.parse_args(["--methods", "ppo"])
     assert "--seeds has duplicates" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        se.parse_args(["--bc_demos", "0"])
+    assert "--bc_demos and --bc_steps must be >= 1" in capsys.readouterr().err
+
+
+def test_bc_start_options_reach_the_report_line():
+    assert se.bc_line(se.parse_args([])) == "20 scripted demos, flow policy 100 BC steps (SAC: 600)"
+    args = se.parse_args(["--bc_demos", "12", "--bc_steps", "1000"])
+    assert se.bc_line(args) == "12 scripted demos, flow policy 1000 BC steps (SAC: 600)"
+    spec = se.RunSpec("flow_noise", 0, 1.0, 4, False, 1, args.bc_demos, args.bc_steps)
+    assert (spec.bc_demos, spec.bc_steps) == (12, 1000)
 
 
 def test_tables_rows_and_mean_std():
