@@ -85,6 +85,12 @@ def format_result(cfg: EvalConfig, result: EvalResult) -> list[str]:
         f"eval: {len(result.episodes)} episodes, {result.env_steps} steps in {result.wall_s:.1f} s "
         f"({result.episodes_per_s:.2f} episodes/s)"
     )
+    x = result.exploration
+    if x is not None:
+        lines.append(
+            f"eval: exploration ({x.samples} stochastic rollouts per scene, {100 * x.rate:.1f}% success): "
+            f"{x.never} scenes never succeed, {x.sometimes} sometimes, {x.always} always"
+        )
     if result.stopped:
         lines.append(f"eval: stopped early: {result.stopped}")
     if result.dataset:

@@ -58,6 +58,11 @@ class EvalConfig:
     # Count episodes with a takeover in the success rate. False: they are reported apart, because a human
     # finished them, not the policy.
     count_intervened: bool = False
+    # Sim only, pirl policies: after the deterministic episodes, run each of their scenes this many more
+    # times with the stochastic training sampler (the exploration PI-RL learns from) and report how many
+    # scenes never, sometimes and always succeed. PI-RL's sparse reward only has a gradient on the
+    # "sometimes" scenes; "never" ones improve only as their neighbours do (docs/eval.md). 0: off.
+    explore_samples: int = 0
     # Record every step to a LeRobotDataset (see app/eval/recorder.py).
     record: RecordConfig = field(default_factory=RecordConfig)
     # Write the result (rate, interval, per-episode records, config) as JSON here. None: print only.
@@ -90,6 +95,14 @@ class EvalConfig:
         if not 0 <= self.takeover_prob <= 1:
             raise ValueError(f"--takeover_prob must be in [0, 1], got {self.takeover_prob}")
         is_sim = self.robot is None or self.robot.type.startswith("sim_")
+        if self.explore_samples < 0:
+            raise ValueError(f"--explore_samples must be >= 0, got {self.explore_samples}")
+        if self.explore_samples and not is_sim:
+            raise ValueError(
+                "--explore_samples replays each scene several times, which only a simulator can do"
+            )
+        if self.explore_samples and self.takeover_prob > 0:
+            raise ValueError("--explore_samples measures the policy alone; drop --takeover_prob")
         if self.takeover_prob > 0 and not is_sim:
             raise ValueError(
                 "--takeover_prob drives the scripted sim expert; on a real robot take over with --teleop"

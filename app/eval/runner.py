@@ -48,6 +48,7 @@ class EvalResult:
     env_steps: int  # control steps run in episodes (resets excluded)
     dataset: str | None  # LeRobotDataset folder, when recording
     stopped: str | None  # why the run ended before `episodes` (operator quit, e-stop, reset failure)
+    exploration: Exploration | None = None  # --explore_samples: stochastic successes per scene
 
     @property
     def episodes_per_s(self) -> float:
@@ -68,8 +69,35 @@ class EvalResult:
             "env_steps": self.env_steps,
             "dataset": self.dataset,
             "stopped": self.stopped,
+            "exploration": None if self.exploration is None else asdict(self.exploration),
             "per_episode": self.episodes,
         }
+
+
+@dataclass
+class Exploration:
+    """How each evaluated scene fares under the stochastic training sampler: what a sparse-reward policy
+    gradient can learn from. Scenes that succeed "sometimes" give PPO a signal; "never" scenes give none."""
+
+    samples: int  # stochastic rollouts per scene
+    successes: list[int]  # per scene (in evaluation order), out of `samples`
+
+    @property
+    def never(self) -> int:
+        return sum(1 for k in self.successes if k == 0)
+
+    @property
+    def always(self) -> int:
+        return sum(1 for k in self.successes if k == self.samples)
+
+    @property
+    def sometimes(self) -> int:
+        return len(self.successes) - self.never - self.always
+
+    @property
+    def rate(self) -> float:
+        total = self.samples * len(self.successes)
+        return sum(self.successes) / total if total else 0.0
 
 
 # ------------------------------------------------------------------------------------------ the policy
@@ -174,10 +202,13 @@ class ChunkPlanner:
         self.sample_seed = sample_seed
         self.pre, self.post = pre, post
         self.gen = torch.Generator()
+        # "deterministic": the plain ODE (evaluation); "train": the stochastic chain PI-RL explores with.
+        self.mode = "deterministic"
 
-    def reset(self, episode: int) -> None:
-        """New episode: its own noise stream (so episode i does not depend on how long i-1 ran)."""
-        self.gen.manual_seed(episode_seed(self.sample_seed, episode))
+    def reset(self, episode: int, stream: int = 0) -> None:
+        """New episode: its own noise stream (so episode i does not depend on how long i-1 ran). `stream`
+        k > 0 gives the k-th stochastic replay of the episode its own noise (--explore_samples)."""
+        self.gen.manual_seed(episode_seed(self.sample_seed + stream, episode))
         if self.model is None:
             # LeRobot policies sample from the global generator (e.g. SAC's Gaussian actor draws its
             # action): seeding it per episode makes their runs repeatable too.
@@ -196,7 +227,7 @@ class ChunkPlanner:
                 pobs = prepare(pobs)
             dev = next(self.model.parameters()).device
             pobs = {k: v.to(dev) for k, v in pobs.items()}
-            out = sample(self.model, pobs, mode="deterministic", generator=self.gen)
+            out = sample(self.model, pobs, mode=self.mode, generator=self.gen)
             return out.actions[0, : self.exec_h].cpu()
         batch = self.pre(pobs) if self.pre is not None else pobs
         action = self.policy.select_action(batch)
@@ -267,6 +298,8 @@ def run_eval(
             expert.reset()
 
     recorder: EpisodeRecorder | None = None
+    exploration: Exploration | None = None
+    t_eval_end: float | None = None
     per_episode: list[dict[str, Any]] = []
     stopped: str | None = None
     env_steps = 0
@@ -300,6 +333,11 @@ def run_eval(
             recorder = EpisodeRecorder(
                 cfg.record, round(cfg.safety.control_hz), state_keys, robot_keys, shapes, cfg.robot.type
             )
+        if cfg.explore_samples and planner.model is None:
+            raise EvalError(
+                f"--explore_samples samples PI-RL's stochastic chain; a {policy.config.type} policy has none"
+            )
+        run_args = (state_keys, image_keys, robot_keys, to_policy_observation, action_dict)
         t0 = time.monotonic()
         try:
             while len(per_episode) < cfg.episodes:
@@ -327,10 +365,7 @@ def run_eval(
                 take_at = None
                 if expert is not None and rng.random() < cfg.takeover_prob:
                     take_at = rng.randrange(max(1, manager.max_steps // planner.exec_h // 2))
-                steps = _run_episode(
-                    guard, manager, takeover, planner, recorder, state_keys, image_keys, robot_keys, take_at,
-                    to_policy_observation, action_dict,
-                )  # fmt: skip
+                steps = _run_episode(guard, manager, takeover, planner, recorder, take_at, *run_args)
                 env_steps += steps
                 if guard.mode != "lockstep" and not guard.estopped:
                     guard.hold("episode_end")  # hold still while the operator answers (not a watchdog hold)
@@ -378,6 +413,10 @@ def run_eval(
                 if guard.estopped:
                     stopped = f"e-stop latched ({guard.estop_reason}); clear it and run again"
                     break
+            t_eval_end = time.monotonic()
+            if cfg.explore_samples and stopped is None:
+                scenes = [e["episode"] for e in per_episode]
+                exploration, stopped = _explore(cfg, guard, manager, takeover, planner, scenes, say, run_args)
         except KeyboardInterrupt:  # Ctrl-C, at a prompt or mid-episode: keep what is finished
             if manager.state is EpisodeState.RUNNING:
                 manager.stop("operator")
@@ -385,7 +424,8 @@ def run_eval(
                 recorder.discard_episode()
             stopped = "interrupted (Ctrl-C); an unfinished episode was discarded"
     finally:
-        wall = time.monotonic() - t0
+        # The rate line's episodes/s is the evaluation's own; the exploration replays come after it.
+        wall = (t_eval_end if t_eval_end is not None else time.monotonic()) - t0
         if recorder is not None:
             recorder.close()
         if teleop is not None and getattr(teleop, "is_connected", False):
@@ -401,6 +441,7 @@ def run_eval(
         env_steps=env_steps,
         dataset=str(recorder.root) if recorder is not None else None,
         stopped=stopped,
+        exploration=exploration,
     )
     if cfg.output:
         out = Path(cfg.output)
@@ -409,16 +450,44 @@ def run_eval(
     return result
 
 
+def _explore(
+    cfg, guard, manager, takeover, planner, scenes, say, run_args
+) -> tuple[Exploration | None, str | None]:
+    """--explore_samples: replay every evaluated scene with the stochastic training sampler, not recorded.
+    Returns the per-scene successes over the finished passes (None if none finished) and why it stopped
+    early (None when it finished)."""
+    successes = [0] * len(scenes)
+    finished: Exploration | None = None
+    planner.mode = "train"
+    try:
+        for k in range(1, cfg.explore_samples + 1):
+            for j, index in enumerate(scenes):
+                manager.index, manager.attempt = index, 0  # the same scene (reset seed) as episode `index`
+                if not manager.reset():
+                    return finished, "reset to home failed during --explore_samples"
+                manager.start()
+                planner.reset(index, stream=k)
+                _run_episode(guard, manager, takeover, planner, None, None, *run_args)
+                successes[j] += bool(manager.records[-1].success)
+                if guard.estopped:
+                    return finished, f"e-stop latched ({guard.estop_reason}) during --explore_samples"
+            finished = Exploration(k, list(successes))
+            say(f"eval: exploration pass {k}/{cfg.explore_samples}: {sum(successes)} successes so far")
+    finally:
+        planner.mode = "deterministic"
+    return finished, None
+
+
 def _run_episode(
     guard,
     manager,
     takeover,
     planner,
     recorder,
+    take_at,
     state_keys,
     image_keys,
     robot_keys,
-    take_at,
     to_pobs,
     as_action,
 ) -> int:

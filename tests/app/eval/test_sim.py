@@ -12,6 +12,7 @@ import app.rl.sampling as sampling
 from app.eval import EvalConfig, RecordConfig, main, run_eval
 from hardware.episodes import EpisodeConfig
 from hardware.guard import RobotGuard
+from hardware.sim.so101_follower import SimSO101Follower
 
 
 def cfg(policy: str, episodes: int = 2, **kw) -> EvalConfig:
@@ -230,3 +231,69 @@ def test_a_lerobot_policy_runs_through_its_processors_repeatably(lerobot_sac_pol
     spy["steps"].clear()
     run_eval(cfg(lerobot_sac_policy, episodes=1, time_limit_s=0.2))
     assert episode_steps(spy) == acted
+
+
+@pytest.fixture(scope="session")
+def bc_policy(tmp_path_factory) -> str:
+    """The demo's few-shot start (20 scripted demos, 100 BC steps): imprecise, so the stochastic policy
+    succeeds on some scenes sometimes (docs/demo.md measured 72 of 100 evaluation scenes)."""
+    from app.demo.pipeline import DemoConfig, build_policy, pretrain
+    from app.demo.sim_envs import SimEnvs
+
+    cfg = DemoConfig()
+    envs = SimEnvs(4, cfg.env)
+    policy = build_policy(cfg, envs)
+    pretrain(cfg, envs, policy.model)
+    path = tmp_path_factory.mktemp("policy") / "bc"
+    policy.save_pretrained(path)
+    return str(path)
+
+
+def test_explore_samples_replays_each_scene_with_the_stochastic_chain(bc_policy, spy, tmp_path, monkeypatch):
+    resets = []
+    real_reset = SimSO101Follower.reset
+
+    def reset(self, seed=None):
+        if seed is not None:  # the unseeded reset is connect()'s
+            resets.append(seed)
+        return real_reset(self, seed=seed)
+
+    monkeypatch.setattr(SimSO101Follower, "reset", reset)
+    out = tmp_path / "x.json"
+    plain = run_eval(cfg(bc_policy, episodes=6, time_limit_s=1.5))
+    n_plain = len(resets)
+    result = run_eval(cfg(bc_policy, episodes=6, time_limit_s=1.5, explore_samples=4, output=str(out)))
+    # The deterministic part is untouched: same episodes, same rate; the replays come after it.
+    pairs = zip(plain.episodes, result.episodes, strict=True)
+    assert result.episodes == [{**e, "wall_s": r["wall_s"]} for e, r in pairs]
+    scenes = list(range(1_000_000, 1_000_006))
+    assert resets[:n_plain] == resets[n_plain : 2 * n_plain] == scenes
+    assert resets[2 * n_plain :] == scenes * 4  # every scene again, 4 times, same reset seeds
+    modes = spy["modes"]
+    assert "train" in modes and modes[-1] == "train" and set(modes) == {"deterministic", "train"}
+    x = result.exploration
+    assert x.samples == 4 and len(x.successes) == 6 and all(0 <= k <= 4 for k in x.successes)
+    assert x.never + x.sometimes + x.always == 6
+    assert x.sometimes > 0  # the imprecise start: the chain's noise decides some scenes
+    assert x.rate == sum(x.successes) / 24
+    saved = json.loads(out.read_text())["exploration"]
+    assert saved == {"samples": 4, "successes": x.successes}
+
+    again = run_eval(cfg(bc_policy, episodes=6, time_limit_s=1.5, explore_samples=4))
+    assert again.exploration.successes == x.successes  # seeded: repeatable
+    other = run_eval(cfg(bc_policy, episodes=6, time_limit_s=1.5, explore_samples=4, sample_seed=7))
+    assert other.exploration.successes != x.successes  # ...and the sample seed is what draws the noise
+
+
+def test_explore_samples_line_and_errors(reach_policy, capsys):
+    assert main(["--policy", reach_policy, "--episodes", "2", "--explore_samples", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "eval: exploration pass 2/2: 0 successes so far" in text
+    assert "eval: exploration (2 stochastic rollouts per scene, 0.0% success): 2 scenes never succeed" in text
+    for args, message in [
+        (["--explore_samples", "-1"], "--explore_samples must be >= 0, got -1"),
+        (["--explore_samples", "2", "--takeover_prob", "0.5"], "measures the policy alone"),
+        (["--explore_samples", "2", "--robot.type=so101_follower", "--robot.port=/dev/null"], "simulator"),
+    ]:
+        assert main(["--policy", reach_policy, *args]) == 2
+        assert message in capsys.readouterr().out
