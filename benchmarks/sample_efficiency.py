@@ -225,10 +225,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--bc_demos",
         type=int,
         default=None,
-        help="scripted demos for the BC starts (default: the demo's, 20)",
+        help="scripted demos for the BC starts (default: the demo's, 12)",
     )
     p.add_argument(
-        "--bc_steps", type=int, default=None, help="flow policy BC steps (default: the demo's, 100)"
+        "--bc_steps", type=int, default=None, help="flow policy BC steps (default: the demo's, 1000)"
     )
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel, one process each")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")

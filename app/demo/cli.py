@@ -50,7 +50,7 @@ class DemoCLIConfig:
     seed: int = 0  # seeds demos, BC, policy init, episode resets and chain noise
     output_dir: str = "outputs/demo"  # bc_policy/, run/ (learner checkpoints, metrics, logs), summary.json
     demos: int = BCConfig.demos  # scripted expert demos for BC
-    bc_steps: int = BCConfig.steps  # BC gradient steps (few on purpose: the BC start should be mediocre)
+    bc_steps: int = BCConfig.steps  # BC gradient steps (to convergence on few demos: see BCConfig)
     updates: int = 40  # PI-RL updates the learner runs before stopping
     chunks_per_update: int = 320  # on-policy chunks per update (about 64 reach episodes)
     wall_budget_s: float = 0.0  # also stop PI-RL after this many seconds (0: only `updates`)
@@ -77,7 +77,7 @@ class DemoCLIConfig:
 
 
 STATS_WINDOW = 50  # episodes in the learner's rolling training success rate (the progress lines)
-QUICK = {"updates": 20, "eval_episodes": 100}
+QUICK = {"updates": 30, "eval_episodes": 100}
 
 
 def run_config(cfg: DemoCLIConfig, policy_dir: Path, run_dir: Path, port: int) -> dict:

@@ -24,11 +24,11 @@ def test_args_reject_bad_input(capsys):
 
 
 def test_bc_start_options_reach_the_report_line():
-    assert se.bc_line(se.parse_args([])) == "20 scripted demos, flow policy 100 BC steps (SAC: 600)"
-    args = se.parse_args(["--bc_demos", "12", "--bc_steps", "1000"])
-    assert se.bc_line(args) == "12 scripted demos, flow policy 1000 BC steps (SAC: 600)"
+    assert se.bc_line(se.parse_args([])) == "12 scripted demos, flow policy 1000 BC steps (SAC: 600)"
+    args = se.parse_args(["--bc_demos", "20", "--bc_steps", "100"])
+    assert se.bc_line(args) == "20 scripted demos, flow policy 100 BC steps (SAC: 600)"
     spec = se.RunSpec("flow_noise", 0, 1.0, 4, False, 1, args.bc_demos, args.bc_steps)
-    assert (spec.bc_demos, spec.bc_steps) == (12, 1000)
+    assert (spec.bc_demos, spec.bc_steps) == (20, 100)
 
 
 def test_tables_rows_and_mean_std():
