@@ -276,6 +276,10 @@ def run_eval(
         cfg.robot = SimSO101FollowerConfig(task="reach")
     policy, pre, post = load_policy(cfg.policy)
     planner = ChunkPlanner(policy, cfg.sample_seed, pre, post)
+    if cfg.explore_samples and planner.model is None:
+        raise EvalError(
+            f"--explore_samples samples PI-RL's stochastic chain; a {policy.config.type} policy has none"
+        )
     robot = make_robot(cfg.robot)
     cfg.safety.control_hz = float(getattr(cfg.robot, "fps", None) or cfg.safety.control_hz)
     guard = RobotGuard(robot, cfg.safety)
@@ -332,10 +336,6 @@ def run_eval(
             )
             recorder = EpisodeRecorder(
                 cfg.record, round(cfg.safety.control_hz), state_keys, robot_keys, shapes, cfg.robot.type
-            )
-        if cfg.explore_samples and planner.model is None:
-            raise EvalError(
-                f"--explore_samples samples PI-RL's stochastic chain; a {policy.config.type} policy has none"
             )
         run_args = (state_keys, image_keys, robot_keys, to_policy_observation, action_dict)
         t0 = time.monotonic()

@@ -9,7 +9,7 @@ import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 import app.rl.sampling as sampling
-from app.eval import EvalConfig, RecordConfig, main, run_eval
+from app.eval import EvalConfig, EvalError, RecordConfig, main, run_eval
 from hardware.episodes import EpisodeConfig
 from hardware.guard import RobotGuard
 from hardware.sim.so101_follower import SimSO101Follower
@@ -233,6 +233,19 @@ def test_a_lerobot_policy_runs_through_its_processors_repeatably(lerobot_sac_pol
     assert episode_steps(spy) == acted
 
 
+def test_explore_samples_refuses_a_policy_without_the_chain_before_the_robot_is_built(
+    lerobot_sac_policy, spy, monkeypatch
+):
+    import hardware.factory
+
+    built = []
+    real_make = hardware.factory.make_robot
+    monkeypatch.setattr(hardware.factory, "make_robot", lambda c: built.append(c) or real_make(c))
+    with pytest.raises(EvalError, match="a gaussian_actor policy has none"):
+        run_eval(cfg(lerobot_sac_policy, episodes=1, explore_samples=2))
+    assert built == [] and spy["steps"] == []
+
+
 @pytest.fixture(scope="session")
 def bc_policy(tmp_path_factory) -> str:
     """The demo's few-shot start (20 scripted demos, 100 BC steps): imprecise, so the stochastic policy
@@ -241,6 +254,7 @@ def bc_policy(tmp_path_factory) -> str:
     from app.demo.sim_envs import SimEnvs
 
     cfg = DemoConfig()
+    cfg.bc.demos, cfg.bc.steps = 20, 100  # not the demo's default start: this one is mostly "sometimes"
     envs = SimEnvs(4, cfg.env)
     policy = build_policy(cfg, envs)
     pretrain(cfg, envs, policy.model)
