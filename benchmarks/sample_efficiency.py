@@ -42,6 +42,7 @@ if __package__ in (None, ""):  # run as a script: make `app` and `benchmarks` im
 from benchmarks.common import machine_line, markdown_table, report  # noqa: E402
 
 METHODS = ("flow_noise", "flow_sde", "sac")
+QUICK_DEMOS, QUICK_BC_STEPS = 2, 20  # --quick's BC start for every method (smoke tests only)
 
 
 @dataclass
@@ -83,7 +84,7 @@ def run_one(spec: RunSpec) -> RunResult:
         if spec.bc_demos is not None:
             scfg = replace(scfg, demos=spec.bc_demos)
         if spec.quick:
-            scfg = replace(scfg, bc_steps=20, warmup_steps=16, demos=2)
+            scfg = replace(scfg, bc_steps=QUICK_BC_STEPS, warmup_steps=16, demos=QUICK_DEMOS)
         r = run_sac(scfg, log=lambda m: print(f"[{spec.method} s{spec.seed}] {m}", flush=True))
         return RunResult(
             "sac",
@@ -115,7 +116,7 @@ def run_one(spec: RunSpec) -> RunResult:
         if spec.bc_steps is not None:
             cfg.bc = replace(cfg.bc, steps=spec.bc_steps)
         if spec.quick:
-            cfg.bc = replace(cfg.bc, demos=2, steps=20)
+            cfg.bc = replace(cfg.bc, demos=QUICK_DEMOS, steps=QUICK_BC_STEPS)
             cfg.run = replace(cfg.run, chunks_per_update=40)
         r = run_inprocess(cfg, log=lambda m: print(f"[{spec.method} s{spec.seed}] {m}", flush=True))
     return RunResult(
@@ -252,7 +253,7 @@ def bc_line(args: argparse.Namespace) -> str:
     from benchmarks.sac_sim import SACRunConfig
 
     if args.quick:
-        return "--quick (2 demos x 20 steps)"
+        return f"--quick ({QUICK_DEMOS} demos x {QUICK_BC_STEPS} steps)"
     demos = BCConfig.demos if args.bc_demos is None else args.bc_demos
     steps = BCConfig.steps if args.bc_steps is None else args.bc_steps
     return f"{demos} scripted demos, flow policy {steps} BC steps (SAC: {SACRunConfig.bc_steps})"

@@ -38,7 +38,8 @@ class BCConfig:
     """Few-shot behaviour cloning: deliberately few demos, so the starting policy is mediocre."""
 
     # Few demos, trained to convergence: a sharp policy that is right near the scenes it saw and off by a
-    # few cm elsewhere (about 55 % success). PI-RL takes it to 83-90 % in 20 min of this CPU (docs/demo.md).
+    # few cm elsewhere (49-63 % success over seeds 0-2). Flow-Noise took it to 83-97 % (90 % on average) in
+    # 20 min on one core of the 2-core development VM (docs/benchmarks.md, benchmark 1).
     # The alternative way to be mediocre, many demos but few steps (20 x 100, about 25 %), leaves the flow
     # unable to contract its initial noise x_0: the outcome then depends on x_0, which PPO cannot credit,
     # and PI-RL stalled below 50 % however long it ran.

@@ -27,8 +27,31 @@ def test_bc_start_options_reach_the_report_line():
     assert se.bc_line(se.parse_args([])) == "12 scripted demos, flow policy 1000 BC steps (SAC: 600)"
     args = se.parse_args(["--bc_demos", "20", "--bc_steps", "100"])
     assert se.bc_line(args) == "20 scripted demos, flow policy 100 BC steps (SAC: 600)"
-    spec = se.RunSpec("flow_noise", 0, 1.0, 4, False, 1, args.bc_demos, args.bc_steps)
-    assert (spec.bc_demos, spec.bc_steps) == (20, 100)
+
+
+def test_bc_start_options_reach_every_method(monkeypatch):
+    """run_one hands --bc_demos/--bc_steps to the flow recipe, and the demo count to SAC (its BC steps stay
+    its own); the runners are replaced, so no training happens here."""
+    import app.demo.pipeline as pipeline
+    import benchmarks.sac_sim as sac_sim
+
+    seen = {}
+
+    def fake_flow(cfg, log):
+        seen["flow"] = (cfg.bc.demos, cfg.bc.steps)
+        return pipeline.DemoResult(0.5, 0.6, [], 10, 2, 1.0, 1.0, "", "")
+
+    def fake_sac(scfg, log):
+        seen["sac"] = (scfg.demos, scfg.bc_steps)
+        return sac_sim.SACResult(0.3, 0.4, 5, 50, 40, 1.0, 1.0)
+
+    monkeypatch.setattr(pipeline, "run_inprocess", fake_flow)
+    monkeypatch.setattr(sac_sim, "run_sac", fake_sac)
+    for method in ("flow_noise", "sac"):
+        se.run_one(se.RunSpec(method, 0, 1.0, 4, False, 1, 7, 33))
+    assert seen == {"flow": (7, 33), "sac": (7, sac_sim.SACRunConfig.bc_steps)}
+    se.run_one(se.RunSpec("flow_noise", 0, 1.0, 4, False, 1))  # not given: the demo's defaults
+    assert seen["flow"] == (pipeline.BCConfig.demos, pipeline.BCConfig.steps)
 
 
 def test_tables_rows_and_mean_std():
