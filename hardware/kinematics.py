@@ -35,6 +35,12 @@ class SO101Kinematics:
         self._lock = threading.Lock()
         self._chain = _site_chain(self._model, self._site)
         self._site_pos = np.array(self._model.site_pos[self._site], dtype=np.float64)
+        self._folded = [_fold(*link) for link in self._chain]
+
+    @property
+    def joints(self) -> tuple[str, ...]:
+        """The motors the end-effector position depends on (the gripper's jaw is off the chain)."""
+        return tuple(link[2] for link in self._chain if link[2] is not None)
 
     def fk(self, positions: Mapping[str, float]) -> np.ndarray:
         """Joint positions in LeRobot units (deg; gripper 0..100) -> xyz of the gripper frame (m)."""
@@ -51,16 +57,19 @@ class SO101Kinematics:
         poses because it skips MuJoCo's per-call overhead and the bodies off the gripper's chain.
         """
         n = len(np.atleast_1d(next(iter(positions.values()))))
-        rot = np.broadcast_to(_EYE, (n, 3, 3))
-        pos = np.zeros((n, 3))
-        for body_pos, body_rot, joint, anchor, axis in self._chain:
-            pos = pos + rot @ body_pos
-            rot = rot @ body_rot
-            if joint is not None:
-                q = _to_rad(joint, np.asarray(positions[joint], dtype=np.float64).reshape(n))
-                r = _axis_angle(axis, q)  # (n, 3, 3): rotation about the unit `axis` through `anchor`
-                pos = pos + np.einsum("nij,nj->ni", rot, anchor - r @ anchor)
-                rot = rot @ r
+        rot = _EYE[None]  # (1 or n, 3, 3): stays one matrix until the first joint
+        pos = np.zeros((1, 3))
+        for body_pos, body_rot, joint, b_k, b_k2, b_ka, b_k2a in self._folded:
+            if joint is None:
+                pos = pos + rot @ body_pos
+                rot = rot @ body_rot
+                continue
+            q = _to_rad(joint, np.asarray(positions[joint], dtype=np.float64).reshape(n))
+            s, c1 = np.sin(q)[:, None], 1.0 - np.cos(q)[:, None]
+            # body offset, then the hinge: rotation R = I + s K + (1 - c) K^2 about `anchor`, folded into
+            # the body rotation B so one (n, 3, 3) product per link remains (see `_fold`)
+            pos = pos + (rot @ (body_pos - s * b_ka - c1 * b_k2a)[:, :, None])[:, :, 0]
+            rot = rot @ (body_rot + s[:, :, None] * b_k + c1[:, :, None] * b_k2)
         return pos + rot @ self._site_pos
 
 
@@ -102,8 +111,23 @@ def _to_rad(joint: str, values: np.ndarray) -> np.ndarray:
 _EYE = np.eye(3)
 
 
-def _axis_angle(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Rodrigues' formula for a unit `axis` and N angles -> (N, 3, 3) rotation matrices."""
+def _fold(
+    body_pos: np.ndarray, body_rot: np.ndarray, joint: str | None, anchor: np.ndarray, axis: np.ndarray
+):
+    """Per-link constants of `fk_many`: B K, B K^2, B K a and B K^2 a for body rotation B, the hinge's
+    cross-product matrix K (unit axis) and anchor a, so that B R(q) = B + sin q (B K) + (1 - cos q) (B K^2)
+    and B (a - R(q) a) = -sin q (B K a) - (1 - cos q) (B K^2 a), Rodrigues' formula with the identity and
+    anchor terms cancelled."""
+    if joint is None:
+        return body_pos, body_rot, None, None, None, None, None
     k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    s, c = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
-    return _EYE + s * k + (1.0 - c) * (k @ k)
+    k2 = k @ k
+    return (
+        body_pos,
+        body_rot,
+        joint,
+        body_rot @ k,
+        body_rot @ k2,
+        body_rot @ (k @ anchor),
+        body_rot @ (k2 @ anchor),
+    )

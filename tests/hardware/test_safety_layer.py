@@ -303,3 +303,49 @@ def test_joints_brake_before_their_limits_but_still_reach_them():
         assert "joint_limit:wrist_flex" in layer.report.report()["events"]
     assert arrival_step[0.0] == pytest.approx(full_speed)
     assert arrival_step[1.0] < 0.5 * full_speed
+
+
+def test_workspace_decisions_do_not_hang_on_the_last_bit_of_the_kinematics():
+    """The target's sweep and the safe start's are often dominated by the same far corner: equal in exact
+    arithmetic, one ulp apart in floating point. Perturbing the FK by ~1e-15 m must not change any action
+    (comparing exactly pulled back targets by up to 12 deg on such coin flips)."""
+    rng = np.random.default_rng(7)
+    exact = make_layer(max_step=20.0, max_velocity=600.0)
+    noisy = make_layer(max_step=20.0, max_velocity=600.0)
+    fk_many = noisy._fk_many
+    noisy._fk_many = lambda flat: fk_many(flat) * (1.0 + rng.uniform(-4e-16, 4e-16, size=(1, 3)))
+    limits = {m: exact.limits[m] for m in MOTORS}
+    pulled = 0
+    for _ in range(1500):
+        present = {f"{m}.pos": float(rng.uniform(*limits[m])) for m in MOTORS}
+        previous = {k: v + float(rng.normal(0, 4)) for k, v in present.items()}
+        action = {k: v + float(rng.normal(0, 15)) for k, v in previous.items()}
+        for layer in (exact, noisy):
+            layer.reset_reference(previous)
+        a, b = exact.filter(action, present), noisy.filter(action, present)
+        pulled += "workspace" in a.events
+        assert a.events == b.events
+        assert all(abs(a.action[k] - b.action[k]) < 1e-9 for k in KEYS)
+    assert pulled > 100  # the box really was in play
+
+
+def test_a_joint_off_the_kinematic_chain_does_not_multiply_the_corner_poses():
+    """The SO-101's gripper jaw does not move the gripper frame: a move of the gripper and one arm joint
+    costs 2 corner poses, not 4, and the result is the same as checking all of them."""
+    assert FK.joints == ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll")
+    layer = make_layer()
+    assert [MOTORS[j] for j in layer._fk_cols] == list(FK.joints)
+    sizes = []
+    fk_many = layer._fk_many
+    layer._fk_many = lambda flat: sizes.append(len(flat["gripper"])) or fk_many(flat)
+    target = dict(HOME, **{"gripper.pos": 60.0, "shoulder_pan.pos": 10.0})
+    got = layer._swept_distance([HOME, target])
+    assert sizes == [2]
+    brute = max(
+        layer._box_distance(dict(HOME, **{"gripper.pos": g, "shoulder_pan.pos": p}))
+        for g in (20.0, 60.0)
+        for p in (0.0, 10.0)
+    )
+    assert got == pytest.approx(brute, abs=1e-12)
+    with pytest.raises(ValueError, match="not motors"):
+        SafetyLayer(layer.limits, layer.max_step, layer.max_velocity, 30.0, BOX, FK.fk, fk_joints=["elbow"])
