@@ -51,7 +51,7 @@ class DemoCLIConfig:
     output_dir: str = "outputs/demo"  # bc_policy/, run/ (learner checkpoints, metrics, logs), summary.json
     demos: int = BCConfig.demos  # scripted expert demos for BC
     bc_steps: int = BCConfig.steps  # BC gradient steps (to convergence on few demos: see BCConfig)
-    updates: int = 40  # PI-RL updates the learner runs before stopping
+    updates: int = 100  # PI-RL updates the learner runs before stopping (about 10 min on 2 cores)
     chunks_per_update: int = 320  # on-policy chunks per update (about 64 reach episodes)
     wall_budget_s: float = 0.0  # also stop PI-RL after this many seconds (0: only `updates`)
     eval_episodes: int = 100  # deterministic evaluation episodes before and after (same scenes)
@@ -77,7 +77,9 @@ class DemoCLIConfig:
 
 
 STATS_WINDOW = 50  # episodes in the learner's rolling training success rate (the progress lines)
-QUICK = {"updates": 30, "eval_episodes": 100}
+# 60 updates, not fewer: after 30 the deterministic success of the runtime demo was spread from -6 to +15
+# points over seven runs (the policy swings between updates), too close to zero for CI to assert a rise.
+QUICK = {"updates": 60, "eval_episodes": 100}
 
 
 def run_config(cfg: DemoCLIConfig, policy_dir: Path, run_dir: Path, port: int) -> dict:

@@ -68,8 +68,8 @@ class RLRunConfig:
 def default_pirl(method: str = "flow_noise") -> PIRLConfig:
     """PI-RL settings tuned for the small native policy on the sim reach task (see docs/demo.md)."""
     cfg = PIRLConfig(method=method, num_steps=4, exec_horizon=5)
-    # Flow-SDE's ratios move 3-5x faster than Flow-Noise's at the same step (approx-KL ~0.15 per update
-    # at 1e-4); at 5e-5 its KL is Flow-Noise's (0.03-0.06). Benchmark 1, 3 seeds x 20 min: 1e-4 +20 +- 6
+    # Flow-SDE's ratios move about 4x faster than Flow-Noise's at the same step (median approx-KL per
+    # update 0.114 against 0.028 at 1e-4; 0.053 at 5e-5). Benchmark 1, 3 seeds x 20 min: 1e-4 +20 +- 6
     # points (76 % final), 3e-5 +26 +- 12 (82 %), 5e-5 +27 +- 2 (82 %); docs/benchmarks.md.
     cfg.optim.actor_lr = 5e-5 if method == "flow_sde" else 1e-4
     cfg.optim.value_lr = 1e-3
