@@ -33,14 +33,13 @@ class SO101Kinematics:
         self._qpos_adr = [self._model.joint(m).qposadr[0] for m in so101_model.MOTORS]
         self._site = self._model.site(so101_model.EE_SITE).id
         self._lock = threading.Lock()
-        self._chain = _site_chain(self._model, self._site)
         self._site_pos = np.array(self._model.site_pos[self._site], dtype=np.float64)
-        self._folded = [_fold(*link) for link in self._chain]
+        self._folded = [_fold(*link) for link in _site_chain(self._model, self._site)]
 
     @property
     def joints(self) -> tuple[str, ...]:
         """The motors the end-effector position depends on (the gripper's jaw is off the chain)."""
-        return tuple(link[2] for link in self._chain if link[2] is not None)
+        return tuple(link[2] for link in self._folded if link[2] is not None)
 
     def fk(self, positions: Mapping[str, float]) -> np.ndarray:
         """Joint positions in LeRobot units (deg; gripper 0..100) -> xyz of the gripper frame (m)."""

@@ -51,7 +51,7 @@ class DemoCLIConfig:
     output_dir: str = "outputs/demo"  # bc_policy/, run/ (learner checkpoints, metrics, logs), summary.json
     demos: int = BCConfig.demos  # scripted expert demos for BC
     bc_steps: int = BCConfig.steps  # BC gradient steps (to convergence on few demos: see BCConfig)
-    updates: int = 100  # PI-RL updates the learner runs before stopping (about 10 min on 2 cores)
+    updates: int = 100  # PI-RL updates the learner runs before stopping (538 s on the 2-core dev VM)
     chunks_per_update: int = 320  # on-policy chunks per update (about 64 reach episodes)
     wall_budget_s: float = 0.0  # also stop PI-RL after this many seconds (0: only `updates`)
     eval_episodes: int = 100  # deterministic evaluation episodes before and after (same scenes)
