@@ -68,10 +68,13 @@ class RLRunConfig:
 def default_pirl(method: str = "flow_noise") -> PIRLConfig:
     """PI-RL settings tuned for the small native policy on the sim reach task (see docs/demo.md)."""
     cfg = PIRLConfig(method=method, num_steps=4, exec_horizon=5)
-    # Flow-SDE's ratios move about 4x faster than Flow-Noise's at the same step (median approx-KL per
-    # update 0.114 against 0.028 at 1e-4; 0.053 at 5e-5). Benchmark 1, 3 seeds x 20 min: 1e-4 +20 +- 6
-    # points (76 % final), 3e-5 +26 +- 12 (82 %), 5e-5 +27 +- 2 (82 %); docs/benchmarks.md.
-    cfg.optim.actor_lr = 5e-5 if method == "flow_sde" else 1e-4
+    cfg.optim.actor_lr = 1e-4
+    if method == "flow_sde":
+        # Every step stochastic and scored, not the hybrid one-step chain that saves re-scoring cost on big
+        # VLAs: on this small policy the hybrid chain's single-term ratio moved ~4x faster than Flow-Noise's
+        # five-term mean and stalled (hard seed 1, 20 min: hybrid 74-75 % at 5e-5; full chain 84 % at 5e-5,
+        # 93 % at 1e-4, same updates/s). docs/benchmarks.md, "Flow-SDE's chain".
+        cfg.sde.hybrid = False
     cfg.optim.value_lr = 1e-3
     cfg.ppo.epochs = 4
     cfg.ppo.minibatch_size = 128
