@@ -43,7 +43,7 @@ from app.demo.sim_envs import SimEnvConfig, SimEnvs
 
 @dataclass
 class DemoCLIConfig:
-    # PI-RL flavour: "flow_noise" (learned per-step noise) or "flow_sde" (reverse SDE, one stochastic step).
+    # PI-RL flavour: "flow_noise" (learned per-step noise) or "flow_sde" (reverse SDE, fixed noise schedule).
     method: str = "flow_noise"
     # True: progress lines only. False: the operator console. None: console when stdout is a terminal.
     headless: bool | None = None

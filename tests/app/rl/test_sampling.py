@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from app.rl.config import PIRLConfig
+from app.rl.config import FlowSDEConfig, PIRLConfig
 from app.rl.model import PIRLModel
 from app.rl.native import NativeFlowConfig, NativeFlowPolicy
 from app.rl.sampling import evaluate_chain, recompute_logprob, sample
@@ -78,6 +78,37 @@ def test_flow_sde_hybrid_logprob_is_the_single_step_density() -> None:
                     assert std == pytest.approx(a_lvl)
                 lp = Normal(mean, std).log_prob(s.chain[b : b + 1, k + 1]).sum()
                 assert float(s.logprob[b]) == pytest.approx(float(lp), rel=1e-5, abs=1e-4)
+
+
+def test_flow_sde_full_chain_logprob_is_the_mean_of_every_step_density_and_the_prior() -> None:
+    """hybrid=False (the demo's Flow-SDE): every step is an SDE step and every step is scored."""
+    a_lvl, K, h = 0.5, 4, 3
+    model = tiny_model(method="flow_sde", exec_horizon=h, sde=FlowSDEConfig(noise_level=a_lvl, hybrid=False))
+    gen = torch.Generator().manual_seed(4)
+    obs = rand_obs(6, gen)
+    s = sample(model, obs, generator=gen)
+    pol, delta, a = model.policy, 1.0 / K, model.policy.action_dim
+    assert (s.sde_step == -1).all()
+    with torch.no_grad():
+        ctx = pol.encode(obs)
+        terms = [Normal(0.0, 1.0).log_prob(_slice(s.chain[:, 0], h, a)).sum(dim=(1, 2))]
+        for k in range(K):
+            t = 1.0 - k / K
+            x = s.chain[:, k]
+            v, _ = pol.velocity(x, torch.full((6,), t), ctx)
+            sigma = a_lvl * math.sqrt(t / (delta if t == 1.0 else 1.0 - t))
+            mean = x - delta * (v + sigma**2 / (2 * t) * (x + (1.0 - t) * v))
+            std = sigma * math.sqrt(delta)
+            # Not an Euler step: every transition carries its own noise.
+            assert float((s.chain[:, k + 1] - (x - delta * v)).abs().max()) > 1e-3
+            terms.append(
+                Normal(_slice(mean, h, a), std).log_prob(_slice(s.chain[:, k + 1], h, a)).sum(dim=(1, 2))
+            )
+        expected = torch.stack(terms).mean(0)  # logprob_reduce="mean", include_prior=True (defaults)
+    torch.testing.assert_close(s.logprob, expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        recompute_logprob(model, obs, s.chain, s.sde_step).detach(), s.logprob, rtol=0, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("method", ["flow_noise", "flow_sde"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.rl.config import OptimConfig, PIRLConfig, PPOConfig
+from app.rl.config import FlowSDEConfig, OptimConfig, PIRLConfig, PPOConfig
 from app.rl.model import PIRLModel
 from app.rl.sampling import sample
 from app.rl.trainer import PIRLTrainer
@@ -26,10 +26,16 @@ def _fast_cfg(method: str, algorithm: str = "ppo") -> dict:
 
 
 @pytest.mark.parametrize(
-    ("method", "algorithm"), [("flow_noise", "ppo"), ("flow_sde", "ppo"), ("flow_sde", "grpo")]
+    ("method", "algorithm", "hybrid"),
+    [
+        ("flow_noise", "ppo", True),
+        ("flow_sde", "ppo", True),
+        ("flow_sde", "ppo", False),
+        ("flow_sde", "grpo", True),
+    ],
 )
-def test_update_improves_mean_reward_on_a_toy_bandit(method: str, algorithm: str) -> None:
-    model = tiny_model(**_fast_cfg(method, algorithm))
+def test_update_improves_mean_reward_on_a_toy_bandit(method: str, algorithm: str, hybrid: bool) -> None:
+    model = tiny_model(**_fast_cfg(method, algorithm), sde=FlowSDEConfig(hybrid=hybrid))
     trainer = PIRLTrainer(model, seed=0)
     gen = torch.Generator().manual_seed(1)
     rewards = []
