@@ -21,6 +21,15 @@ def _slice(x: torch.Tensor, h: int, a: int) -> torch.Tensor:
     return x[:, :h, :a]
 
 
+def _sde_step_reference(
+    x: torch.Tensor, v: torch.Tensor, t: float, a_lvl: float, delta: float
+) -> tuple[torch.Tensor, float]:
+    """Mean and std of one reverse-SDE step, written out from the equations (docs/algorithm.md)."""
+    sigma = a_lvl * math.sqrt(t / (delta if t == 1.0 else 1.0 - t))
+    x_eps = x + (1.0 - t) * v
+    return x - delta * (v + sigma**2 / (2 * t) * x_eps), sigma * math.sqrt(delta)
+
+
 @pytest.mark.parametrize(
     ("reduce", "prior"), [("sum", False), ("mean", True), ("sum", True), ("mean", False)]
 )
@@ -70,10 +79,7 @@ def test_flow_sde_hybrid_logprob_is_the_single_step_density() -> None:
                 if k != j:  # deterministic Euler step
                     torch.testing.assert_close(s.chain[b : b + 1, k + 1], x - delta * v, rtol=1e-5, atol=1e-5)
                     continue
-                sigma = a_lvl * math.sqrt(t / (delta if t == 1.0 else 1.0 - t))
-                x_eps = x + (1.0 - t) * v
-                mean = x - delta * (v + sigma**2 / (2 * t) * x_eps)
-                std = sigma * math.sqrt(delta)
+                mean, std = _sde_step_reference(x, v, t, a_lvl, delta)
                 if j == 0:
                     assert std == pytest.approx(a_lvl)
                 lp = Normal(mean, std).log_prob(s.chain[b : b + 1, k + 1]).sum()
@@ -96,9 +102,7 @@ def test_flow_sde_full_chain_logprob_is_the_mean_of_every_step_density_and_the_p
             t = 1.0 - k / K
             x = s.chain[:, k]
             v, _ = pol.velocity(x, torch.full((6,), t), ctx)
-            sigma = a_lvl * math.sqrt(t / (delta if t == 1.0 else 1.0 - t))
-            mean = x - delta * (v + sigma**2 / (2 * t) * (x + (1.0 - t) * v))
-            std = sigma * math.sqrt(delta)
+            mean, std = _sde_step_reference(x, v, t, a_lvl, delta)
             # Not an Euler step: every transition carries its own noise.
             assert float((s.chain[:, k + 1] - (x - delta * v)).abs().max()) > 1e-3
             terms.append(
