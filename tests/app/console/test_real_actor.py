@@ -206,6 +206,9 @@ async def test_every_key_drives_the_real_actor(run):
             assert app.status.history[-1].success is success
             await pilot.press("p")
             await until(pilot, lambda: state() == "running", 10, "next episode")
+            # the console must see it too: else its last status (waiting, the previous outcome) still stands and
+            # the next round's wait for "waiting_confirmation" would pass on that stale status
+            await until(pilot, lambda: app.status.episode.state == "running", what="console shows running")
 
         # the console stays live while the actor drives home (a blocking move): several statuses
         assert len(during_reset) >= 3, len(during_reset)
