@@ -52,6 +52,32 @@ def test_episodes_become_rollouts_and_weights_change_only_between_chunks(run_con
     assert learner.learner.updates >= 1
 
 
+class _CountingEvent(threading.Event):
+    """The actor's shutdown event; counts the loop's idle waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def test_the_next_episode_starts_right_after_the_reset_without_an_idle_wait(run_config, learner):
+    """Auto-started episodes in the lockstep sim: reset, then start at once. A 50 ms idle wait after each
+    reset was a third of the sim demo's actor time."""
+    cfg = run_config(f"--transport.port={learner.port}", "--actor.episodes=6")
+    shutdown = _CountingEvent()
+    actor = Actor(cfg, progress=lambda line: None, shutdown=shutdown)
+    resets = []
+    reset = actor.episodes.reset
+    actor.episodes.reset = lambda *a, **k: resets.append(reset(*a, **k)) or resets[-1]
+    assert actor.run() == 0
+    assert actor.episodes_done == 6 and len(resets) >= 5 and all(resets)
+    assert shutdown.waits == 0, f"{shutdown.waits} idle waits in 6 episodes"
+
+
 def test_expert_takeover_is_recorded_as_human_chunks(run_config, learner):
     actor, sent, _ = _actor(run_config, learner, "--actor.episodes=2", "--actor.expert_takeover_prob=1.0")
     assert actor.run() == 0
