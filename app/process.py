@@ -43,6 +43,14 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def set_torch_threads(n: int) -> None:
+    """`learner.torch_threads` / `actor.torch_threads`: 0 leaves torch's default."""
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def run_role(
     argv: list[str],
     name: str,
@@ -77,6 +85,7 @@ def run_role(
     shutdown = threading.Event()
     try:
         cfg = parse_run_config(argv)
+        set_torch_threads(getattr(cfg, name).torch_threads)
         install_stop_signals(shutdown, name)  # only once there is something to stop
         run = build_pirl(cfg, shutdown)
     except (ValueError, FileExistsError, FileNotFoundError) as err:

@@ -38,6 +38,9 @@ class ActorConfig:
     control: ControlConfig | None = None
     # Print one progress line per this many episodes (0: silent).
     progress_every: int = 1
+    # CPU threads for torch in this process (0: torch's default, one per core). Beside a learner on the
+    # same small machine, 1 leaves it a core (see learner.torch_threads).
+    torch_threads: int = 0
 
     def validate(self) -> None:
         if self.episodes < 0:
@@ -46,6 +49,10 @@ class ActorConfig:
             raise ValueError(f"actor.group_size must be >= 1, got {self.group_size}")
         if not 0.0 <= self.expert_takeover_prob <= 1.0:
             raise ValueError("actor.expert_takeover_prob must be in [0, 1]")
+        if self.torch_threads < 0:
+            raise ValueError(
+                f"actor.torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}"
+            )
         if self.wait_for_weights_s < 0:
             raise ValueError("actor.wait_for_weights_s must be >= 0 (0 = forever)")
         if not self.actor_id or any(c.isspace() for c in self.actor_id):

@@ -75,10 +75,18 @@ class LearnerConfig:
     wandb_project: str = "pirl"
     # Print one progress line per update (headless); metrics also go to <output_dir>/metrics.jsonl.
     progress: bool = True
+    # CPU threads for torch in this process (0: torch's default, one per core). When the learner shares
+    # a small machine with the actor, give each its own core: two processes that both spread over every
+    # core slowed the sim demo's PPO updates 10-20x on 2 cores (docs/runtime.md).
+    torch_threads: int = 0
 
     def validate(self) -> None:
         if self.max_updates < 0 or self.save_every < 0:
             raise ValueError("learner.max_updates and learner.save_every must be >= 0")
+        if self.torch_threads < 0:
+            raise ValueError(
+                f"learner.torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}"
+            )
         if self.keep_checkpoints < 1:
             raise ValueError("learner.keep_checkpoints must be >= 1")
         if self.stats_window < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -37,4 +38,36 @@ def test_first_signal_asks_for_a_clean_stop_second_aborts():
             signal.raise_signal(signal.SIGINT)
     finally:
         for s, h in old.items():
+            signal.signal(s, h)
+
+
+@pytest.mark.parametrize("name", ["learner", "actor"])
+def test_torch_threads_are_set_for_the_process_before_it_builds(name, tmp_path):
+    """`--learner.torch_threads` / `--actor.torch_threads`: one core each when both share a small machine."""
+    import torch
+
+    from app.process import run_role
+
+    seen: list[int] = []
+
+    def build(cfg, shutdown):
+        seen.append(torch.get_num_threads())
+        return lambda: 0
+
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "sim_pirl_reach.json")
+    argv = ["--config", config, f"--learner.output_dir={tmp_path / 'run'}"]
+    old_threads = torch.get_num_threads()
+    old_handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        torch.set_num_threads(2)
+        assert run_role([*argv, f"--{name}.torch_threads=1"], name, "", lambda a: 1, build) == 0
+        assert run_role([*argv, f"--{name}.torch_threads=0"], name, "", lambda a: 1, build) == 0
+        assert seen == [1, 1]  # 0 leaves the process as it is
+        from app.learner.config import parse_run_config
+
+        with pytest.raises(ValueError, match=f"{name}.torch_threads must be >= 0"):
+            parse_run_config([*argv, f"--{name}.torch_threads=-1"]).validate(name)
+    finally:
+        torch.set_num_threads(old_threads)
+        for s, h in old_handlers.items():
             signal.signal(s, h)
