@@ -95,7 +95,7 @@ class ConsoleApp(App[int]):
         self.query_one(StatusBar).show(link="not connected")
         if self.control is not None:
             self.client = ControlClient(
-                self.control, on_status=self.show_status, on_connection=self.show_link
+                self.control, on_status=self._link_status, on_connection=self._link_state
             )
             self.run_worker(self.client.run(), name="control-link", group="link")
             self.set_interval(0.5, self._check_silence)
@@ -105,6 +105,16 @@ class ConsoleApp(App[int]):
             self.client.close()
 
     # -- what the actor says
+
+    # The link's callbacks. On exit the app stops running and removes its panels before the link is
+    # closed (on_unmount); a status arriving in between is dropped instead of failing the link's worker.
+    def _link_status(self, status: ActorStatus) -> None:
+        if self.is_running:
+            self.show_status(status)
+
+    def _link_state(self, connected: bool, detail: str) -> None:
+        if self.is_running:
+            self.show_link(connected, detail)
 
     def show_status(self, status: ActorStatus) -> None:
         """Render one status in every panel (called ~10 Hz by the control link, or directly)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from textual.css.query import NoMatches
 
 from app.actor.control import Command, ControlConfig
 from app.console.app import ConsoleApp
@@ -46,6 +47,20 @@ async def test_estop_works_while_a_confirmation_is_open(actor_with_camera):
         assert isinstance(app.screen, ConfirmScreen)  # the dialog is still open, nothing else happened
         await pilot.press("n")
         assert Command.QUIT not in actor.commands
+
+
+async def test_a_status_that_arrives_while_the_app_exits_is_dropped(actor_with_camera):
+    """On exit the app stops running and removes its panels before the control link closes; a status or a
+    link change arriving in between (the actor publishes ~10 Hz) must not fail the link's worker."""
+    app = console_for(actor_with_camera)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.status is not None, 30, "first status")
+        last = app.status
+    assert not app.is_running
+    with pytest.raises(NoMatches):  # what the link's worker raised (CI, 2026-12-06) ...
+        app.show_status(last)
+    app._link_status(last)  # ... and what it calls now
+    app._link_state(False, "actor closed the connection")
 
 
 async def test_estop_without_an_actor_says_it_was_not_delivered():
