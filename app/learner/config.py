@@ -76,8 +76,8 @@ class LearnerConfig:
     # Print one progress line per update (headless); metrics also go to <output_dir>/metrics.jsonl.
     progress: bool = True
     # CPU threads for torch in this process (0: torch's default, one per core). When the learner shares
-    # a small machine with the actor, give each its own core: two processes that both spread over every
-    # core slowed the sim demo's PPO updates 10-20x on 2 cores (docs/runtime.md).
+    # a small machine with the actor, give each its own core: with both spread over every core, the sim
+    # demo's PPO updates took 10-24 s instead of 0.3-0.4 s on 2 cores (docs/runtime.md).
     torch_threads: int = 0
 
     def validate(self) -> None:
