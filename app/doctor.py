@@ -193,7 +193,7 @@ def check_calibration(required: bool) -> Check:
 def check_run_config(path: str) -> list[Check]:
     """The devices a run config names, as the actor will build them (ports, ids, calibration files)."""
     try:
-        from app.learner.config import parse_run_config
+        from app.run.parse import parse_run_config
 
         run = parse_run_config(["--config", path])
         run.validate("actor")

@@ -108,9 +108,9 @@ def _run_pirl(bc: BenchConfig, out: Any) -> None:  # pragma: no cover - runs in 
     import torch
 
     from app.actor.loop import Actor
-    from app.learner.algorithm import pirl_model_of
-    from app.learner.config import make_policy, parse_run_config
     from app.learner.service import PIRLLearnerService
+    from app.rl.algorithm import pirl_model_of
+    from app.run.parse import parse_run_config
     from app.transport.channel import make_server
     from app.transport.codec import Parameters, encode_parameters
     from app.transport.config import TransportConfig
@@ -137,7 +137,7 @@ def _run_pirl(bc: BenchConfig, out: Any) -> None:  # pragma: no cover - runs in 
     service.add_to_server(server)
     server.start()
     learner_cfg = parse_run_config([*base, "--transport.port=0"])
-    model = pirl_model_of(make_policy(learner_cfg))
+    model = pirl_model_of(learner_cfg.make_policy())
     service.publish_parameters(0, encode_parameters(Parameters(0, model.get_trainable_state())))
     del model
 

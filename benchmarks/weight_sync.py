@@ -126,11 +126,11 @@ def make_synthetic(n_params: int, seed: int = 0) -> nn.Module:
 def make_weights(size: str, seed: int = 0) -> Weights:
     """`size` is a parameter count ("50e6") or a policy name in POLICIES."""
     if size == "native":
-        from app.learner.algorithm import pirl_model_of
-        from app.learner.config import make_policy, parse_run_config
+        from app.rl.algorithm import pirl_model_of
+        from app.run.parse import parse_run_config
 
         cfg = parse_run_config(["--config", str(_REPO / "configs" / "sim_pirl_reach.json")])
-        model = pirl_model_of(make_policy(cfg))
+        model = pirl_model_of(cfg.make_policy())
         return Weights(model, model.get_trainable_state, model.load_trainable_state)
     if size == "tiny_smolvla":
         from app.rl.adapters.smolvla import SmolVLAAdapter

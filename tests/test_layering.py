@@ -54,7 +54,7 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
 ALLOWED = {
     # The launcher half of `pirl console` parses the run config to check the actor options it passes on
     # before starting the actor; the TUI itself still sees only the control channel.
-    ("app/console/main.py", "app.learner.config"),
+    ("app/console/main.py", "app.run.config"),
 }
 
 

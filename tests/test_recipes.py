@@ -31,8 +31,9 @@ import draccus
 import pytest
 import torch
 
-from app.learner.config import PIRLRunConfig, make_policy, parse_run_config
-from app.learner.sac import config_path, normalise_argv, requested_algorithm
+from app.run.config import PIRLRunConfig
+from app.run.parse import parse_run_config
+from app.run.sac import config_path, normalise_argv, requested_algorithm
 from tests.mocks import sim_fixtures
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def _is_sac(path: Path) -> bool:
 def _parse_sac(argv: list[str]):
     from lerobot.rl.train_rl import TrainRLServerPipelineConfig
 
-    from app.learner.sac import install_dataset_null_workaround
+    from app.run.sac import install_dataset_null_workaround
 
     install_dataset_null_workaround()
     path = config_path(argv)
@@ -138,7 +139,7 @@ def test_run_config_parses_validates_and_fits_its_robot(path: Path, tmp_path: Pa
         assert str(cfg.safety.envelope_path).startswith("envelopes/"), "doc records it with --output"
     robot = make_robot(cfg.robot, require_calibration=False)  # instance only: no port, no camera opened
 
-    policy = make_policy(cfg)
+    policy = cfg.make_policy()
     native = policy.config.native
     state_keys = resolve_state_keys(robot, cfg.actor.state_keys)
     assert native.state_dim == len(state_keys), (native.state_dim, state_keys)
@@ -197,7 +198,7 @@ def test_vla_run_config_parses_validates_and_builds_with_a_tiny_base(path: Path)
         pol.base_path = pol.stats_path = pol.tokenizer_path = None
         pol.tiny.enabled, pol.tiny.state_dim = True, state_dim
         pol.tiny.action_dim, pol.tiny.cameras = len(robot.action_features), tuple(cfg.actor.image_keys)
-    policy = make_policy(cfg)
+    policy = cfg.make_policy()
     assert set(policy.image_keys) <= cameras
     assert policy.config.input_features["observation.state"].shape == (
         len(resolve_state_keys(robot, cfg.actor.state_keys)),
@@ -320,7 +321,7 @@ def test_sim_recipe_runs_one_update_through_learner_and_actor(name: str, method:
     what a test must shrink is overridden: the BC policy (a tiny one of the demo's shape instead of a demo
     run), one 9-chunk episode per update instead of 320 chunks, one update."""
     from app.learner.checkpoint import CheckpointManager
-    from app.learner.launch import RunProcesses
+    from app.run.launch import RunProcesses
 
     folder = _tiny_policy_folder(tmp_path / "bc_policy", method)
     out = tmp_path / "run"
@@ -368,7 +369,7 @@ def test_two_machine_recipe_token_and_tls_lines_work_together(tmp_path: Path):
     """Recipe 3 on loopback: the doc's own openssl line makes the certificate, the doc's learner and actor
     lines add TLS, the config's token_env asks for PIRL_TOKEN. The arm is the simulated SO-101 with one
     small camera named like the recipe's (no serial port here); the policy keeps the recipe's method."""
-    from app.learner.launch import RunProcesses, free_port
+    from app.run.launch import RunProcesses, free_port
 
     config = "configs/so101_two_machines.json"
     openssl = next(c for c in _doc_commands() if c[:2] == ["openssl", "req"])
@@ -554,11 +555,11 @@ def _tiny_vla(kind: str, folder: Path, chunk: int):
 def test_vla_recipe_settings_train_the_named_groups_and_push_in_bf16(kind: str, tmp_path: Path):
     """With the recipe's PI-RL settings: exactly `rl.trainable` trains (the VLM stays frozen), one PPO
     update on a sampled batch moves it, and the bf16 push loads into an actor-side copy of the model."""
-    from app.learner.checkpoint import frozen_digest
     from app.rl.adapters.factory import make_adapter
     from app.rl.adapters.tiny import tokenize
     from app.rl.batch import RolloutBatch
     from app.rl.config import PIRLConfig
+    from app.rl.digests import frozen_digest
     from app.rl.model import PIRLModel
     from app.rl.sampling import sample
     from app.rl.trainer import PIRLTrainer

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 
-from app.process import run_role
+from app.run.process import run_role
 
 
 def _run_sac(argv: list[str]) -> int:
-    from app.learner.sac import run_actor
+    from app.run.sac import run_actor
 
     return run_actor(argv)
 

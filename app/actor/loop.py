@@ -22,7 +22,6 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,13 +29,14 @@ import torch
 
 from app.actor.client import LearnerClient
 from app.actor.observation import action_dict, action_row, resolve_state_keys, to_policy_observation
-from app.learner.algorithm import pirl_model_of
-from app.learner.checkpoint import frozen_digest, weights_digest
-from app.learner.config import LEADER_ARMS, PIRLRunConfig, make_policy
+from app.rl.algorithm import pirl_model_of
 from app.rl.batch import RolloutBatch
+from app.rl.digests import frozen_digest, weights_digest
 from app.rl.sampling import sample
+from app.run.config import LEADER_ARMS, PIRLRunConfig
 from app.transport.codec import Parameters, Rollout
 from hardware.episodes import EpisodeManager, EpisodeRecord, EpisodeState
+from hardware.factory import make_robot
 from hardware.guard import RobotGuard
 from hardware.takeover import ExpertSource, Takeover
 from hardware.watchdog import LinkWatchdog
@@ -50,15 +50,6 @@ _CONSOLE_LOGGERS = ("pirl", "hardware")
 
 class ActorError(RuntimeError):
     """The actor cannot go on (message says why and what to change)."""
-
-
-def make_robot(cfg: Any) -> Any:
-    """A LeRobot robot from its config (our factory when present, else LeRobot's)."""
-    try:
-        from hardware.factory import make_robot as hw_make_robot  # type: ignore[attr-defined]
-    except ImportError:
-        from lerobot.robots.utils import make_robot_from_config as hw_make_robot
-    return hw_make_robot(cfg)
 
 
 _TELEOP_LABELS = {
@@ -78,16 +69,6 @@ def _leader_in_degrees(teleop: Any) -> None:
     for motor in teleop.bus.motors.values():
         if motor.norm_mode is MotorNormMode.RANGE_M100_100:
             motor.norm_mode = MotorNormMode.DEGREES
-
-
-@dataclass
-class EpisodeSummary:
-    """What one episode produced (also the JSON sent with SendInteractions)."""
-
-    record: EpisodeRecord
-    rollout: RolloutBatch | None
-    versions: tuple[int, int]
-    chunks: int
 
 
 class Actor:
@@ -118,7 +99,7 @@ class Actor:
         self._rng = random.Random(cfg.actor.sample_seed)
 
         # The native policy samples on the CPU; a VLA names its `actor_device` (it needs an accelerator).
-        self.policy = make_policy(cfg)
+        self.policy = cfg.make_policy()
         self.policy.to(getattr(self.policy.config, "actor_device", "cpu"))
         self.model = pirl_model_of(self.policy)
         self.my_digest = frozen_digest(self.model)
@@ -154,7 +135,7 @@ class Actor:
         self._takeover_next = False  # the console asked for a takeover while no episode ran
         self._last_obs: dict[str, Any] | None = None
         if cfg.actor.control is not None:
-            from app.actor.control import ControlServer, JointView, LogBuffer
+            from app.control.channel import ControlServer, JointView, LogBuffer
 
             self.control = ControlServer(cfg.actor.control)
             self._joint_view = JointView()
@@ -568,7 +549,7 @@ class Actor:
     # ------------------------------------------------------------------------------- console
 
     def _handle_commands(self) -> None:
-        from app.actor.control import Command
+        from app.control.channel import Command
 
         for cmd in self.control.poll_commands():
             if cmd is Command.START:
@@ -606,14 +587,14 @@ class Actor:
         """One snapshot for the console. While an episode runs it shows that episode; between episodes
         (resetting, waiting for the operator) the one that just ended, with its outcome. Episodes are
         numbered from 1, as in the progress lines."""
-        from app.actor.control import (
+        from app.control.channel import (
             ActorStatus,
             CameraThumbnail,
             EpisodeStatus,
             LearnerLinkStatus,
             LoopStatus,
         )
-        from app.actor.control import EpisodeRecord as CurvePoint
+        from app.control.channel import EpisodeRecord as CurvePoint
 
         g = self.guard.status()
         cs = self.client.status

@@ -17,7 +17,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer
 
-from app.actor.control import Ack, ActorStatus, Command, ControlClient, ControlConfig
 from app.console.launcher import ActorProcess
 from app.console.widgets import (
     CameraPanel,
@@ -31,6 +30,7 @@ from app.console.widgets import (
     StatusBar,
 )
 from app.console.widgets.panel import Panel
+from app.control.channel import Ack, ActorStatus, Command, ControlClient, ControlConfig
 
 STALE_STATUS_S = 2.0  # no status for this long while connected: the actor is flagged as silent
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import draccus
 
-from app.actor.control import ControlConfig
+from app.control.channel import ControlConfig
 
 
 @dataclass
@@ -112,7 +112,7 @@ def main(argv: list[str]) -> int:
 
 def _check_actor_options(cfg: ConsoleConfig, extra: list[str]) -> None:
     """Parse the actor's options here, so a typo is one line now, not a dead actor in a log file."""
-    from app.learner.config import parse_run_config
+    from app.run.parse import parse_run_config
 
     try:
         parse_run_config(["--config", str(cfg.config), *extra]).validate("actor")

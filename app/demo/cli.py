@@ -223,7 +223,7 @@ def say(msg: str) -> None:
 
 def _pirl(cfg: DemoCLIConfig, out: Path, bc_dir: Path, headless: bool) -> tuple[Path, bool, float]:
     """Learner + actor processes until `updates` (or the wall budget, or Ctrl-C); always stops both."""
-    from app.learner.launch import RunProcesses, free_port
+    from app.run.launch import RunProcesses, free_port
 
     run_dir = out / "run"
     if run_dir.exists():  # the learner refuses to overwrite a run; the demo's own previous run goes
@@ -279,7 +279,7 @@ def make_summary(
     rl_wall_s: float,
 ) -> dict:
     """summary.json: both success rates, how much PI-RL ran and how fast, and where everything is."""
-    from app.learner.launch import read_metrics
+    from app.run.launch import read_metrics
 
     metrics = read_metrics(run_dir)
     last = metrics[-1] if metrics else {}

@@ -19,6 +19,10 @@ from app.eval.recorder import EpisodeRecorder, RecordConfig
 from app.eval.runner import EvalError, EvalResult, run_eval
 from app.eval.stats import SuccessRate, wilson_interval
 
+# The config choices `pirl eval` parses (policy, robot and camera types, teleoperators) come from the one
+# list every command shares.
+from app.run.registry import register_choices
+
 __all__ = [
     "EpisodeRecorder",
     "EvalConfig",
@@ -31,26 +35,6 @@ __all__ = [
     "run_eval",
     "wilson_interval",
 ]
-
-# Modules whose import registers the config choices `pirl eval` parses: policy "pirl_flow", robots
-# (sim_so101, LeRobot's SO/Koch followers) and the teleoperators --teleop.type accepts. Listed here rather
-# than taken from app.learner.config, whose import pulls in LeRobot's RL stack (seconds of start-up).
-REGISTRATIONS = (
-    "app.rl.lerobot_policy",
-    "app.rl.vla_policy",
-    "hardware.sim",
-    "lerobot.robots.so_follower",
-    "lerobot.robots.koch_follower",
-    "lerobot.teleoperators.gamepad.configuration_gamepad",
-    "lerobot.teleoperators.keyboard.configuration_keyboard",
-)
-
-
-def register_choices() -> None:
-    import importlib
-
-    for name in REGISTRATIONS:
-        importlib.import_module(name)
 
 
 def normalize_argv(argv: list[str]) -> list[str]:

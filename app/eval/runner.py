@@ -111,7 +111,7 @@ def load_policy(path: str | Path) -> tuple[Any, Callable | None, Callable | None
     """
     from lerobot.configs.policies import PreTrainedConfig
 
-    from app.eval import register_choices
+    from app.run.registry import register_choices
 
     register_choices()
     try:

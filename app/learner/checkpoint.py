@@ -18,7 +18,6 @@ is only checked between steps, so Ctrl-C never interrupts a save (it triggers a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,25 +34,6 @@ STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 LAST_FILE = "LAST"
 PRETRAINED_DIR = "pretrained_model"
-
-
-def weights_digest(state: dict[str, torch.Tensor]) -> str:
-    """A short content hash of a state dict (same on learner and actor for the same weights).
-
-    Tensors are copied one at a time for hashing, so pass live tensors (`trainable_tensors()`), not a clone
-    of the whole set: at 450M parameters a clone is 1.8 GB held only to compute this digest."""
-    h = hashlib.sha1()
-    for key in sorted(state):
-        t = state[key].detach().to("cpu", torch.float32).contiguous()
-        h.update(key.encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def frozen_digest(model: torch.nn.Module) -> str:
-    """Fingerprint of what does not travel with pushed weights (frozen parameters and buffers)."""
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    return weights_digest({k: v for k, v in model.state_dict().items() if k not in trainable})
 
 
 def _fsync_path(path: Path) -> None:

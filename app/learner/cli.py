@@ -9,13 +9,13 @@ Ctrl-C aborts at once (the newest finished checkpoint stays intact).
 
 from __future__ import annotations
 
-from app.process import install_stop_signals, run_role, setup_logging
+from app.run.process import install_stop_signals, run_role, setup_logging
 
 __all__ = ["install_stop_signals", "main", "setup_logging"]
 
 
 def _run_sac(argv: list[str]) -> int:
-    from app.learner.sac import run_learner
+    from app.run.sac import run_learner
 
     return run_learner(argv)
 

@@ -33,20 +33,17 @@ from typing import Any
 
 import draccus
 
-from app.learner.algorithm import PIRLAlgorithm
-from app.learner.checkpoint import CheckpointManager, frozen_digest, weights_digest
-from app.learner.config import PIRLRunConfig, make_policy
+from app.learner.checkpoint import CheckpointManager
 from app.learner.service import PIRLLearnerService
+from app.rl.algorithm import PIRLAlgorithm
 from app.rl.batch import RolloutBatch
+from app.rl.digests import frozen_digest, weights_digest
+from app.run.config import PIRLRunConfig
+from app.run.sections import ENDPOINT_FILE, METRICS_FILE
 from app.transport.channel import make_server
 from app.transport.codec import Parameters, Rollout
 
 log = logging.getLogger("pirl.learner")
-
-#: Written into output_dir when the server is up: {"host", "port", "pid", "run_id", "version"}.
-ENDPOINT_FILE = "learner.json"
-METRICS_FILE = "metrics.jsonl"
-
 
 class MetricsSink:
     """metrics.jsonl always; TensorBoard and wandb when enabled. One `write(step, metrics)` per update."""
@@ -106,7 +103,7 @@ class Learner:
                 f"{self.out} already holds a run (checkpoint {self.ckpt.latest().name}); "
                 "continue it with --learner.resume=true or pick another --learner.output_dir"
             )
-        self.policy = make_policy(cfg, device=cfg.policy.device if cfg.policy is not None else "cpu")
+        self.policy = cfg.make_policy(device=cfg.policy.device if cfg.policy is not None else "cpu")
         self.algorithm = PIRLAlgorithm(self.policy, cfg.algorithm)
         self.algorithm.make_optimizers_and_scheduler()
         self.updates = 0

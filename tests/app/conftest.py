@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.learner.config import parse_run_config
+from app.run.parse import parse_run_config
 
 
 def tiny_run_config(tmp_path, *extra: str):

@@ -10,7 +10,7 @@ import pytest
 
 from app.actor import cli as actor_cli
 from app.learner import cli as learner_cli
-from app.process import install_stop_signals
+from app.run.process import install_stop_signals
 
 
 @pytest.mark.parametrize("cli", [learner_cli, actor_cli], ids=["learner", "actor"])
@@ -46,7 +46,7 @@ def test_torch_threads_are_set_for_the_process_before_it_builds(name, tmp_path):
     """`--learner.torch_threads` / `--actor.torch_threads`: one core each when both share a small machine."""
     import torch
 
-    from app.process import run_role
+    from app.run.process import run_role
 
     seen: list[int] = []
 
@@ -63,7 +63,7 @@ def test_torch_threads_are_set_for_the_process_before_it_builds(name, tmp_path):
         assert run_role([*argv, f"--{name}.torch_threads=1"], name, "", lambda a: 1, build) == 0
         assert run_role([*argv, f"--{name}.torch_threads=0"], name, "", lambda a: 1, build) == 0
         assert seen == [1, 1]  # 0 leaves the process as it is
-        from app.learner.config import parse_run_config
+        from app.run.parse import parse_run_config
 
         with pytest.raises(ValueError, match=f"{name}.torch_threads must be >= 0"):
             parse_run_config([*argv, f"--{name}.torch_threads=-1"]).validate(name)

@@ -13,8 +13,8 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
-from app.actor.control import ActorStatus
 from app.console.widgets.panel import Panel
+from app.control.channel import ActorStatus
 
 RAMP = " .:-=+*#%@"  # dark -> bright
 # Without colour the frame's own brightness range is stretched over the ramp when it spans at least this

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from app.actor.control import ActorStatus, EpisodeRecord
 from app.console.widgets.panel import Panel
+from app.control.channel import ActorStatus, EpisodeRecord
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 

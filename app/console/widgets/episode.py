@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from app.actor.control import ActorStatus
 from app.console.format import num
 from app.console.widgets.panel import Panel
+from app.control.channel import ActorStatus
 
 # Short labels for states whose names do not fit a narrow panel; the key that moves on is part of it.
 STATE_LABELS = {"waiting_confirmation": "READY: p starts", "idle": "IDLE", "resetting": "RESETTING"}

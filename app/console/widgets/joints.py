@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from app.actor.control import ActorStatus, JointStatus
 from app.console.format import num
 from app.console.widgets.panel import Panel
+from app.control.channel import ActorStatus, JointStatus
 
 NEAR_LIMIT = 0.05  # fraction of the range that counts as "at the limit"
 

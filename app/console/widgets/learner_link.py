@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from app.actor.control import ActorStatus
 from app.console.format import ago, num
 from app.console.widgets.panel import Panel
+from app.control.channel import ActorStatus
 
 STALE_WEIGHTS_S = 120.0  # weights older than this are highlighted: the learner may be stuck
 

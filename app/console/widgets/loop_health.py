@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from app.actor.control import ActorStatus
 from app.console.format import num
 from app.console.widgets.panel import Panel
+from app.control.channel import ActorStatus
 
 SLOW_FRACTION = 0.9  # below 90 % of the target rate the rate is flagged
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from app.actor.control import ActorStatus
+from app.control.channel import ActorStatus
 
 
 class StatusBar(Widget):

@@ -98,7 +98,7 @@ def test_an_actor_built_differently_refuses_the_learners_weights(run_config, lea
 
 
 def test_without_a_learner_the_actor_never_acts_and_says_why(run_config):
-    from app.learner.launch import free_port
+    from app.run.launch import free_port
 
     cfg = run_config(
         f"--transport.port={free_port()}", "--actor.wait_for_weights_s=1.0", "--actor.episodes=1"
@@ -115,7 +115,7 @@ def test_console_channel_shows_status_and_commands_reach_the_robot(run_config, l
     import asyncio
     import time
 
-    from app.actor.control import Command, ControlClient, ControlConfig
+    from app.control.channel import Command, ControlClient, ControlConfig
 
     actor, _, _ = _actor(run_config, learner, "--actor.control.port=0", "--actor.episodes=0")
     thread = threading.Thread(target=actor.run, daemon=True)

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from app.actor.loop import Actor, ActorError
-from app.learner.config import parse_run_config
 from app.learner.loop import Learner
+from app.run.parse import parse_run_config
 from app.transport.codec import Parameters, encode_parameters
 
 CONFIG = "configs/vla/sim_tiny_vla.json"  # recipe 4's CPU try-out: a tiny random VLA on the sim

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 
-from app.actor.control import (
+from app.control.channel import (
     ActorStatus,
     CameraThumbnail,
     Command,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.actor.control import (
+from app.control.channel import (
     ActorStatus,
     CameraThumbnail,
     EpisodeRecord,

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from app.actor.control import (
+from app.control.channel import (
     ActorStatus,
     CameraThumbnail,
     Command,

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from app.actor.control import ControlConfig
 from app.console.launcher import ActorProcess
 from app.console.main import ConsoleConfig, actor_argv, main
+from app.control.channel import ControlConfig
 from tests.app.console.helpers import wait
 
 

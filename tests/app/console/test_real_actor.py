@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from app.actor.control import Command, ControlConfig
 from app.console.app import ConsoleApp
 from app.console.widgets import CameraPanel, ConfirmScreen
+from app.control.channel import Command, ControlConfig
 from tests.app.console.helpers import PtyConsole, until, wait
 
 REPO = Path(__file__).resolve().parents[3]
@@ -51,7 +51,7 @@ class ActorThread:
         import socket
 
         from app.actor.loop import Actor
-        from app.learner.config import parse_run_config
+        from app.run.parse import parse_run_config
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -89,8 +89,8 @@ class RealRun:
     def __init__(self, tmp: Path) -> None:
         import torch
 
-        from app.learner.config import parse_run_config
         from app.learner.loop import Learner
+        from app.run.parse import parse_run_config
 
         torch.set_num_threads(1)
         self.path = tiny_config(tmp)
@@ -308,7 +308,7 @@ def test_pirl_console_with_a_config_starts_the_actor_and_quits_it_safely(run, tm
     import asyncio
     import socket
 
-    from app.actor.control import ControlClient
+    from app.control.channel import ControlClient
 
     cfg = json.loads(run.path.read_text())
     cfg["transport"]["port"] = run.port  # the file the started actor reads must name the learner's port

@@ -50,7 +50,7 @@ def test_quick_fills_only_the_options_not_given() -> None:
 def test_run_config_parses_and_matches_the_in_process_pipeline(tmp_path) -> None:
     """The runtime demo and the in-process pipeline (tuning, benchmark 1) must train on the same thing:
     episode length, reset seeds, batch size, PI-RL settings."""
-    from app.learner.config import parse_run_config
+    from app.run.parse import parse_run_config
 
     cfg = parse(["--seed=3", "--chunks_per_update=200", "--method=flow_sde"])
     path = tmp_path / "run_config.json"

@@ -8,8 +8,7 @@ import torch
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 from lerobot.rl.algorithms.factory import make_algorithm_config
 
-from app.learner.algorithm import PIRLAlgorithm, PIRLAlgorithmConfig, make_algorithm
-from app.learner.config import make_policy
+from app.rl.algorithm import PIRLAlgorithm, PIRLAlgorithmConfig, make_algorithm
 from app.rl.batch import RolloutBatch
 from app.rl.sampling import sample
 
@@ -47,7 +46,7 @@ def test_pirl_is_a_registered_lerobot_algorithm_choice(run_config):
 
 def test_update_runs_ppo_and_bumps_the_version(run_config):
     cfg = run_config()
-    policy = make_policy(cfg)
+    policy = cfg.make_policy()
     algo = make_algorithm(cfg.algorithm, policy)
     assert isinstance(algo, PIRLAlgorithm) and algo.config.policy_config is policy.config
     assert set(algo.make_optimizers_and_scheduler()) == {"pirl"}
@@ -63,7 +62,7 @@ def test_update_runs_ppo_and_bumps_the_version(run_config):
     assert not any(k.startswith("policy.obs_encoder") for k in after)
     # training state round trip (optimiser + version + step)
     state = algo.training_state()
-    other = PIRLAlgorithm(make_policy(cfg), cfg.algorithm)
+    other = PIRLAlgorithm(cfg.make_policy(), cfg.algorithm)
     other.load_weights(after)
     other.load_training_state(state)
     assert other.policy_version == 1 and other.optimization_step == 1

@@ -11,7 +11,8 @@ import time
 import pytest
 import torch
 
-from app.learner.checkpoint import CheckpointManager, weights_digest
+from app.learner.checkpoint import CheckpointManager
+from app.rl.digests import weights_digest
 
 
 def _state(v: float):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.learner.checkpoint import META_FILE, CheckpointManager
-from app.learner.launch import RunProcesses, read_endpoint
+from app.run.launch import RunProcesses, read_endpoint
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.learner.launch import free_port, spawn
-from app.learner.sac import install_dataset_null_workaround, normalise_argv, requested_algorithm
+from app.run.launch import free_port, spawn
+from app.run.sac import install_dataset_null_workaround, normalise_argv, requested_algorithm
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "configs" / "sac_gym_hil.json"
@@ -30,7 +30,7 @@ def test_dataset_null_validates_after_the_workaround(tmp_path):
     import draccus
     from lerobot.rl.train_rl import TrainRLServerPipelineConfig
 
-    import app.learner.sac as sac
+    import app.run.sac as sac
 
     with draccus.config_type("json"):
         cfg = draccus.parse(

@@ -117,12 +117,12 @@ def test_clear_errors_for_missing_inputs(tmp_path):
 
 
 def test_a_bare_vla_folder_as_policy_path_says_how_to_wrap_it(tmp_path):
-    from app.learner.config import PIRLRunConfig, make_policy
     from app.rl.adapters.tiny import build_tiny_smolvla
+    from app.run.config import PIRLRunConfig
 
     build_tiny_smolvla(tmp_path / "vlm").save_pretrained(tmp_path / "smolvla")
     with pytest.raises(ValueError, match="--policy.type=pirl_vla --policy.base_path"):
-        make_policy(PIRLRunConfig(policy_path=tmp_path / "smolvla"))
+        PIRLRunConfig(policy_path=tmp_path / "smolvla").make_policy()
 
 
 def test_base_path_builds_from_a_local_smolvla_folder(tmp_path):

@@ -1,10 +1,16 @@
-"""The actor's own settings (one section of the shared run config, `--actor.*`)."""
+"""The process sections of the shared run config: `--learner.*` and `--actor.*`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from app.actor.control import ControlConfig
+from app.control.channel import ControlConfig
+
+# Files the learner writes into learner.output_dir that other processes read (launchers, the demo).
+# {"host", "port", "pid", "run_id", "version"}, written when the server is up.
+ENDPOINT_FILE = "learner.json"
+METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass
@@ -57,3 +63,42 @@ class ActorConfig:
             raise ValueError("actor.wait_for_weights_s must be >= 0 (0 = forever)")
         if not self.actor_id or any(c.isspace() for c in self.actor_id):
             raise ValueError(f"actor.actor_id must be a non-empty name without spaces, got {self.actor_id!r}")
+
+
+@dataclass
+class LearnerConfig:
+    # Where checkpoints, metrics.jsonl and TensorBoard logs go.
+    output_dir: Path = Path("outputs/pirl")
+    # Continue the run in output_dir from its newest checkpoint (policy, optimiser, version, counters).
+    resume: bool = False
+    # Stop after this many updates (0: run until stopped).
+    max_updates: int = 0
+    # Updates between checkpoints (0: only the final one at exit).
+    save_every: int = 10
+    # Finished checkpoints kept on disk (older ones are deleted after each save).
+    keep_checkpoints: int = 3
+    # Episodes in the sliding window of charts/success_rate and charts/intervention_rate.
+    stats_window: int = 20
+    # Write TensorBoard event files to <output_dir>/tb.
+    tensorboard: bool = True
+    # Also log to Weights & Biases (needs wandb installed and configured; off by default, offline OK).
+    wandb: bool = False
+    wandb_project: str = "pirl"
+    # Print one progress line per update (headless); metrics also go to <output_dir>/metrics.jsonl.
+    progress: bool = True
+    # CPU threads for torch in this process (0: torch's default, one per core). When the learner shares
+    # a small machine with the actor, give each its own core: with both spread over every core, the sim
+    # demo's PPO updates took 10-24 s instead of 0.3-0.4 s on 2 cores (docs/runtime.md).
+    torch_threads: int = 0
+
+    def validate(self) -> None:
+        if self.max_updates < 0 or self.save_every < 0:
+            raise ValueError("learner.max_updates and learner.save_every must be >= 0")
+        if self.torch_threads < 0:
+            raise ValueError(
+                f"learner.torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}"
+            )
+        if self.keep_checkpoints < 1:
+            raise ValueError("learner.keep_checkpoints must be >= 1")
+        if self.stats_window < 1:
+            raise ValueError("learner.stats_window must be >= 1")

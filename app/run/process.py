@@ -64,13 +64,14 @@ def run_role(
     fix; those become one line on stderr and exit code 2 instead of a traceback. Errors while running are
     not caught here: a bug keeps its traceback.
     """
-    from app.learner.sac import requested_algorithm
+    from app.run.sac import requested_algorithm
 
     if any(a in ("-h", "--help") for a in argv) and requested_algorithm(argv) != "sac":
         print(help_text)
         import draccus
 
-        from app.learner.config import PIRLRunConfig, register_choices
+        from app.run.config import PIRLRunConfig
+        from app.run.registry import register_choices
 
         register_choices()
         with contextlib.suppress(SystemExit):  # draccus prints every option, then exits
@@ -80,7 +81,7 @@ def run_role(
         return run_sac(argv)
     setup_logging("-v" in argv)
     argv = [a for a in argv if a != "-v"]
-    from app.learner.config import parse_run_config
+    from app.run.parse import parse_run_config
 
     shutdown = threading.Event()
     try:

@@ -1,6 +1,6 @@
 """Start a learner and actors as separate processes and follow them (for `pirl demo`, tests, scripts).
 
-    from app.learner.launch import RunProcesses, free_port
+    from app.run.launch import RunProcesses, free_port
 
     run = RunProcesses.start("configs/sim_pirl_reach.json", output_dir="outputs/demo", actors=1,
                              learner_args=["--learner.max_updates=50"], actor_args=["--actor.episodes=0"])
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from app.learner.loop import ENDPOINT_FILE, METRICS_FILE
+from app.run.sections import ENDPOINT_FILE, METRICS_FILE
 
 PROGRESS_PREFIXES = ("learner:", "actor ")
 

@@ -7,7 +7,7 @@ safety, and no call on the actor side ever blocks the control loop.
 
 Actor side (all calls are non-blocking; the loop never waits for a console)::
 
-    from app.actor.control import ActorStatus, Command, ControlConfig, ControlServer
+    from app.control.channel import ActorStatus, Command, ControlConfig, ControlServer
 
     server = ControlServer(ControlConfig(port=7070))       # or ControlConfig(unix_socket="/tmp/pirl.sock")
     server.on_estop = guard.estop                           # optional: latch at once, from the I/O thread
