@@ -1,7 +1,7 @@
 """Typed PI-RL configuration (draccus-friendly dataclasses).
 
 Every option a recipe may touch lives here with a comment saying what it does; defaults are the
-reference's (DESIGN.md section 5) unless a comment says why we differ. The config is nested inside the
+reference's (docs/algorithm.md says what each one computes) unless a comment says why we differ. The config is nested inside the
 LeRobot policy config (`lerobot_policy.PIRLFlowConfig.rl`) so a checkpoint carries the exact algorithm
 settings it was trained with.
 """
@@ -47,7 +47,9 @@ class FlowNoiseConfig:
     std_max: float = 0.16
     # Hidden widths of the noise-head MLP (tanh activations, as the reference).
     hidden: tuple[int, ...] = (128, 64)
-    # Entropy bonus coefficient on the chain's Gaussian entropy (sum of 0.5*log(2*pi*e*sigma^2)).
+    # Entropy bonus coefficient on the chain's Gaussian entropy (per step, the sum of 0.5*log(2*pi*e*sigma^2)
+    # over the executed slice), aggregated over the steps exactly like the log-prob (logprob_reduce,
+    # include_prior: the prior adds the constant entropy of N(0, I) and, with "mean", one to the divisor).
     entropy_coef: float = 0.005
 
 
@@ -159,7 +161,8 @@ class PIRLConfig:
     # "sum" is the true joint density of the chain; "mean" averages over the step terms (the reference).
     logprob_reduce: LogprobReduce = "mean"
     # Include the prior term log N(x_0; 0, I) (the reference does). It does not depend on the parameters,
-    # so it only shifts the reported log-prob and, with "mean", adds one term to the average.
+    # so it only shifts the reported log-prob and, with "mean", adds one term to the average (K+1 terms);
+    # the Flow-Noise entropy gets the matching constant term and the same divisor.
     include_prior: bool = True
     # Parameter groups that train: names from FlowPolicy.parameter_groups() plus "noise_head" and
     # "value_head". Everything else is frozen.

@@ -1,16 +1,19 @@
 """Chain samplers with log-probs (Flow-Noise, Flow-SDE), deterministic ODE sampling, and re-scoring.
 
-Notation (DESIGN.md section 5): t = 1 is noise, t = 0 the action; K steps, delta = 1/K, t_k = 1 - k/K;
-x_0 ~ N(0, I) and x_K is the chunk (in the model's normalised space). A chain is stored whole as
-`chain[:, k] = x_k` ([B, K+1, H, D]) with `sde_step[b]` = the stochastic step j of a hybrid Flow-SDE chain
+Notation (docs/algorithm.md, "Conventions"): t = 1 is noise, t = 0 the action; K steps, delta = 1/K,
+t_k = 1 - k/K, both from `time_grid`, the one place sampling and re-scoring take them from; x_0 ~ N(0, I)
+and x_K is the chunk (in the model's normalised space). A chain is stored whole as `chain[:, k] = x_k`
+([B, K+1, H, D]) with `sde_step[b]` = the stochastic step j of a hybrid Flow-SDE chain
 (-1 otherwise). `evaluate_chain` re-scores a stored chain under the current parameters without
 re-sampling; it is the only place the PPO ratio's numerator comes from, and `sample` calls the same step
-functions, so the ratio is exactly 1 before any update.
+functions on the same float32 grid, so the ratio is exactly 1 before any update (bitwise on CPU, tested).
 
 Log-prob aggregation (see PIRLConfig.logprob_reduce / include_prior): each step term is the Gaussian
 log-density summed over the executed slice [:exec_horizon, :action_dim]; the chunk log-prob is the sum or
-the mean of the step terms (K transitions, plus log N(x_0; 0, I) if include_prior). A hybrid Flow-SDE
-chain has exactly one term, the stochastic step.
+the mean of the step terms (K transitions, plus log N(x_0; 0, I) if include_prior). The Flow-Noise entropy
+is aggregated by the same `_Stepper.reduce` over the same terms: the K step entropies plus, with
+include_prior, the (constant) entropy of N(0, I) on the executed slice, so "mean" divides both by the same
+count. A hybrid Flow-SDE chain has exactly one log-prob term, the stochastic step.
 """
 
 from __future__ import annotations
@@ -61,9 +64,16 @@ def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: to
     return torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32).to(device)
 
 
-def time_grid(k: torch.Tensor | int, num_steps: int) -> torch.Tensor | float:
-    """t_k = 1 - k/K."""
-    return 1.0 - k / num_steps
+def time_grid(num_steps: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, float]:
+    """The denoising grid: (t [K] float32 with t[k] = t_k = 1 - k/K, delta = 1/K).
+
+    The only place t_k and delta are computed: sampling (train and deterministic) and re-scoring (full
+    chain and hybrid) all index this tensor, so a step sees the same float32 time in both. t_k is computed
+    in float64 and rounded to float32 once (computing k/K in float32 and then 1 - k/K rounds twice and
+    differs by one ulp at some steps of K = 3 or 10, which moved the re-scored log-prob by ~1e-5).
+    """
+    t = torch.tensor([1.0 - k / num_steps for k in range(num_steps)], dtype=torch.float64)
+    return t.to(device=device, dtype=torch.float32), 1.0 / num_steps
 
 
 def sde_transition(
@@ -90,9 +100,18 @@ class _Stepper:
         self.model = model
         self.cfg = model.cfg
         self.K = model.cfg.num_steps
-        self.delta = 1.0 / self.K
+        self.grid, self.delta = time_grid(self.K)
         self.h = model.exec_horizon
         self.a = model.policy.action_dim
+
+    def times(self, k: int | torch.Tensor, b: int, device: torch.device) -> torch.Tensor:
+        """t [b] float32 for step k (an int, or a [b] long tensor of per-row steps) from the shared grid."""
+        idx = (
+            torch.full((b,), k, dtype=torch.long, device=device)
+            if isinstance(k, int)
+            else k.to(device, torch.long)
+        )
+        return self.grid.to(device)[idx]
 
     def score(self, terms: torch.Tensor) -> torch.Tensor:
         """Elementwise log-density [B, H, D] -> executed-slice sum [B]."""
@@ -111,12 +130,18 @@ class _Stepper:
         return mean, std, v
 
     def reduce(self, step_terms: list[torch.Tensor], prior: torch.Tensor | None) -> torch.Tensor:
+        """The chunk aggregate of per-step terms [B] (log-probs or entropies): their sum, or their mean
+        with "mean"; `prior` is one more term when include_prior."""
         terms = list(step_terms) + ([prior] if prior is not None and self.cfg.include_prior else [])
         total = torch.stack(terms, dim=0).sum(dim=0)
         return total / len(terms) if self.cfg.logprob_reduce == "mean" else total
 
     def prior(self, x0: torch.Tensor) -> torch.Tensor:
         return self.score(-0.5 * x0 * x0 - 0.5 * _LOG_2PI)
+
+    def prior_entropy(self, b: int, device: torch.device) -> torch.Tensor:
+        """Entropy [B] of the prior N(0, I) on the executed slice: h*a*0.5*log(2*pi*e), a constant."""
+        return torch.full((b,), self.h * self.a * 0.5 * math.log(2 * math.pi * math.e), device=device)
 
     @property
     def hybrid(self) -> bool:
@@ -149,7 +174,7 @@ def sample(
         chain = [x]
         if mode == "deterministic":
             for k in range(st.K):
-                t = torch.full((b,), time_grid(k, st.K), device=dev, dtype=dt)
+                t = st.times(k, b, dev)
                 v, _ = pol.velocity(x, t, ctx)
                 x = x - st.delta * v.float()
                 chain.append(x)
@@ -168,7 +193,7 @@ def sample(
         step_terms: list[torch.Tensor] = []
         hybrid_term = torch.zeros(b, device=dev, dtype=dt)
         for k in range(st.K):
-            t = torch.full((b,), time_grid(k, st.K), device=dev, dtype=dt)
+            t = st.times(k, b, dev)
             mean, std, v = st.transition(x, t, ctx)
             eps = _randn(shape, generator, dev)
             if st.hybrid:
@@ -213,22 +238,20 @@ def evaluate_chain(
         idx = sde_step.view(-1, 1, 1, 1).expand(-1, 1, *chain.shape[2:])
         x_j = chain.gather(1, idx).squeeze(1)
         x_next = chain.gather(1, idx + 1).squeeze(1)
-        t = time_grid(sde_step.to(chain.dtype), st.K)
+        t = st.times(sde_step, b, chain.device)
         mean, std, _ = st.transition(x_j, t, ctx)
         return ChainEval(st.score(gaussian_logpdf(x_next, mean, std)), zeros, value, ctx)
     step_terms, ent_terms = [], []
     for k in range(st.K):
-        t = torch.full((b,), time_grid(k, st.K), device=chain.device, dtype=chain.dtype)
+        t = st.times(k, b, chain.device)
         mean, std, _ = st.transition(chain[:, k], t, ctx)
         step_terms.append(st.score(gaussian_logpdf(chain[:, k + 1], mean, std)))
         if st.cfg.method == "flow_noise":
             ent_terms.append(st.score(0.5 * torch.log(2 * math.pi * math.e * std * std)))
     logprob = st.reduce(step_terms, st.prior(chain[:, 0]))
-    if ent_terms:
-        ent = torch.stack(ent_terms).sum(0)
-        entropy = ent / len(ent_terms) if st.cfg.logprob_reduce == "mean" else ent
-    else:
-        entropy = zeros
+    # Same terms, same divisor as the log-prob (the prior's entropy is a constant: it only shifts the
+    # value and, with "mean", sets the divisor to K+1 as it does for the log-prob).
+    entropy = st.reduce(ent_terms, st.prior_entropy(b, chain.device)) if ent_terms else zeros
     return ChainEval(logprob, entropy, value, ctx)
 
 

@@ -192,3 +192,64 @@ def test_per_token_noise_features_give_per_token_stds() -> None:
     torch.testing.assert_close(ev.logprob.detach(), s.logprob, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="noise_features_per_token"):
         model.noise_head(torch.zeros(3, 5))
+
+
+@pytest.mark.parametrize("num_steps", [3, 4, 10])
+@pytest.mark.parametrize(
+    ("method", "hybrid"),
+    [("flow_sde", True), ("flow_sde", False), ("flow_noise", False)],
+    ids=["sde_hybrid", "sde_full", "noise"],
+)
+def test_rescored_logprob_equals_behaviour_logprob_at_any_step_count(
+    method: str, hybrid: bool, num_steps: int
+) -> None:
+    """Sampler and re-scorer share one time grid (sampling.time_grid), so the ratio before any update is 1
+    (bitwise on CPU) also at K = 3 and 10, whose 1 - k/K is not exact in float32 (a grid computed twice
+    differed by one ulp and the hybrid Flow-SDE log-prob by up to ~1e-5)."""
+    model = tiny_model(
+        method=method, num_steps=num_steps, exec_horizon=3, sde=FlowSDEConfig(noise_level=0.5, hybrid=hybrid)
+    )
+    gen = torch.Generator().manual_seed(10 + num_steps)
+    obs = rand_obs(64, gen)
+    s = sample(model, obs, generator=gen)
+    if hybrid:
+        assert len(set(s.sde_step.tolist())) == num_steps  # every step j is exercised
+    with torch.no_grad():
+        lp = evaluate_chain(model, obs, s.chain, s.sde_step).logprob
+    torch.testing.assert_close(lp, s.logprob, rtol=0, atol=1e-7)
+    assert float(torch.exp(lp - s.logprob).sub(1.0).abs().max()) <= 1e-7
+
+
+@pytest.mark.parametrize(
+    ("reduce", "prior"), [("sum", False), ("sum", True), ("mean", False), ("mean", True)]
+)
+def test_flow_noise_entropy_is_aggregated_like_the_logprob(reduce: str, prior: bool) -> None:
+    """Entropy = the K step entropies sum 0.5*log(2*pi*e*sigma^2) over the executed slice, plus (with
+    include_prior) the constant entropy of N(0, I) on that slice; summed, or divided by the same count as
+    the log-prob (K+1 with the prior, K without)."""
+    K, h = 3, 3
+    model = tiny_model(
+        method="flow_noise", num_steps=K, exec_horizon=h, logprob_reduce=reduce, include_prior=prior
+    )
+    gen = torch.Generator().manual_seed(7)
+    obs = rand_obs(5, gen)
+    s = sample(model, obs, generator=gen)
+    pol, a = model.policy, model.policy.action_dim
+    ev = evaluate_chain(model, obs, s.chain, s.sde_step)
+    with torch.no_grad():
+        ctx = pol.encode(obs)
+        terms = []
+        for k in range(K):
+            _, feats = pol.velocity(s.chain[:, k], torch.full((5,), 1.0 - k / K), ctx)
+            std = _slice(model.noise_head(feats), h, a).double()
+            terms.append((0.5 * torch.log(2 * math.pi * math.e * std**2)).sum(dim=(1, 2)))
+        if prior:
+            terms.append(torch.full((5,), h * a * 0.5 * math.log(2 * math.pi * math.e), dtype=torch.float64))
+        expected = torch.stack(terms).sum(0)
+        if reduce == "mean":
+            expected = expected / (K + 1 if prior else K)
+    torch.testing.assert_close(ev.entropy.detach().double(), expected, rtol=1e-6, atol=1e-5)
+    # Flow-SDE has no learned std: no entropy term, whatever the aggregation.
+    sde = tiny_model(method="flow_sde", num_steps=K, logprob_reduce=reduce, include_prior=prior)
+    s2 = sample(sde, obs, generator=gen)
+    assert torch.equal(evaluate_chain(sde, obs, s2.chain, s2.sde_step).entropy, torch.zeros(5))
