@@ -135,7 +135,8 @@ class Actor:
         self._takeover_next = False  # the console asked for a takeover while no episode ran
         self._last_obs: dict[str, Any] | None = None
         if cfg.actor.control is not None:
-            from app.control.channel import ControlServer, JointView, LogBuffer
+            from app.actor.status import JointView, LogBuffer
+            from app.control.server import ControlServer
 
             self.control = ControlServer(cfg.actor.control)
             self._joint_view = JointView()
@@ -549,7 +550,7 @@ class Actor:
     # ------------------------------------------------------------------------------- console
 
     def _handle_commands(self) -> None:
-        from app.control.channel import Command
+        from app.control.protocol import Command
 
         for cmd in self.control.poll_commands():
             if cmd is Command.START:
@@ -587,14 +588,14 @@ class Actor:
         """One snapshot for the console. While an episode runs it shows that episode; between episodes
         (resetting, waiting for the operator) the one that just ended, with its outcome. Episodes are
         numbered from 1, as in the progress lines."""
-        from app.control.channel import (
+        from app.control.protocol import (
             ActorStatus,
             CameraThumbnail,
             EpisodeStatus,
             LearnerLinkStatus,
             LoopStatus,
         )
-        from app.control.channel import EpisodeRecord as CurvePoint
+        from app.control.protocol import EpisodeRecord as CurvePoint
 
         g = self.guard.status()
         cs = self.client.status

@@ -30,7 +30,8 @@ from app.console.widgets import (
     StatusBar,
 )
 from app.console.widgets.panel import Panel
-from app.control.channel import Ack, ActorStatus, Command, ControlClient, ControlConfig
+from app.control.client import ControlClient
+from app.control.protocol import Ack, ActorStatus, Command, ControlConfig
 
 STALE_STATUS_S = 2.0  # no status for this long while connected: the actor is flagged as silent
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import draccus
 
-from app.control.channel import ControlConfig
+from app.control.protocol import ControlConfig
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.control.channel import ControlConfig
+from app.control.protocol import ControlConfig
 
 # Files the learner writes into learner.output_dir that other processes read (launchers, the demo).
 # {"host", "port", "pid", "run_id", "version"}, written when the server is up.

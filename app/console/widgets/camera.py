@@ -14,7 +14,7 @@ from rich.style import Style
 from rich.text import Text
 
 from app.console.widgets.panel import Panel
-from app.control.channel import ActorStatus
+from app.control.protocol import ActorStatus
 
 RAMP = " .:-=+*#%@"  # dark -> bright
 # Without colour the frame's own brightness range is stretched over the ramp when it spans at least this

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from app.console.widgets.panel import Panel
-from app.control.channel import ActorStatus, EpisodeRecord
+from app.control.protocol import ActorStatus, EpisodeRecord
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 

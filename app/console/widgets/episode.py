@@ -6,7 +6,7 @@ from rich.text import Text
 
 from app.console.format import num
 from app.console.widgets.panel import Panel
-from app.control.channel import ActorStatus
+from app.control.protocol import ActorStatus
 
 # Short labels for states whose names do not fit a narrow panel; the key that moves on is part of it.
 STATE_LABELS = {"waiting_confirmation": "READY: p starts", "idle": "IDLE", "resetting": "RESETTING"}

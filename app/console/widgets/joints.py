@@ -11,7 +11,7 @@ from rich.text import Text
 
 from app.console.format import num
 from app.console.widgets.panel import Panel
-from app.control.channel import ActorStatus, JointStatus
+from app.control.protocol import ActorStatus, JointStatus
 
 NEAR_LIMIT = 0.05  # fraction of the range that counts as "at the limit"
 

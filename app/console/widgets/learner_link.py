@@ -6,7 +6,7 @@ from rich.text import Text
 
 from app.console.format import ago, num
 from app.console.widgets.panel import Panel
-from app.control.channel import ActorStatus
+from app.control.protocol import ActorStatus
 
 STALE_WEIGHTS_S = 120.0  # weights older than this are highlighted: the learner may be stuck
 

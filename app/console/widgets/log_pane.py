@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import RichLog
 
-from app.control.channel import ActorStatus
+from app.control.protocol import ActorStatus
 
 _LEVEL_STYLE = {"WARNING": "bold yellow", "ERROR": "bold reverse red", "CRITICAL": "bold reverse red"}
 

@@ -6,7 +6,7 @@ from rich.text import Text
 
 from app.console.format import num
 from app.console.widgets.panel import Panel
-from app.control.channel import ActorStatus
+from app.control.protocol import ActorStatus
 
 SLOW_FRACTION = 0.9  # below 90 % of the target rate the rate is flagged
 

@@ -6,7 +6,7 @@ from rich.console import RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
-from app.control.channel import ActorStatus
+from app.control.protocol import ActorStatus
 
 
 class Panel(Widget):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from app.control.channel import ActorStatus
+from app.control.protocol import ActorStatus
 
 
 class StatusBar(Widget):

@@ -115,7 +115,8 @@ def test_console_channel_shows_status_and_commands_reach_the_robot(run_config, l
     import asyncio
     import time
 
-    from app.control.channel import Command, ControlClient, ControlConfig
+    from app.control.client import ControlClient
+    from app.control.protocol import Command, ControlConfig
 
     actor, _, _ = _actor(run_config, learner, "--actor.control.port=0", "--actor.episodes=0")
     thread = threading.Thread(target=actor.run, daemon=True)

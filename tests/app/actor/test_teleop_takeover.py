@@ -105,7 +105,7 @@ def _assert_within_clamps(actor: Actor, steps: list[dict]) -> None:
 def test_leader_arm_takeover_from_the_console_follows_within_the_clamps_and_hands_back_without_a_jump(
     run_config, learner, leader, calib_dir
 ):
-    from app.control.channel import Command
+    from app.control.protocol import Command
 
     actor, sent, steps = _actor(
         run_config,
@@ -364,7 +364,7 @@ def test_leader_takeover_on_the_serial_mocked_follower_in_real_time(run_config, 
     control thread, taken over by the (simulated-bus) leader. Every Goal_Position on the wire, policy,
     human, hand-back or reset, moves at most the velocity clamp from the one before it; the follower is
     commanded to the leader's pose; the human chunks reach the learner flagged; both arms are let go."""
-    from app.control.channel import Command
+    from app.control.protocol import Command
     from tests.calibration.test_check import goals_on_wire, wire_poses
 
     write_calibration_file(calib_dir / "arm1.json", calibrate_registers(so101_sim, SO101_RANGES))

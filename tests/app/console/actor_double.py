@@ -14,18 +14,18 @@ import math
 import threading
 import time
 
-from app.control.channel import (
+from app.actor.status import JointView
+from app.control.protocol import (
     ActorStatus,
     CameraThumbnail,
     Command,
     ControlConfig,
-    ControlServer,
     EpisodeRecord,
     EpisodeStatus,
-    JointView,
     LogLine,
     LoopStatus,
 )
+from app.control.server import ControlServer
 
 
 class SimActorDouble:

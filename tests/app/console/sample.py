@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.control.channel import (
+from app.control.protocol import (
     ActorStatus,
     CameraThumbnail,
     EpisodeRecord,

@@ -12,7 +12,7 @@ from textual.css.query import NoMatches
 from app.console.app import ConsoleApp
 from app.console.widgets import CameraPanel, ConfirmScreen, LogPane
 from app.console.widgets.camera import RAMP
-from app.control.channel import Command, ControlConfig
+from app.control.protocol import Command, ControlConfig
 from tests.app.console.actor_double import SimActorDouble
 from tests.app.console.helpers import until
 

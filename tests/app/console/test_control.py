@@ -11,17 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from app.control.channel import (
-    ActorStatus,
-    CameraThumbnail,
-    Command,
-    ControlClient,
-    ControlConfig,
-    ControlServer,
-    JointStatus,
-    JointView,
-    LoopStatus,
-)
+from app.actor.status import JointView
+from app.control.client import ControlClient
+from app.control.protocol import ActorStatus, CameraThumbnail, Command, ControlConfig, JointStatus, LoopStatus
+from app.control.server import ControlServer
 from tests.app.console.sample import sample_frame, sample_status
 
 FAST = {"heartbeat_s": 0.05, "console_timeout_s": 0.3, "rate_hz": 50.0}

@@ -11,7 +11,7 @@ import pytest
 
 from app.console.launcher import ActorProcess
 from app.console.main import ConsoleConfig, actor_argv, main
-from app.control.channel import ControlConfig
+from app.control.protocol import ControlConfig
 from tests.app.console.helpers import wait
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from app.console.app import ConsoleApp
 from app.console.widgets import CameraPanel, ConfirmScreen
-from app.control.channel import Command, ControlConfig
+from app.control.protocol import Command, ControlConfig
 from tests.app.console.helpers import PtyConsole, until, wait
 
 REPO = Path(__file__).resolve().parents[3]
@@ -308,7 +308,7 @@ def test_pirl_console_with_a_config_starts_the_actor_and_quits_it_safely(run, tm
     import asyncio
     import socket
 
-    from app.control.channel import ControlClient
+    from app.control.client import ControlClient
 
     cfg = json.loads(run.path.read_text())
     cfg["transport"]["port"] = run.port  # the file the started actor reads must name the learner's port

@@ -7,7 +7,7 @@ import numpy as np
 from app.console.widgets.camera import RAMP, fit, render_halfblock
 from app.console.widgets.curves import BLOCKS, sparkline, success_rate
 from app.console.widgets.joints import joint_bar, limit_flag
-from app.control.channel import EpisodeRecord, JointStatus
+from app.control.protocol import EpisodeRecord, JointStatus
 
 
 def test_halfblock_puts_upper_pixel_in_foreground_and_lower_in_background():

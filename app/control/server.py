@@ -1,0 +1,311 @@
+"""The actor's end of the control channel: a loopback listener served by one daemon I/O thread.
+
+Nothing here blocks the actor's control loop (protocol and guarantees: app/control/protocol.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from app.control.protocol import (
+    MAX_LINE,
+    PROTOCOL,
+    ActorStatus,
+    Command,
+    ControlConfig,
+    encode_line,
+    status_payload,
+)
+
+log = logging.getLogger("pirl.control.server")
+
+# ---------------------------------------------------------------------------------------- actor side
+
+
+class _Peer:
+    """One connected console, seen from the actor's I/O thread."""
+
+    def __init__(self, sock: socket.socket, name: str, now: float) -> None:
+        self.sock = sock
+        self.name = name
+        self.inbuf = bytearray()
+        self.out = bytearray()  # bytes being written now
+        self.acks: deque[bytes] = deque()
+        self.status: bytes | None = None  # the latest status not yet written (latest-only)
+        self.last_heard = now
+
+    def wants_write(self) -> bool:
+        return bool(self.out or self.acks or self.status)
+
+
+class ControlServer:
+    """The actor's end: a loopback listener run by one daemon I/O thread.
+
+    Thread safety: `publish`, `poll_commands`, `status_due` and the properties may be called from any
+    thread; they only take a short lock and poke the I/O thread.
+    """
+
+    def __init__(self, cfg: ControlConfig | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg or ControlConfig()
+        self.cfg.validate()
+        self._clock = clock
+        # Called from the I/O thread as soon as an ESTOP arrives (before the loop polls it). Must be fast
+        # and thread-safe (e.g. RobotGuard.estop). Exceptions are logged, and the command is still queued.
+        self.on_estop: Callable[[], Any] | None = None
+        self._lock = threading.Lock()
+        self._commands: deque[tuple[_Peer, int, Command]] = deque()
+        self._peers: dict[int, _Peer] = {}
+        self._status: bytes | None = None
+        self._last_publish = -1e9
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.address: str | tuple[str, int] | None = None
+        self.commands_received = 0
+        self.statuses_sent = 0
+
+    # -- lifecycle
+
+    def start(self) -> ControlServer:
+        if self.cfg.unix_socket:
+            path = self.cfg.unix_socket
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            lst.bind(path)
+            os.chmod(path, 0o600)
+            self.address = path
+        else:
+            family = socket.AF_INET6 if ":" in self.cfg.host else socket.AF_INET
+            lst = socket.socket(family, socket.SOCK_STREAM)
+            lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                lst.bind((self.cfg.host, self.cfg.port))
+            except OSError as exc:
+                lst.close()
+                raise OSError(
+                    f"control channel cannot listen on {self.cfg.host}:{self.cfg.port} ({exc}); another "
+                    "actor may be running, or pick a free port with --control.port"
+                ) from exc
+            self.address = lst.getsockname()[:2]
+        lst.listen(4)
+        lst.setblocking(False)
+        self._listener = lst
+        self._sel.register(lst, selectors.EVENT_READ, "accept")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._thread = threading.Thread(target=self._run, name="pirl-control", daemon=True)
+        self._thread.start()
+        log.info("control channel listening on %s", self.address)
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        for peer in list(self._peers.values()):
+            self._drop(peer, "actor closing")
+        if self._listener is not None:
+            self._listener.close()
+            if self.cfg.unix_socket:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.cfg.unix_socket)
+        self._sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> ControlServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the actor loop's API
+
+    @property
+    def clients(self) -> int:
+        with self._lock:
+            return len(self._peers)
+
+    @property
+    def console_alive(self) -> bool:
+        """A console has been heard from within `console_timeout_s` (any message counts)."""
+        age = self.seconds_since_console()
+        return age is not None and age <= self.cfg.console_timeout_s
+
+    def seconds_since_console(self) -> float | None:
+        with self._lock:
+            if not self._peers:
+                return None
+            return self._clock() - max(p.last_heard for p in self._peers.values())
+
+    def status_due(self) -> bool:
+        """True when a console is connected and a status was last published >= 1/rate_hz ago."""
+        with self._lock:
+            return bool(self._peers) and self._clock() - self._last_publish >= 1.0 / self.cfg.rate_hz
+
+    def publish(self, status: ActorStatus, force: bool = False) -> bool:
+        """Queue a status for every console (latest-only). Returns False when dropped by the rate limit
+        (or nobody listens). Encoding happens here, so the caller may reuse `status` afterwards."""
+        if not force and not self.status_due():
+            return False
+        data = encode_line({"type": "status", "status": status_payload(status)})
+        with self._lock:
+            self._last_publish = self._clock()
+            self._status = data
+            for peer in self._peers.values():
+                peer.status = data
+        self._wake()
+        return True
+
+    def poll_commands(self) -> list[Command]:
+        """Commands received since the last call, oldest first; each is acknowledged to its console."""
+        with self._lock:
+            taken = list(self._commands)
+            self._commands.clear()
+            for peer, cid, _ in taken:
+                peer.acks.append(
+                    encode_line({"type": "ack", "id": cid, "ok": True, "detail": "taken by the actor"})
+                )
+        if taken:
+            self._wake()
+        return [cmd for _, _, cmd in taken]
+
+    # -- I/O thread
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                for peer in self._peers.values():
+                    ev = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.wants_write() else 0)
+                    self._sel.modify(peer.sock, ev, peer)
+            try:
+                events = self._sel.select(timeout=0.25)
+            except OSError:  # closed under us during shutdown
+                return
+            for key, mask in events:
+                if key.data == "accept":
+                    self._accept()
+                elif key.data == "wake":
+                    with contextlib.suppress(BlockingIOError, OSError):
+                        self._wake_r.recv(4096)
+                else:
+                    peer: _Peer = key.data
+                    if mask & selectors.EVENT_READ:
+                        self._read(peer)
+                    if mask & selectors.EVENT_WRITE and peer.sock.fileno() >= 0:
+                        self._write(peer)
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        try:
+            sock, addr = self._listener.accept()
+        except (BlockingIOError, OSError):
+            return
+        sock.setblocking(False)
+        peer = _Peer(sock, str(addr) or "unix", self._clock())
+        peer.acks.append(encode_line({"type": "hello", "protocol": PROTOCOL}))
+        with self._lock:
+            self._peers[sock.fileno()] = peer
+            peer.status = self._status
+        self._sel.register(sock, selectors.EVENT_READ, peer)
+        log.info("console connected (%s)", peer.name)
+
+    def _drop(self, peer: _Peer, why: str) -> None:
+        with self._lock:
+            if self._peers.pop(peer.sock.fileno(), None) is None:
+                return
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._sel.unregister(peer.sock)
+        peer.sock.close()
+        log.info("console disconnected (%s): %s", peer.name, why)
+
+    def _read(self, peer: _Peer) -> None:
+        try:
+            chunk = peer.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._drop(peer, str(exc))
+            return
+        if not chunk:
+            self._drop(peer, "closed")
+            return
+        peer.inbuf += chunk
+        with self._lock:
+            peer.last_heard = self._clock()
+        while b"\n" in peer.inbuf:
+            raw, _, rest = peer.inbuf.partition(b"\n")
+            peer.inbuf = bytearray(rest)
+            self._handle(peer, bytes(raw))
+        if len(peer.inbuf) > MAX_LINE:
+            self._drop(peer, "line too long")
+
+    def _handle(self, peer: _Peer, raw: bytes) -> None:
+        try:
+            msg = json.loads(raw)
+            kind = msg["type"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("console %s sent a malformed line; ignored", peer.name)
+            return
+        if kind in ("hello", "heartbeat"):
+            return
+        if kind != "command":
+            log.warning("console %s sent unknown message type %r; ignored", peer.name, kind)
+            return
+        cid = msg.get("id")
+        try:
+            cmd = Command(msg.get("command"))
+        except ValueError:
+            valid = ", ".join(c.value for c in Command)
+            detail = f"unknown command {msg.get('command')!r}; valid: {valid}"
+            with self._lock:
+                peer.acks.append(encode_line({"type": "ack", "id": cid, "ok": False, "detail": detail}))
+            return
+        self.commands_received += 1
+        if cmd is Command.ESTOP and self.on_estop is not None:
+            try:
+                self.on_estop()
+            except Exception:  # the loop still gets the command and latches it itself
+                log.exception("on_estop handler failed")
+        with self._lock:
+            self._commands.append((peer, cid, cmd))
+
+    def _write(self, peer: _Peer) -> None:
+        with self._lock:
+            if not peer.out:
+                if peer.acks:
+                    peer.out += peer.acks.popleft()
+                elif peer.status is not None:
+                    peer.out += peer.status
+                    peer.status = None
+                    self.statuses_sent += 1
+            data = bytes(peer.out)
+        if not data:
+            return
+        try:
+            n = peer.sock.send(data)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._drop(peer, str(exc))
+            return
+        with self._lock:
+            del peer.out[:n]
