@@ -45,6 +45,7 @@ from app.transport.codec import Parameters, Rollout
 
 log = logging.getLogger("pirl.learner")
 
+
 class MetricsSink:
     """metrics.jsonl always; TensorBoard and wandb when enabled. One `write(step, metrics)` per update."""
 
