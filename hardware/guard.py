@@ -13,8 +13,10 @@ learner, the network or the console:
 
 In both modes: `estop(reason)` stops motion at once (hold, then optional torque-off) and latches until
 `clear_estop()`; `hold()` freezes the arm; `close()` (also via `with`, atexit, SIGINT/SIGTERM) holds and
-then disconnects, which releases torque. A learner-link watchdog can be attached; the guard records its
-state for the console while the EpisodeManager decides what a lost link means for episodes.
+then disconnects, which releases torque. The signal handlers (SIGINT/SIGTERM and the e-stop signal,
+SIGUSR1 by default) are installed for real and simulated robots alike, from the main thread only. A
+learner-link watchdog can be attached; the guard records its state for the console while the
+EpisodeManager decides what a lost link means for episodes.
 """
 
 from __future__ import annotations
@@ -137,6 +139,8 @@ class RobotGuard:
                 "joint-position robots whose actions are all '<motor>.pos'"
             )
         motors = [k.removesuffix(".pos") for k in self.keys]
+        # a per-joint option naming a joint this robot lacks is a typo whose limit would never apply
+        self.config.validate_joints(motors, self.robot_type)
         self.layer = layer or SafetyLayer.from_config(
             self.config, self.robot_type, motors, calibrated=calibration_limits(robot)
         )
@@ -160,10 +164,9 @@ class RobotGuard:
         self._stop = threading.Event()
         self._loop_hz: float | None = None
         self._atexit = _weak_close(self)
+        # Real and simulated arms alike: `kill -USR1` must latch the e-stop of a sim actor too, not kill it.
         want_handlers = (
-            (not self.is_sim and self.config.handle_signals)
-            if install_signal_handlers is None
-            else (install_signal_handlers)
+            self.config.handle_signals if install_signal_handlers is None else install_signal_handlers
         )
         self._signals = SignalHooks(self.request_estop, self._stop.set, self.config.estop_signal)
         if want_handlers:

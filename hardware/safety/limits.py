@@ -15,6 +15,7 @@ from hardware.safety.config import (
     FK_ROBOT_TYPES,
     SO_ROBOT_TYPES,
     SafetyConfig,
+    unknown_joint_error,
 )
 from hardware.safety.envelope import SafetyEnvelope
 
@@ -77,15 +78,33 @@ def resolve_limits(
     envelope: SafetyEnvelope | None = None,
     calibrated: Limits | None = None,
 ) -> Limits:
-    """Per-joint [low, high] for every motor; raises with advice when a motor has none."""
+    """Per-joint [low, high] for every motor; raises with advice when a motor has none.
+
+    Every per-joint option (`joint_limits`, `max_step_per_joint`, `max_velocity_per_joint`) and the
+    envelope's joint limits must name motors of this robot: a misspelled joint would silently leave the
+    limit the user meant unapplied, so it is refused here, before the guard exists and anything moves.
+    """
+    cfg.validate()
+    cfg.validate_joints(motors, robot_type)
     limits: Limits = dict(model_limits(robot_type, cfg.model_limit_margin))
     if envelope is not None:
         if envelope.robot_type not in (robot_type, "") and robot_type != "sim_so101":
             logger.warning(
                 "safety envelope was recorded for %s but the robot is %s", envelope.robot_type, robot_type
             )
+        for joint in envelope.joint_limits:
+            if joint not in motors:
+                raise unknown_joint_error(
+                    f"the safety envelope {cfg.envelope_path or ''}".rstrip(), joint, motors, robot_type
+                )
         limits.update({k: (float(v[0]), float(v[1])) for k, v in envelope.joint_limits.items()})
     limits.update({k: (float(v[0]), float(v[1])) for k, v in cfg.joint_limits.items()})
+    for name, (lo, hi) in limits.items():
+        if not lo < hi:
+            raise ValueError(
+                f"joint limits for {name!r} are empty: [{lo}, {hi}]; reduce safety.model_limit_margin "
+                f"({cfg.model_limit_margin}) or set safety.joint_limits"
+            )
     for name, (clo, chi) in (calibrated or {}).items():
         if name not in limits:
             limits[name] = (clo, chi)

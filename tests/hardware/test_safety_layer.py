@@ -147,7 +147,7 @@ def test_per_step_and_velocity_clamps_are_named():
 
 
 def test_workspace_pulls_target_back_to_box_edge():
-    layer = make_layer(max_step=90.0, max_velocity=10_000.0)
+    layer = make_layer(max_step=90.0, max_velocity=3600.0)  # 120 deg/step: only max_step binds
     target = dict(HOME, **{"shoulder_lift.pos": 60.0, "elbow_flex.pos": -40.0})  # reaches far forward/down
     assert not in_box(target)
     r = layer.filter(target, HOME)
@@ -219,7 +219,7 @@ def test_workspace_checks_every_pose_the_joints_can_sweep_through():
     servo that gets there first lifts the gripper through the ceiling on the way."""
     top = 0.25
     cfg = SafetyConfig(
-        workspace_min=[0.05, -0.25, 0.03], workspace_max=[0.40, 0.25, top], max_step=90.0, max_velocity=1e4
+        workspace_min=[0.05, -0.25, 0.03], workspace_max=[0.40, 0.25, top], max_step=90.0, max_velocity=3600.0
     )
     layer = SafetyLayer.from_config(cfg, "sim_so101", MOTORS)
     present = dict(HOME, **{"shoulder_lift.pos": -30.0, "elbow_flex.pos": 10.0, "wrist_flex.pos": 50.0})
@@ -235,7 +235,7 @@ def test_workspace_checks_every_pose_the_joints_can_sweep_through():
 def test_workspace_pullback_never_commands_a_joint_outside_its_limits():
     """The gripper overshot its closed limit a little (servo overshoot); a target the box pulls back must
     not be pulled back to where the gripper is, below its limit."""
-    layer = make_layer(max_step=90.0, max_velocity=1e4)
+    layer = make_layer(max_step=90.0, max_velocity=3600.0)
     present = dict(HOME, **{"gripper.pos": -0.02})
     target = dict(HOME, **{"shoulder_lift.pos": 60.0, "elbow_flex.pos": -40.0, "gripper.pos": 0.0})
     r = layer.filter(target, present)
