@@ -25,7 +25,8 @@ from pathlib import Path
 import draccus
 import torch
 
-STATE_KEY = "observation.state"
+from app.rl.native import STATE_KEY
+
 IMAGE_PREFIX = "observation.images."
 
 

@@ -102,7 +102,7 @@ def bench(name: str, args: argparse.Namespace, device: torch.device) -> dict[str
         adapter, tok = build(name, args.tiny, device, folder)
         build_s = time.perf_counter() - t0
     # one epoch, one minibatch of the whole batch: one gradient step per update (PI-RL's default
-    # optimiser settings and losses, DESIGN.md section 5)
+    # optimiser settings and losses, docs/algorithm.md "The update")
     ppo = PPOConfig(epochs=1, minibatch_size=args.batch, critic_warmup_updates=0)
     cfg = PIRLConfig(method=args.method, num_steps=args.steps, ppo=ppo)
     model = PIRLModel(adapter, cfg).to(device)

@@ -131,8 +131,3 @@ HOME_POSITION: dict[str, float] = {
 def as_action(positions: dict[str, float]) -> dict[str, float]:
     """`{motor: value}` -> LeRobot's `{"<motor>.pos": value}` action/observation keys."""
     return {f"{m}.pos": float(positions[m]) for m in MOTORS}
-
-
-def from_action(action: dict[str, float]) -> dict[str, float]:
-    """LeRobot's `{"<motor>.pos": value}` keys -> `{motor: value}` (other keys ignored)."""
-    return {k.removesuffix(".pos"): float(v) for k, v in action.items() if k.endswith(".pos")}

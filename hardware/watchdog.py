@@ -48,8 +48,8 @@ class LinkWatchdog:
 
     The transport calls `heartbeat()` whenever something arrives from the learner and `lost(reason)` when
     a stream breaks; `restored()` (or a heartbeat after a loss) brings it back. `ok` is False while the
-    link is lost or silent for longer than `timeout_s`. Listeners (the guard, the episode manager) get
-    `on_change(ok, reason)` on every transition, from the thread that noticed it.
+    link is lost or silent for longer than `timeout_s`; `reason` says why. `losses` counts the
+    transitions to lost that `heartbeat`, `lost` and `poll` noticed.
     """
 
     def __init__(self, timeout_s: float = 5.0, clock: Clock = time.monotonic, start_ok: bool = True) -> None:
@@ -59,22 +59,18 @@ class LinkWatchdog:
         self._last_beat = clock()
         self._lost_reason: str | None = None if start_ok else "not connected yet"
         self._reported_ok = start_ok
-        self._listeners: list[Callable[[bool, str], None]] = []
         self.losses = 0
-
-    def add_listener(self, fn: Callable[[bool, str], None]) -> None:
-        self._listeners.append(fn)
 
     def heartbeat(self) -> None:
         with self._lock:
             self._last_beat = self._clock()
             self._lost_reason = None
-        self._notify()
+        self._note()
 
     def lost(self, reason: str = "link lost") -> None:
         with self._lock:
             self._lost_reason = reason
-        self._notify()
+        self._note()
 
     def restored(self) -> None:
         self.heartbeat()
@@ -88,13 +84,9 @@ class LinkWatchdog:
     def reason(self) -> str:
         return self._state()[1]
 
-    def silence_s(self) -> float:
-        with self._lock:
-            return self._clock() - self._last_beat
-
     def poll(self) -> bool:
-        """Re-evaluate the timeout and notify listeners of a transition; returns `ok`."""
-        self._notify()
+        """Re-evaluate the timeout now (counting a loss it finds); returns `ok`."""
+        self._note()
         return self.ok
 
     def _state(self) -> tuple[bool, str]:
@@ -106,13 +98,9 @@ class LinkWatchdog:
                 return False, f"no message from the learner for {silence:.1f} s"
             return True, ""
 
-    def _notify(self) -> None:
-        ok, reason = self._state()
+    def _note(self) -> None:
+        ok, _ = self._state()
         with self._lock:
-            changed = ok != self._reported_ok
-            self._reported_ok = ok
-            if changed and not ok:
+            if self._reported_ok and not ok:
                 self.losses += 1
-        if changed:
-            for fn in list(self._listeners):
-                fn(ok, reason)
+            self._reported_ok = ok

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: lint, format check and the offline test suite. Fails when nothing ran.
+# scripts/check.sh (`make check`) runs this with -m "not slow": the fast lane.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$("$ROOT/scripts/venv.sh")"

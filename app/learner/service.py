@@ -120,11 +120,6 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         change afterwards."""
         self._publish(_Published(int(version), memoryview(payload).cast("B"), None))
 
-    @property
-    def published_version(self) -> int | None:
-        with self._lock:
-            return None if self._params is None else self._params.version
-
     def published_payload(self) -> tuple[int, bytes] | None:
         """(version, a copy of the payload) of what new streams get now (tests, diagnostics)."""
         with self._lock:

@@ -35,6 +35,7 @@ from lerobot.utils.device_utils import is_torch_device_available
 from app.rl.config import PIRLConfig
 from app.rl.lerobot_policy import ChunkedPIRLPolicy
 from app.rl.model import PIRLModel
+from app.rl.native import IMAGE_PREFIX, STATE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ POLICY_TYPE = "pirl_vla"
 BASE_TYPES = ("smolvla", "pi0", "pi05")
 TOKENS_KEY = "observation.language.tokens"
 MASK_KEY = "observation.language.attention_mask"
-STATE_KEY = "observation.state"
-IMAGE_PREFIX = "observation.images."
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The safety filter every action passes through, and the per-episode record of what it changed.
+"""The safety filter every action passes through.
 
 `SafetyLayer.filter(action, present)` turns any action dict (from a policy, a leader arm, a gamepad, a
 scripted expert) into a target the robot may safely be sent:
@@ -27,7 +27,13 @@ whose present position is already outside its limits is only ever moved back tow
 one within `max_step` of its limits is always commanded inside them. Likewise an end effector already
 outside the box (switched on there, or carried out by servo overshoot) is never commanded further out.
 Every change is an event ("joint_limit:elbow_flex", "max_step:gripper", "workspace", "rejected:nan", ...)
-counted in the per-episode SafetyReport.
+counted in the per-episode SafetyReport (`hardware/safety/report.py`; `SafetyReport` and `SafetyResult` are
+re-exported here for the callers that import them from this module).
+
+This module is one cohesive job: turning one action into one safe target. Steps 1-5 share the same state
+(the previous command, the limits, the kinematics) and the workspace pull-back of step 5 calls back into
+the joint checks of steps 2-4 (`hold_action`, `max_step`), so they stay together; splitting the workspace
+geometry out would only move `self` into a second class.
 """
 
 from __future__ import annotations
@@ -35,15 +41,16 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hardware.safety.config import SafetyConfig
 from hardware.safety.limits import GRIPPER, Limits
+from hardware.safety.report import SafetyReport, SafetyResult
+
+__all__ = ["SafetyLayer", "SafetyReport", "SafetyResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,66 +67,6 @@ _LOOKAHEAD_SLACK_M = 0.002
 _ROUNDING_M = 1e-9
 # Same for a joint's braking margin (deg): the +-0.5 deg backlash itself.
 _JOINT_SLACK = 0.5
-
-
-@dataclass
-class SafetyResult:
-    """What the layer made of one action. `action` is always safe to send (the hold target if rejected)."""
-
-    action: dict[str, float]
-    events: list[str] = field(default_factory=list)
-    rejected: bool = False
-
-    @property
-    def clamped(self) -> bool:
-        return bool(self.events) and not self.rejected
-
-
-class SafetyReport:
-    """Counters for one episode (and for the whole run): how often, and which protection, acted."""
-
-    def __init__(self) -> None:
-        self.episode_steps = 0
-        self.episode_clamped_steps = 0
-        self.episode_rejected = 0
-        self.episode_events: Counter[str] = Counter()
-        self.total_steps = 0
-        self.total_events: Counter[str] = Counter()
-
-    def reset_episode(self) -> None:
-        self.episode_steps = 0
-        self.episode_clamped_steps = 0
-        self.episode_rejected = 0
-        self.episode_events = Counter()
-
-    def record(self, result: SafetyResult) -> None:
-        self.episode_steps += 1
-        self.total_steps += 1
-        if result.rejected:
-            self.episode_rejected += 1
-        elif result.events:
-            self.episode_clamped_steps += 1
-        self.episode_events.update(result.events)
-        self.total_events.update(result.events)
-
-    def count(self, event: str) -> None:
-        """Count an event that is not a filtered action (watchdog hold, e-stop, link loss)."""
-        self.episode_events[event] += 1
-        self.total_events[event] += 1
-
-    def report(self) -> dict[str, Any]:
-        """Per-episode summary; by_kind folds "max_step:elbow_flex" into "max_step"."""
-        by_kind: Counter[str] = Counter()
-        for name, n in self.episode_events.items():
-            by_kind[name.split(":", 1)[0]] += n
-        return {
-            "steps": self.episode_steps,
-            "clamped_steps": self.episode_clamped_steps,
-            "rejected": self.episode_rejected,
-            "clamp_rate": self.episode_clamped_steps / self.episode_steps if self.episode_steps else 0.0,
-            "events": dict(self.episode_events),
-            "by_kind": dict(by_kind),
-        }
 
 
 class SafetyLayer:

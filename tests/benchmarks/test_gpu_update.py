@@ -1,5 +1,5 @@
 """Benchmark 4 (GPU update cost): skips cleanly without CUDA, and its tiny CPU run goes through the core
-trainer and prints a well-formed table."""
+trainer, for both PI-RL methods and both adapter families, and prints a well-formed table."""
 
 from __future__ import annotations
 
@@ -9,19 +9,28 @@ import torch
 from benchmarks import gpu_update as gu
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the benchmark would run")
-def test_without_cuda_it_skips_with_a_hint(capsys):
+def test_without_cuda_it_skips_with_a_hint(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gu.main([]) == 0
     out = capsys.readouterr().out
     assert out.startswith("skipped: no CUDA device") and "--tiny" in out
 
 
-def test_tiny_cpu_run_prints_a_table(capsys):
-    assert gu.main(["--tiny", "--models", "smolvla", "--iters", "1", "--warmup", "0", "--batch", "2"]) == 0
+@pytest.mark.parametrize("method", ["flow_noise", "flow_sde"])
+def test_tiny_cpu_run_prints_a_table(method: str, capsys) -> None:
+    argv = ["--tiny", "--models", "smolvla", "pi05", "--iters", "1", "--warmup", "0", "--batch", "2"]
+    assert gu.main([*argv, "--method", method]) == 0
     out = capsys.readouterr().out
-    rows = [ln for ln in out.splitlines() if ln.startswith("| smolvla")]
-    assert len(rows) == 1
-    cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert len(cells) == 8 and cells[-1] == "n/a"  # no peak GPU memory on CPU
-    assert float(cells[5]) > 0  # update seconds
-    assert "PIRLTrainer.update" in out
+    assert "PIRLTrainer.update" in out and f"method={method}" in out
+    for model in ("smolvla", "pi05"):
+        # the progress line: model, params M, trainable M, sample s, chunk/s, update s, chunk/s, peak GiB
+        fields = [ln for ln in out.splitlines() if ln.startswith(model + " ")]
+        assert len(fields) == 1
+        fields = fields[0].split()
+        assert float(fields[1]) > 0.2 and float(fields[4]) > 0 and float(fields[6]) > 0
+        # the report table
+        rows = [ln for ln in out.splitlines() if ln.startswith(f"| {model} ")]
+        assert len(rows) == 1
+        cells = [c.strip() for c in rows[0].strip("|").split("|")]
+        assert len(cells) == 8 and cells[-1] == "n/a"  # no peak GPU memory on CPU
+        assert float(cells[5]) > 0  # update seconds

@@ -2,7 +2,7 @@
 
 Nothing here touches a model hub. LeRobot insists on a few hub assets even without weights (SmolVLA reads
 a SmolVLM config and processor from `vlm_model_name`; pi0/pi05 processors load the PaliGemma tokenizer),
-so we write or build those ourselves (DESIGN.md section 3 has the measured recipe):
+so we write or build those ourselves (docs/vla_adapters.md, "Offline builders", lists sizes and timings):
 
 - a word-level tokenizer with SmolVLM's image special tokens (serves SmolVLA and, as a plain object, pi0);
 - a SmolVLM config + processor folder that `SmolVLAConfig.vlm_model_name` points at;
@@ -23,7 +23,8 @@ from unittest import mock
 
 import torch
 
-STATE_KEY = "observation.state"
+from app.rl.native import STATE_KEY
+
 ACTION_KEY = "action"
 DEFAULT_IMAGE_KEYS = ("observation.images.front",)
 
