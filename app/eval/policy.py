@@ -1,8 +1,18 @@
 """The policy under evaluation: loading a checkpoint folder and checking it fits the robot before anything
-moves."""
+moves.
+
+`--policy` may name
+- a LeRobot pretrained folder (`config.json` + `model.safetensors`): the demo's `bc_policy/`, a `pirl bc`
+  output, a learner checkpoint's `pretrained_model/`, a LeRobot checkpoint;
+- a `pirl learner` checkpoint folder (`<output_dir>/checkpoints/<version>/`): its `pretrained_model/` when
+  it has one (the final checkpoint), else the policy is rebuilt from the run config in its `meta.json`
+  (same seed, `policy_path` / `policy.base_path`) and its trainable tensors are loaded from `state.pt`,
+  after checking the rebuilt frozen part against the recorded `frozen_digest`.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,18 +21,70 @@ import torch
 
 STATE = "observation.state"
 IMAGES = "observation.images."
+# A `pirl learner` checkpoint folder (app/learner/checkpoint.py).
+CHECKPOINT_META = "meta.json"
+CHECKPOINT_STATE = "state.pt"
+PRETRAINED_DIR = "pretrained_model"
+# Paths in a pirl_vla policy config that a rebuild reads (relative ones: to the learner's folder).
+_VLA_PATH_FIELDS = ("base_path", "stats_path", "tokenizer_path")
 
 
 class EvalError(RuntimeError):
     """The evaluation cannot run as configured; the message says what to change."""
 
 
+def policy_folder_problem(path: str | Path) -> str | None:
+    """Why `--policy path` cannot be evaluated, or None when it is a folder `load_policy` reads (above).
+
+    Only looks at file names (no weights are read): for `EvalConfig.validate`. The message follows
+    `--policy <path> `."""
+    path = Path(path)
+    if not path.is_dir():
+        return "is not a folder"
+    if (path / "config.json").is_file():
+        if not (path / "model.safetensors").is_file():
+            return "has a config.json but no model.safetensors (weights)"
+        return None
+    if (path / CHECKPOINT_META).is_file():  # a pirl learner checkpoint
+        pretrained = path / PRETRAINED_DIR
+        if (pretrained / "config.json").is_file():
+            return policy_folder_problem(pretrained)
+        if not (path / CHECKPOINT_STATE).is_file():
+            return (
+                f"is a pirl learner checkpoint without {CHECKPOINT_STATE} or {PRETRAINED_DIR}/ "
+                "(neither its trainable state nor a LeRobot policy folder): pick another checkpoint"
+            )
+        return None
+    hint = ""
+    if (path / PRETRAINED_DIR / "config.json").is_file():
+        hint = f"; did you mean {path / PRETRAINED_DIR}?"
+    elif (path / "checkpoints").is_dir() or (path / "LAST").is_file():
+        root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        hint = (
+            f"; for a `pirl learner` run use one of its checkpoints, {root}/<version> ({root}/LAST names "
+            "the newest)"
+        )
+    return (
+        "is not a LeRobot pretrained folder (no config.json) nor a `pirl learner` checkpoint "
+        f"({CHECKPOINT_META} + {CHECKPOINT_STATE}){hint}"
+    )
+
+
 def load_policy(path: str | Path) -> tuple[Any, Callable | None, Callable | None]:
-    """A LeRobot pretrained folder -> (policy in eval mode, preprocessor, postprocessor).
+    """A policy folder (module docstring) -> (policy in eval mode, preprocessor, postprocessor).
 
     pirl_flow policies normalise inside the model, so they need no processors. Other LeRobot policies
     (e.g. LeRobot SAC checkpoints) are run through the processor pipelines saved next to them, when there.
     """
+    folder = Path(path)
+    if not (folder / "config.json").is_file() and (folder / CHECKPOINT_META).is_file():
+        if (folder / PRETRAINED_DIR / "config.json").is_file():
+            path = folder / PRETRAINED_DIR  # the final checkpoint: its LeRobot folder is the same weights
+        elif (folder / CHECKPOINT_STATE).is_file():
+            return load_checkpoint_policy(folder), None, None
+    problem = policy_folder_problem(path)
+    if problem is not None:
+        raise EvalError(f"--policy {path} {problem}")
     from lerobot.configs.policies import PreTrainedConfig
 
     from app.run.registry import register_choices
@@ -53,6 +115,74 @@ def load_policy(path: str | Path) -> tuple[Any, Callable | None, Callable | None
 
         pre, post = make_pre_post_processors(pcfg, pretrained_path=str(path))
     return policy, pre, post
+
+
+def load_checkpoint_policy(path: str | Path) -> Any:
+    """A `pirl learner` checkpoint without `pretrained_model/` -> its policy in eval mode: rebuilt from the
+    run config recorded in meta.json, frozen part checked by digest, trainable tensors from state.pt."""
+    from lerobot.configs.policies import PreTrainedConfig
+
+    from app.rl.checkpoint_state import CheckpointMismatchError, restore_policy_state
+    from app.rl.factory import make_policy, register_policies
+
+    path = Path(path)
+    meta_file = path / CHECKPOINT_META
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise EvalError(f"--policy {path}: cannot read {meta_file} ({exc})") from exc
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        why = meta.get("config_error", "it has no 'config'")
+        raise EvalError(
+            f"--policy {path}: this checkpoint has no {PRETRAINED_DIR}/ and {meta_file} holds no run config "
+            f"to rebuild the policy from ({why}); evaluate the run's final checkpoint instead"
+        )
+    register_policies()
+    cwd = Path(meta.get("cwd") or ".")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pcfg = policy_path = None
+    try:
+        if config.get("policy") is not None:
+            import draccus
+
+            pcfg = draccus.decode(PreTrainedConfig, config["policy"])
+            for name in _VLA_PATH_FIELDS:
+                if getattr(pcfg, name, None) is not None:
+                    setattr(pcfg, name, str(_relocate(getattr(pcfg, name), cwd)))
+            pcfg.device = device if pcfg.device == "cuda" else "cpu"
+        elif config.get("policy_path") is not None:
+            policy_path = _relocate(config["policy_path"], cwd)
+            saved = json.loads((policy_path / "config.json").read_text())
+            device = device if saved.get("device") == "cuda" else "cpu"
+        else:
+            raise ValueError("the run config names neither policy nor policy_path")
+        seed = int(config.get("seed", 0))
+        policy = make_policy(pcfg, policy_path, seed=seed, device=pcfg.device if pcfg else device)
+    except Exception as exc:  # missing base files, a config this LeRobot cannot decode
+        raise EvalError(
+            f"--policy {path}: cannot rebuild the policy from the run config in {meta_file} ({exc}); the "
+            f"checkpoint holds only the trainable weights, so the files the run was built from (policy_path, "
+            f"policy.base_path) must still be there, or evaluate a checkpoint with {PRETRAINED_DIR}/"
+        ) from exc
+    if not has_pirl_model(policy):
+        raise EvalError(f"--policy {path}: a {policy.config.type} policy has no PI-RL model to load into")
+    try:
+        state = torch.load(path / CHECKPOINT_STATE, map_location="cpu", weights_only=True)
+        restore_policy_state(policy, state, meta, path)
+    except CheckpointMismatchError as exc:
+        raise EvalError(f"--policy {path}: {exc}") from exc
+    except Exception as exc:  # a truncated or foreign state.pt
+        raise EvalError(f"--policy {path}: {path / CHECKPOINT_STATE} does not load ({exc})") from exc
+    return policy.eval()
+
+
+def _relocate(value: str | Path, cwd: Path) -> Path:
+    """A path from the run config: as given when it exists here, else relative to the learner's folder."""
+    p = Path(value)
+    if p.is_absolute() or p.exists() or not (cwd / p).exists():
+        return p
+    return cwd / p
 
 
 def has_pirl_model(policy: Any) -> bool:

@@ -3,10 +3,13 @@
 Layout under `<output_dir>/checkpoints/`:
 
     000012/              one finished checkpoint per saved policy version (zero-padded, sorts by age)
-      state.pt           torch.save of {"policy": ..., "optimizers": ..., "trainer": ..., ...} (tensors and
-                         plain containers only: it is loaded back with weights_only=True)
-      meta.json          version, step counters, weights hash, config; written last
-      pretrained_model/  optional LeRobot-style policy folder (for `pirl eval` / LeRobot tools)
+      state.pt           torch.save of the learner's state (tensors and plain containers only: it is loaded
+                         back with weights_only=True). The learner stores the policy's TRAINABLE tensors,
+                         optimiser, trainer version and RNG (app/rl/checkpoint_state.py), never the frozen
+                         base, which is rebuilt from the run config and checked by digest
+      meta.json          version, step counters, weight digests, config; written last
+      pretrained_model/  LeRobot-style policy folder (for `pirl eval` / LeRobot tools): the learner writes
+                         it into the final checkpoint (and into every one with learner.save_pretrained=every)
     LAST                 name of the newest finished checkpoint (replaced atomically)
 
 A save writes everything into `.tmp-<name>-<pid>/`, fsyncs each file and the folder, renames the folder
@@ -14,6 +17,8 @@ into place (atomic on POSIX), fsyncs the parent, then replaces `LAST` the same w
 newest `keep`. If the process dies at any point, the previous checkpoint and `LAST` are intact; stale
 `.tmp-*` folders are removed by the next save. The learner turns SIGINT/SIGTERM into a shutdown flag that
 is only checked between steps, so Ctrl-C never interrupts a save (it triggers a final one instead).
+`add_folder` adds a folder (e.g. `pretrained_model/`) to a finished checkpoint the same way: written under a
+temporary name, fsynced, renamed into place; a crash leaves the checkpoint as it was.
 """
 
 from __future__ import annotations
@@ -90,6 +95,24 @@ class CheckpointManager:
         self._write_last(name)
         self._prune()
         log.info("checkpoint saved: %s", final)
+        return final
+
+    def add_folder(self, checkpoint: Path, name: str, write: Callable[[Path], None]) -> Path:
+        """Add folder `name`, written by `write(folder)`, to the finished `checkpoint` atomically."""
+        checkpoint = Path(checkpoint)
+        if not (checkpoint / META_FILE).is_file():
+            raise FileNotFoundError(f"{checkpoint} is not a finished pirl checkpoint (no {META_FILE})")
+        for stale in checkpoint.glob(f".tmp-{name}-*"):  # left by a process killed while adding it
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = checkpoint / f".tmp-{name}-{os.getpid()}"
+        write(tmp)
+        _fsync_tree(tmp)
+        final = checkpoint / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_path(checkpoint)
+        log.info("checkpoint %s: added %s", checkpoint, name)
         return final
 
     def latest(self) -> Path | None:

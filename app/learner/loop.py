@@ -7,7 +7,8 @@ Top to bottom, one iteration:
    `PIRLAlgorithm.update` (GAE, PPO/GRPO epochs, see app/rl/trainer.py) on all of them;
 3. publish the new trainable weights (version + 1, optionally bf16) to every actor stream;
 4. log cleanrl-style metrics (stdout line, <output_dir>/metrics.jsonl, TensorBoard, optional wandb);
-5. every `learner.save_every` updates (and at exit, Ctrl-C included) write an atomic checkpoint.
+5. every `learner.save_every` updates (and at exit, Ctrl-C included) write an atomic checkpoint of the
+   trainable state (the exit one also holds the LeRobot `pretrained_model/` folder).
 
 Staleness rule (docs/runtime.md): an episode is tagged per chunk with the version that produced it. At
 update time, with current version V, an episode whose newest chunk is older than
@@ -33,10 +34,11 @@ from typing import Any
 
 import draccus
 
-from app.learner.checkpoint import CheckpointManager
+from app.learner.checkpoint import PRETRAINED_DIR, CheckpointManager
 from app.learner.service import PIRLLearnerService
 from app.rl.algorithm import PIRLAlgorithm
 from app.rl.batch import RolloutBatch
+from app.rl.checkpoint_state import STATE_FORMAT, TRAINABLE_KEY, restore_policy_state, trainable_state
 from app.rl.digests import frozen_digest, weights_digest
 from app.run.config import PIRLRunConfig
 from app.run.sections import ENDPOINT_FILE, METRICS_FILE
@@ -94,6 +96,7 @@ class Learner:
         shutdown: threading.Event | None = None,
     ):
         cfg.validate("learner")
+        self.save_pretrained = _save_pretrained_mode(cfg)
         self.cfg = cfg
         self.progress = progress or (lambda _line: None)
         self.shutdown = shutdown or threading.Event()
@@ -112,9 +115,10 @@ class Learner:
         self.episodes = 0
         self.dropped_stale = 0
         self.run_id = uuid.uuid4().hex[:12]
+        self._last_checkpoint: Path | None = None
+        self.frozen = frozen_digest(self.algorithm.model)  # fixed for the run: only trainable tensors change
         if cfg.learner.resume:
             self._resume()
-        self.frozen = frozen_digest(self.algorithm.model)
         self.pending: list[tuple[Rollout, RolloutBatch]] = []
         self.window: deque[dict[str, Any]] = deque(maxlen=cfg.learner.stats_window)
         self.service = PIRLLearnerService(self.shutdown)
@@ -280,44 +284,62 @@ class Learner:
 
     # ------------------------------------------------------------------------------- checkpoints
 
-    def _save(self) -> Path:
+    def _save(self, final: bool = False) -> Path:
+        """One checkpoint: trainable tensors, optimiser, RNG and counters (the frozen base is rebuilt from
+        the run config and checked by `frozen_digest`); plus the LeRobot `pretrained_model/` folder when
+        `final` (at exit) or with learner.save_pretrained=every."""
         trainer = self.algorithm.trainer
         state = {
-            "policy": {k: v.detach().cpu() for k, v in self.policy.state_dict().items()},
+            TRAINABLE_KEY: trainable_state(self.algorithm.model),
             "algorithm": self.algorithm.training_state(),
             "generator": trainer.generator.get_state(),
         }
         meta = {
+            "format": STATE_FORMAT,
             "run_id": self.run_id,
             "updates": self.updates,
             "env_steps": self.env_steps,
             "episodes": self.episodes,
             "policy_version": self.algorithm.policy_version,
             "weights_digest": weights_digest(self.algorithm.model.trainable_tensors()),
-            "frozen_digest": frozen_digest(self.algorithm.model),
+            "frozen_digest": self.frozen,
+            # relative policy_path / base_path / stats_path in the config are relative to this folder
+            "cwd": os.getcwd(),
         }
         try:
             meta["config"] = draccus.encode(self.cfg)
         except Exception as err:  # the checkpoint must not fail because a config field cannot be encoded
             meta["config_error"] = str(err)
+        pretrained = final or self.save_pretrained == "every"
         path = self.ckpt.save(
             self.algorithm.policy_version,
             state,
             meta,
-            write_extra=lambda d: self.policy.save_pretrained(d / "pretrained_model"),
+            write_extra=(lambda d: self.policy.save_pretrained(d / PRETRAINED_DIR)) if pretrained else None,
         )
         self._saved_at = self.updates
+        self._last_checkpoint = path
         self.progress(
             f"learner: checkpoint {path} (v{self.algorithm.policy_version}, weights {meta['weights_digest']})"
+            + (f" with {PRETRAINED_DIR}/" if pretrained else "")
         )
         return path
 
     def _final_save(self) -> None:
-        if self.updates != self._saved_at:
-            try:
-                self._save()
-            except Exception:
-                log.exception("final checkpoint failed; the previous one is intact")
+        """At exit: a checkpoint of the current weights with `pretrained_model/`. When the newest checkpoint
+        already holds these weights (saved at this update, or just resumed), the folder is added to it."""
+        try:
+            if self.updates != self._saved_at:
+                self._save(final=True)
+                return
+            path = self._last_checkpoint
+            if path is not None and self.ckpt.latest() == path and not (path / PRETRAINED_DIR).is_dir():
+                self.ckpt.add_folder(path, PRETRAINED_DIR, self.policy.save_pretrained)
+                self.progress(
+                    f"learner: checkpoint {path} (v{self.algorithm.policy_version}) + {PRETRAINED_DIR}/"
+                )
+        except Exception:
+            log.exception("final checkpoint failed; the previous one is intact")
 
     def _resume(self) -> None:
         path = self.ckpt.latest()
@@ -327,17 +349,25 @@ class Learner:
                 "start without --learner.resume or point --learner.output_dir at the run to continue"
             )
         state, meta = CheckpointManager.load(path)
-        self.policy.load_state_dict(state["policy"])
+        # the policy was rebuilt from this run's config: prove its frozen part is the checkpoint's, then
+        # load the trainable tensors (a format-1 checkpoint holds the whole state dict)
+        self.frozen = restore_policy_state(self.policy, state, meta, path, frozen=self.frozen)
         self.algorithm.load_training_state(state["algorithm"])
         self.algorithm.trainer.generator.set_state(state["generator"])
         self.updates = int(meta["updates"])
         self.env_steps = int(meta["env_steps"])
         self.episodes = int(meta["episodes"])
         self.run_id = str(meta["run_id"])
-        digest = weights_digest(self.algorithm.model.trainable_tensors())
-        if digest != meta["weights_digest"]:
-            raise RuntimeError(f"checkpoint {path} did not restore the weights it recorded ({digest})")
+        self._last_checkpoint = path
         self.progress(
             f"learner: resumed {path} policy v{self.algorithm.policy_version} updates {self.updates} "
-            f"(weights {digest})"
+            f"(weights {meta['weights_digest']})"
         )
+
+
+def _save_pretrained_mode(cfg: PIRLRunConfig) -> str:
+    """learner.save_pretrained: "final" (only the checkpoint written at exit) or "every"."""
+    mode = getattr(cfg.learner, "save_pretrained", "final")
+    if mode not in ("final", "every"):
+        raise ValueError(f"learner.save_pretrained must be 'final' or 'every', got {mode!r}")
+    return mode

@@ -84,3 +84,28 @@ def test_a_save_killed_half_way_leaves_the_previous_checkpoint_intact(tmp_path, 
     assert mgr.latest().name == "000001"
     state, _ = CheckpointManager.load(mgr.latest())
     assert torch.equal(state["w"], torch.ones(4))
+
+
+def test_add_folder_puts_a_folder_into_a_finished_checkpoint_or_leaves_it_as_it_was(tmp_path):
+    mgr = CheckpointManager(tmp_path)
+    path = mgr.save(1, _state(1.0), {})
+
+    def broken(d):
+        d.mkdir()
+        (d / "config.json").write_text("{}")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        mgr.add_folder(path, "pretrained_model", broken)
+    assert not (path / "pretrained_model").exists()  # a failed (or killed) add leaves only a temp folder
+
+    def good(d):
+        d.mkdir()
+        (d / "config.json").write_text("{}")
+
+    added = mgr.add_folder(path, "pretrained_model", good)
+    assert added == path / "pretrained_model" and (added / "config.json").is_file()
+    assert not list(path.glob(".tmp-*"))  # the next add clears what a failed one left
+    assert mgr.latest() == path and CheckpointManager.load(path)[0]["counters"] == {"updates": 1}
+    with pytest.raises(FileNotFoundError, match="not a finished pirl checkpoint"):
+        mgr.add_folder(tmp_path / "000009", "pretrained_model", good)

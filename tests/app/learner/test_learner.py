@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from app.learner.checkpoint import CheckpointManager
 from app.learner.loop import Learner, MetricsSink
+from app.rl.digests import weights_digest
 from app.transport.codec import Rollout, decode_parameters
 from tests.app.learner.test_algorithm import _batch
 
@@ -69,11 +71,103 @@ def test_checkpoint_resume_restores_weights_optimizer_version_and_counters(run_c
         first.algorithm.trainer.generator.get_state(), resumed.algorithm.trainer.generator.get_state()
     )
     assert "resumed" in lines[0] and "v1" in lines[0]
-    # the LeRobot-style policy folder in the checkpoint loads on its own (for `pirl eval`)
+    # an intermediate checkpoint holds the trainable tensors only: no frozen weights, no LeRobot folder
+    state, meta = CheckpointManager.load(path)
+    assert sorted(state["trainable"]) == sorted(a) and "policy" not in state
+    assert meta["format"] == 2 and meta["frozen_digest"] == first.frozen == resumed.frozen
+    assert meta["weights_digest"] == weights_digest(resumed.algorithm.model.trainable_tensors())
+    assert not (path / "pretrained_model").exists()
+
+
+def _updated(learner: Learner, n: int = 1) -> Learner:
+    for i in range(n):
+        v = learner.algorithm.policy_version
+        learner.pending = [_rollout(learner, 2 * i, v), _rollout(learner, 2 * i + 1, v)]
+        learner._update()
+    return learner
+
+
+def test_final_checkpoint_has_pretrained_model_and_intermediate_ones_do_not(run_config):
     from app.rl.lerobot_policy import PIRLFlowPolicy
 
-    loaded = PIRLFlowPolicy.from_pretrained(path / "pretrained_model")
-    assert all(torch.equal(loaded.model.get_trainable_state()[k], a[k]) for k in a)
+    first = Learner(run_config(), progress=None)
+    _prime(first)
+    inter = _updated(first)._save()
+    _updated(first)
+    first._final_save()  # what run() does at exit / max_updates / Ctrl-C
+    final = CheckpointManager(first.out / "checkpoints").latest()
+    assert (inter.name, final.name) == ("000001", "000002")
+    assert (
+        not (inter / "pretrained_model").exists() and (final / "pretrained_model" / "config.json").is_file()
+    )
+    # the LeRobot-style folder loads on its own with the final weights (for `pirl eval`, LeRobot tools)
+    loaded = PIRLFlowPolicy.from_pretrained(final / "pretrained_model")
+    w = first.algorithm.get_weights()
+    assert all(torch.equal(loaded.model.get_trainable_state()[k], w[k]) for k in w)
+    # resume works from the final checkpoint too
+    resumed = Learner(run_config("--learner.resume=true"), progress=None)
+    assert resumed.updates == 2 and resumed.algorithm.policy_version == 2
+    assert weights_digest(resumed.algorithm.model.trainable_tensors()) == weights_digest(w)
+
+
+def test_exit_right_after_a_periodic_save_adds_pretrained_model_to_it(run_config):
+    learner = Learner(run_config(), progress=None)
+    _prime(learner)
+    path = _updated(learner)._save()  # e.g. save_every divides max_updates, or Ctrl-C right after a save
+    assert not (path / "pretrained_model").exists()
+    learner._final_save()
+    assert (path / "pretrained_model" / "model.safetensors").is_file()
+    assert [p.name for p in CheckpointManager(learner.out / "checkpoints").finished()] == ["000001"]
+    assert not list(path.glob(".tmp-*"))
+    # a resumed run that stops without updating leaves its newest checkpoint with the folder as well
+    (path / "pretrained_model").rename(path.parent / "moved")
+    resumed = Learner(run_config("--learner.resume=true"), progress=None)
+    resumed._final_save()
+    assert (path / "pretrained_model" / "config.json").is_file()
+
+
+def test_save_pretrained_every_writes_the_folder_into_each_checkpoint(run_config):
+    cfg = run_config()
+    cfg.learner.save_pretrained = "every"  # learner.save_pretrained (read with getattr until declared)
+    learner = Learner(cfg, progress=None)
+    _prime(learner)
+    assert (_updated(learner)._save() / "pretrained_model" / "config.json").is_file()
+    bad = run_config()
+    bad.learner.save_pretrained = "sometimes"
+    with pytest.raises(ValueError, match="learner.save_pretrained must be 'final' or 'every'"):
+        Learner(bad, progress=None)
+
+
+def test_resume_refuses_a_policy_whose_frozen_part_differs(run_config):
+    first = Learner(run_config(), progress=None)
+    _prime(first)
+    path = _updated(first)._save()
+    from app.rl.checkpoint_state import CheckpointMismatchError
+
+    # another seed rebuilds another (frozen) encoder: the trainable tensors alone would not reproduce the run
+    with pytest.raises(CheckpointMismatchError, match=f"frozen.*{re.escape(str(path / 'meta.json'))}"):
+        Learner(run_config("--learner.resume=true", "--seed=1"), progress=None)
+    # another trainable set: named as such
+    with pytest.raises(CheckpointMismatchError, match="trainable changed"):
+        Learner(
+            run_config("--learner.resume=true", "--policy.rl.trainable=[expert,value_head]"), progress=None
+        )
+
+
+def test_a_format_1_checkpoint_with_the_whole_state_dict_still_resumes(run_config):
+    first = Learner(run_config(), progress=None)
+    _prime(first)
+    path = _updated(first)._save()
+    state, meta = CheckpointManager.load(path)
+    state["policy"] = {k: v.detach().clone() for k, v in first.policy.state_dict().items()}
+    del state["trainable"]
+    meta.pop("format")
+    torch.save(state, path / "state.pt")
+    (path / "meta.json").write_text(json.dumps(meta))
+    resumed = Learner(run_config("--learner.resume=true"), progress=None)
+    assert resumed.updates == 1 and resumed.frozen == first.frozen
+    w, r = first.algorithm.get_weights(), resumed.algorithm.get_weights()
+    assert all(torch.equal(w[k], r[k]) for k in w)
 
 
 def test_config_mistakes_get_actionable_errors(run_config, tmp_path):
