@@ -72,6 +72,7 @@ class ConsoleApp(App[int]):
         self.client: ControlClient | None = None
         self.status: ActorStatus | None = None
         self.connected = False
+        self._link_detail = ""  # the link's last reason, so the log notes each new one once
         self.acks: list[Ack] = []  # every answer, newest last (tests and the log pane read it)
         self._last_status_at = 0.0
         self.quit_requested = False  # the operator confirmed quit (the actor was asked to stop)
@@ -138,10 +139,11 @@ class ConsoleApp(App[int]):
         return (status.estop, status.episode.state, status.episode.intervention)
 
     def show_link(self, connected: bool, detail: str) -> None:
-        was = self.connected
-        self.connected = connected
+        was, said = self.connected, self._link_detail
+        self.connected, self._link_detail = connected, detail
         self.query_one(StatusBar).show(link=detail if not connected else "connected", link_ok=connected)
-        if connected != was:
+        # The log has room for the whole reason (e.g. which token file is missing); the top line may not.
+        if connected != was or (not connected and detail != said):
             self.query_one(LogPane).note(f"actor link: {detail}", ok=connected)
 
     def _check_silence(self) -> None:

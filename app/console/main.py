@@ -31,7 +31,8 @@ class ConsoleConfig:
     config: str | None = None
     # Do not start an actor: connect to the one listening on `control` (e.g. after a console restart).
     attach: bool = False
-    # Where console and actor meet (loopback only). The started actor is told to listen here.
+    # Where console and actor meet (loopback only). The started actor is told to listen here; the console
+    # reads the run's token from `control.token_file` (default: derived from the address, as the actor does).
     control: ControlConfig = field(default_factory=ControlConfig)
     # File that receives the started actor's stdout/stderr (the terminal belongs to the console).
     actor_log: str = "outputs/console/actor.log"
@@ -71,6 +72,8 @@ def actor_argv(cfg: ConsoleConfig, extra: list[str] | None = None) -> list[str]:
         argv.append(f"--actor.control.unix_socket={cfg.control.unix_socket}")
     else:
         argv += [f"--actor.control.host={cfg.control.host}", f"--actor.control.port={cfg.control.port}"]
+    if cfg.control.token_file:  # else both derive the same default path from the address
+        argv.append(f"--actor.control.token_file={cfg.control.token_file}")
     return argv
 
 

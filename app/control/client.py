@@ -1,5 +1,5 @@
-"""The console's end of the control channel: an asyncio client that connects, reconnects and heartbeats
-(protocol: app/control/protocol.py)."""
+"""The console's end of the control channel: an asyncio client that connects, authenticates with the run's
+token, reconnects and heartbeats (protocol: app/control/protocol.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from app.control import auth
 from app.control.protocol import MAX_LINE, PROTOCOL, Ack, ActorStatus, Command, ControlConfig, encode_line
 
 log = logging.getLogger("pirl.control.client")
@@ -22,7 +23,10 @@ class ControlClient:
     """The console's end: connects (and reconnects) to the actor, heartbeats, streams statuses.
 
     `on_status(status)` and `on_connection(connected, detail)` are called from the event loop that runs
-    `run()`, so a Textual app can update widgets in them directly.
+    `run()`, so a Textual app can update widgets in them directly. `connected` means authenticated: the
+    actor takes this console's commands and sends it statuses. Connected to the port but without the token
+    (file missing or unreadable), the client keeps the connection, re-reads the file every `retry_s` and
+    reports why in `on_connection(False, ...)`; meanwhile only an e-stop is taken.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class ControlClient:
         self._pending: dict[int, tuple[Command, asyncio.Future[Ack]]] = {}
         self._new_status = asyncio.Event()
         self._closed = False
+        self._refusal: str | None = None  # why the actor hung up on us, if it said
 
     async def run(self) -> None:
         """Connect, read until the actor goes away, retry; returns only after `close()`."""
@@ -60,17 +65,17 @@ class ControlClient:
                 await asyncio.sleep(self.retry_s)
                 continue
             self._writer = writer
+            self._refusal = None
             beat = asyncio.create_task(self._heartbeat(writer))
+            hello = asyncio.create_task(self._authenticate(writer))
             try:
-                writer.write(encode_line({"type": "hello", "protocol": PROTOCOL, "client": "console"}))
-                await writer.drain()
-                self._set_connected(True, "connected")
                 await self._read(reader)
-                why = "actor closed the connection"
+                why = self._refusal or "actor closed the connection"
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                why = f"connection lost ({exc})"
+                why = self._refusal or f"connection lost ({exc})"
             finally:
                 beat.cancel()
+                hello.cancel()
                 self._writer = None
                 writer.close()
                 self._fail_pending("connection to the actor lost")
@@ -118,6 +123,32 @@ class ControlClient:
         if self.on_connection is not None and (changed or not connected):
             self.on_connection(connected, detail)
 
+    def token(self) -> tuple[str | None, str]:
+        """(this run's token, "") from the token file, or (None, why not) for the operator."""
+        path = self.cfg.token_path()
+        try:
+            return auth.read_token(path), ""
+        except FileNotFoundError:
+            why = f"{path} not found (is the actor running with this control port, as this user?)"
+        except OSError as exc:
+            why = f"{path} not readable ({exc.strerror or exc}); run the console as the actor's user"
+        except ValueError:
+            why = f"{path} is empty"
+        return None, f"no token, e-stop only: {why}"
+
+    async def _authenticate(self, writer: asyncio.StreamWriter) -> None:
+        """Send the hello with the token, read afresh at every connect; retry while the file is missing."""
+        with contextlib.suppress(OSError, ConnectionError):
+            while True:
+                token, why = self.token()
+                if token is not None:
+                    hello = {"type": "hello", "protocol": PROTOCOL, "client": "console", "token": token}
+                    writer.write(encode_line(hello))
+                    await writer.drain()
+                    return
+                self._set_connected(False, why)
+                await asyncio.sleep(self.retry_s)
+
     async def _heartbeat(self, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             while True:
@@ -141,6 +172,11 @@ class ControlClient:
                 entry = self._pending.get(msg.get("id"))
                 if entry is not None and not entry[1].done():
                     entry[1].set_result(Ack(entry[0], bool(msg.get("ok")), str(msg.get("detail", ""))))
+            elif kind == "auth":
+                if msg.get("ok"):
+                    self._set_connected(True, "connected")
+                else:  # the actor hangs up next; say why
+                    self._refusal = f"actor refused this console: {msg.get('detail', '')}"
             elif kind == "hello" and msg.get("protocol") != PROTOCOL:
                 raise ValueError(f"actor speaks control protocol {msg.get('protocol')}, console {PROTOCOL}")
 

@@ -12,7 +12,7 @@ Actor side (all calls are non-blocking; the loop never waits for a console)::
 
     server = ControlServer(ControlConfig(port=7070))       # or ControlConfig(unix_socket="/tmp/pirl.sock")
     server.on_estop = guard.estop                           # optional: latch at once, from the I/O thread
-    server.start()
+    server.start()                                          # also writes this run's token (server.token_path)
     while running:
         for cmd in server.poll_commands():                  # operator commands since last call, in order
             handle(cmd)                                     # cmd is a Command (a str enum)
@@ -25,17 +25,26 @@ Actor side (all calls are non-blocking; the loop never waits for a console)::
 Console side (asyncio)::
 
     client = ControlClient(ControlConfig(port=7070), on_status=show)
-    task = asyncio.create_task(client.run())                # connects, reconnects, heartbeats
+    task = asyncio.create_task(client.run())                # connects, authenticates, reconnects, heartbeats
     ack = await client.send(Command.ESTOP)                  # Ack(ok, detail); ok=False on timeout
 
 Wire format: one UTF-8 JSON object per line (never pickle, so a console cannot run code in the actor).
 
-    console -> actor   {"type": "hello", "protocol": 1, "client": "console"}
+    console -> actor   {"type": "hello", "protocol": 2, "client": "console", "token": "..."}
                        {"type": "heartbeat"}                                  every heartbeat_s
                        {"type": "command", "id": 7, "command": "estop"}
-    actor -> console   {"type": "hello", "protocol": 1}
+    actor -> console   {"type": "hello", "protocol": 2}                       on connect
+                       {"type": "auth", "ok": true}                           after a hello with the token
+                       {"type": "auth", "ok": false, "detail": "..."}         wrong token: then it hangs up
                        {"type": "status", "status": {...ActorStatus...}}      at most rate_hz
                        {"type": "ack", "id": 7, "ok": true, "detail": "..."}
+
+Who may command the arm: the actor writes a fresh random token for every run to a file only its user can
+read (`ControlConfig.token_path`, app/control/auth.py), and the console presents it in its hello. A peer
+without it (any local process that can reach the port) may send ESTOP, which only makes the robot safer,
+and nothing else: every other command gets ok=false "not authenticated", and it gets no statuses. It does
+not count as a console for `console_alive` either. A hello with a wrong token is refused and the actor
+hangs up.
 
 A command is acknowledged when the actor loop takes it (`poll_commands`), so an ack means "the actor has
 it", not "the network has it"; a stalled actor shows up on the console as a missing ack. E-stop is also
@@ -51,16 +60,18 @@ import enum
 import ipaddress
 import json
 import logging
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 log = logging.getLogger("pirl.actor.control")
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: the console authenticates with the run's token (1 had no authentication)
 MAX_LINE = 1 << 20  # a status with camera thumbnails is ~20 KB; anything near 1 MiB is garbage
 
 
@@ -74,8 +85,12 @@ class ControlConfig:
     host: str = "127.0.0.1"
     # TCP port (0 on the actor binds a free one; read it back from `ControlServer.address`).
     port: int = 7070
-    # Unix socket path; when set it replaces host/port (file permissions then guard the robot).
+    # Unix socket path; when set it replaces host/port (mode 0600, and the token below as well).
     unix_socket: str | None = None
+    # File with this run's secret token: the actor writes it (mode 0600) when it starts listening, the
+    # console reads it, and only a console holding it may command the arm (anyone may e-stop). Default:
+    # `<unix_socket>.token`, else `${XDG_RUNTIME_DIR:-~/.cache}/pirl/control-<host>-<port>.token`.
+    token_file: str | None = None
     # Most statuses per second sent to each console (the actor may publish more often; extras are dropped).
     rate_hz: float = 10.0
     # Seconds between console heartbeats.
@@ -84,6 +99,18 @@ class ControlConfig:
     console_timeout_s: float = 2.0
     # The console waits this long for the actor to take a command before reporting it as not taken.
     ack_timeout_s: float = 2.0
+
+    def token_path(self, port: int | None = None) -> Path:
+        """Where the actor writes this run's token and the console reads it. `port`: the port actually
+        bound (an actor with port=0 names the real one, which is the one its console is given)."""
+        if self.token_file:
+            return Path(self.token_file).expanduser()
+        if self.unix_socket:
+            return Path(self.unix_socket + ".token")
+        base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(os.path.expanduser("~"), ".cache")
+        host = "127.0.0.1" if self.host == "localhost" else str(ipaddress.ip_address(self.host))
+        name = f"control-{host.replace(':', '_')}-{self.port if port is None else port}.token"
+        return Path(base) / "pirl" / name
 
     def validate(self) -> None:
         if self.unix_socket is None:

@@ -1,6 +1,8 @@
 """The actor's end of the control channel: a loopback listener served by one daemon I/O thread.
 
-Nothing here blocks the actor's control loop (protocol and guarantees: app/control/protocol.py)."""
+Nothing here blocks the actor's control loop (protocol and guarantees: app/control/protocol.py). Each run
+writes a fresh token (app/control/auth.py); a peer is a console only after a hello with it. Before that
+it may e-stop and nothing else."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from app.control import auth
 from app.control.protocol import (
     MAX_LINE,
     PROTOCOL,
@@ -42,6 +46,9 @@ class _Peer:
         self.acks: deque[bytes] = deque()
         self.status: bytes | None = None  # the latest status not yet written (latest-only)
         self.last_heard = now
+        self.authenticated = False  # a hello with this run's token came: a console, not just a peer
+        self.refused_once = False  # a refused command was logged (one warning per peer, not a flood)
+        self.dropped = False
 
     def wants_write(self) -> bool:
         return bool(self.out or self.acks or self.status)
@@ -74,6 +81,9 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.address: str | tuple[str, int] | None = None
+        # This run's token file (set by start(); the console reads it) and the secret in it.
+        self.token_path: Path | None = None
+        self._token = ""
         self.commands_received = 0
         self.statuses_sent = 0
 
@@ -88,6 +98,7 @@ class ControlServer:
             lst.bind(path)
             os.chmod(path, 0o600)
             self.address = path
+            token_path = self.cfg.token_path()
         else:
             family = socket.AF_INET6 if ":" in self.cfg.host else socket.AF_INET
             lst = socket.socket(family, socket.SOCK_STREAM)
@@ -101,6 +112,21 @@ class ControlServer:
                     "actor may be running, or pick a free port with --control.port"
                 ) from exc
             self.address = lst.getsockname()[:2]
+            token_path = self.cfg.token_path(port=self.address[1])
+        # Before listen(): a console that gets in finds the token of this run, never a missing file.
+        token = auth.new_token()
+        try:
+            auth.write_token(token_path, token)
+        except OSError as exc:
+            lst.close()
+            if self.cfg.unix_socket:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.cfg.unix_socket)
+            raise OSError(
+                f"control channel cannot write its token file {token_path} ({exc}); set "
+                "--control.token_file to a path in a directory this user owns"
+            ) from exc
+        self.token_path, self._token = token_path, token
         lst.listen(4)
         lst.setblocking(False)
         self._listener = lst
@@ -108,7 +134,7 @@ class ControlServer:
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._thread = threading.Thread(target=self._run, name="pirl-control", daemon=True)
         self._thread.start()
-        log.info("control channel listening on %s", self.address)
+        log.info("control channel listening on %s (token in %s)", self.address, self.token_path)
         return self
 
     def close(self) -> None:
@@ -123,6 +149,8 @@ class ControlServer:
             if self.cfg.unix_socket:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.cfg.unix_socket)
+        if self.token_path is not None:
+            auth.remove_token(self.token_path, self._token)
         self._sel.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -137,25 +165,36 @@ class ControlServer:
 
     @property
     def clients(self) -> int:
+        """Authenticated consoles connected now (peers without the token are not consoles)."""
+        with self._lock:
+            return len(self._consoles())
+
+    @property
+    def connections(self) -> int:
+        """Every connected peer, authenticated or not."""
         with self._lock:
             return len(self._peers)
 
     @property
     def console_alive(self) -> bool:
-        """A console has been heard from within `console_timeout_s` (any message counts)."""
+        """An authenticated console has been heard from within `console_timeout_s` (any message counts)."""
         age = self.seconds_since_console()
         return age is not None and age <= self.cfg.console_timeout_s
 
     def seconds_since_console(self) -> float | None:
         with self._lock:
-            if not self._peers:
+            consoles = self._consoles()
+            if not consoles:
                 return None
-            return self._clock() - max(p.last_heard for p in self._peers.values())
+            return self._clock() - max(p.last_heard for p in consoles)
 
     def status_due(self) -> bool:
         """True when a console is connected and a status was last published >= 1/rate_hz ago."""
         with self._lock:
-            return bool(self._peers) and self._clock() - self._last_publish >= 1.0 / self.cfg.rate_hz
+            return bool(self._consoles()) and self._clock() - self._last_publish >= 1.0 / self.cfg.rate_hz
+
+    def _consoles(self) -> list[_Peer]:  # with self._lock held
+        return [p for p in self._peers.values() if p.authenticated]
 
     def publish(self, status: ActorStatus, force: bool = False) -> bool:
         """Queue a status for every console (latest-only). Returns False when dropped by the rate limit
@@ -166,7 +205,7 @@ class ControlServer:
         with self._lock:
             self._last_publish = self._clock()
             self._status = data
-            for peer in self._peers.values():
+            for peer in self._consoles():  # statuses carry camera frames: consoles only
                 peer.status = data
         self._wake()
         return True
@@ -223,15 +262,15 @@ class ControlServer:
         peer = _Peer(sock, str(addr) or "unix", self._clock())
         peer.acks.append(encode_line({"type": "hello", "protocol": PROTOCOL}))
         with self._lock:
-            self._peers[sock.fileno()] = peer
-            peer.status = self._status
+            self._peers[sock.fileno()] = peer  # no status before it authenticates
         self._sel.register(sock, selectors.EVENT_READ, peer)
-        log.info("console connected (%s)", peer.name)
+        log.info("peer connected (%s)", peer.name)
 
     def _drop(self, peer: _Peer, why: str) -> None:
         with self._lock:
             if self._peers.pop(peer.sock.fileno(), None) is None:
                 return
+            peer.dropped = True
         with contextlib.suppress(KeyError, ValueError, OSError):
             self._sel.unregister(peer.sock)
         peer.sock.close()
@@ -255,6 +294,8 @@ class ControlServer:
             raw, _, rest = peer.inbuf.partition(b"\n")
             peer.inbuf = bytearray(rest)
             self._handle(peer, bytes(raw))
+            if peer.dropped:
+                return
         if len(peer.inbuf) > MAX_LINE:
             self._drop(peer, "line too long")
 
@@ -265,7 +306,10 @@ class ControlServer:
         except (ValueError, KeyError, TypeError):
             log.warning("console %s sent a malformed line; ignored", peer.name)
             return
-        if kind in ("hello", "heartbeat"):
+        if kind == "hello":
+            self._hello(peer, msg)
+            return
+        if kind == "heartbeat":
             return
         if kind != "command":
             log.warning("console %s sent unknown message type %r; ignored", peer.name, kind)
@@ -279,6 +323,19 @@ class ControlServer:
             with self._lock:
                 peer.acks.append(encode_line({"type": "ack", "id": cid, "ok": False, "detail": detail}))
             return
+        if cmd is not Command.ESTOP and not peer.authenticated:
+            # Anyone who can reach the port may stop the arm; only the console holding the token of this
+            # run may clear an e-stop, start, or do anything else.
+            detail = (
+                f"not authenticated: the console reads the token from {self.token_path}; without it "
+                "only e-stop is taken"
+            )
+            if not peer.refused_once:
+                peer.refused_once = True
+                log.warning("refused %s from %s: not authenticated", cmd.value, peer.name)
+            with self._lock:
+                peer.acks.append(encode_line({"type": "ack", "id": cid, "ok": False, "detail": detail}))
+            return
         self.commands_received += 1
         if cmd is Command.ESTOP and self.on_estop is not None:
             try:
@@ -287,6 +344,35 @@ class ControlServer:
                 log.exception("on_estop handler failed")
         with self._lock:
             self._commands.append((peer, cid, cmd))
+
+    def _hello(self, peer: _Peer, msg: dict[str, Any]) -> None:
+        if msg.get("protocol") != PROTOCOL:
+            self._refuse(peer, f"console speaks control protocol {msg.get('protocol')}, actor {PROTOCOL}")
+        elif not auth.same_token(msg.get("token"), self._token):
+            what = "wrong token" if msg.get("token") else "no token"
+            self._refuse(
+                peer, f"{what}; this run's token is in {self.token_path} (readable by its user only)"
+            )
+        else:
+            with self._lock:
+                peer.authenticated = True
+                peer.status = self._status  # a console that connects late gets the latest status at once
+                peer.acks.append(encode_line({"type": "auth", "ok": True}))
+            log.info("console authenticated (%s)", peer.name)
+
+    def _refuse(self, peer: _Peer, detail: str) -> None:
+        """Tell the peer why (best effort, never waiting on its socket) and hang up."""
+        log.warning("refused console %s: %s", peer.name, detail)
+        with self._lock:
+            pending = bytes(peer.out) + b"".join(peer.acks)
+            peer.authenticated = False
+        with contextlib.suppress(OSError):
+            peer.sock.send(pending + encode_line({"type": "auth", "ok": False, "detail": detail}))
+            peer.sock.shutdown(socket.SHUT_WR)  # FIN after the answer
+            for _ in range(16):  # closing with unread input would reset the answer away (bounded)
+                if not peer.sock.recv(65536):
+                    break
+        self._drop(peer, "refused")
 
     def _write(self, peer: _Peer) -> None:
         with self._lock:

@@ -76,6 +76,27 @@ async def test_estop_without_an_actor_says_it_was_not_delivered():
         assert "actor not reachable" in str(app.query_one("#status-bar").render())
 
 
+async def test_a_console_without_the_token_says_so_and_can_still_estop(tmp_path):
+    """Only the console holding the run's token may command the arm; anyone may stop it."""
+    from app.control.server import ControlServer
+
+    server = ControlServer(ControlConfig(port=0)).start()
+    latched = []
+    server.on_estop = lambda: latched.append(True)
+    missing = tmp_path / "elsewhere.token"
+    app = ConsoleApp(ControlConfig(port=server.address[1], token_file=str(missing)))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            bar = lambda: str(app.query_one("#status-bar").render())  # noqa: E731
+            await until(pilot, lambda: "no token, e-stop only" in bar(), what="the missing token shown")
+            assert f"{missing} not found" in log_text(app)  # the whole reason, in the log
+            await pilot.press("space")
+            await until(pilot, lambda: latched, what="e-stop taken without the token")
+            assert server.clients == 0 and not app.connected
+    finally:
+        server.close()
+
+
 async def test_no_colour_terminal_keeps_everything_readable(monkeypatch):
     from tests.app.console.sample import sample_status
 

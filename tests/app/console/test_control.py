@@ -1,19 +1,33 @@
-"""The control channel over real loopback sockets: statuses out, commands in, consoles coming and going."""
+"""The control channel over real loopback sockets: statuses out, commands in, consoles coming and going,
+and only the console holding the run's token may command the arm (anyone may e-stop it)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import math
+import os
 import socket
+import stat
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.actor.status import JointView
+from app.control.auth import write_token
 from app.control.client import ControlClient
-from app.control.protocol import ActorStatus, CameraThumbnail, Command, ControlConfig, JointStatus, LoopStatus
+from app.control.protocol import (
+    PROTOCOL,
+    ActorStatus,
+    CameraThumbnail,
+    Command,
+    ControlConfig,
+    JointStatus,
+    LoopStatus,
+    encode_line,
+)
 from app.control.server import ControlServer
 from tests.app.console.sample import sample_frame, sample_status
 
@@ -37,6 +51,25 @@ def server():
 
 def client_for(srv: ControlServer, **kw) -> ControlClient:
     return ControlClient(ControlConfig(port=srv.address[1], **FAST), retry_s=0.05, **kw)
+
+
+def hello(srv: ControlServer, token: str | None = None) -> bytes:
+    """A raw peer's hello, with the token read from the run's token file as the console reads it."""
+    token = srv.token_path.read_text().strip() if token is None else token
+    return encode_line({"type": "hello", "protocol": PROTOCOL, "client": "test", "token": token})
+
+
+async def read_until(reader: asyncio.StreamReader, kind: str, timeout: float = 3.0) -> dict:
+    while True:
+        msg = json.loads(await asyncio.wait_for(reader.readline(), timeout))
+        if msg.get("type") == kind:
+            return msg
+
+
+async def command(reader, writer, cid: int, cmd: Command) -> dict:
+    writer.write(encode_line({"type": "command", "id": cid, "command": cmd.value}))
+    await writer.drain()
+    return await read_until(reader, "ack")
 
 
 async def test_status_round_trip_keeps_every_field(server):
@@ -99,6 +132,8 @@ async def test_estop_reaches_the_handler_before_the_loop_polls(server):
 async def test_unknown_and_malformed_messages_are_refused_without_dropping_the_console(server):
     host, port = server.address
     reader, writer = await asyncio.open_connection(host, port)
+    writer.write(hello(server))
+    assert (await read_until(reader, "auth"))["ok"] is True
     writer.write(b"this is not json\n")
     writer.write(b'{"type": "command", "id": 1, "command": "self_destruct"}\n')
     await writer.drain()
@@ -116,7 +151,8 @@ async def test_unknown_and_malformed_messages_are_refused_without_dropping_the_c
 
 
 async def test_frozen_console_never_blocks_publish_and_gets_only_the_latest(server):
-    frozen = socket.create_connection(server.address)  # connects, then never reads
+    frozen = socket.create_connection(server.address)  # connects, authenticates, then never reads
+    frozen.sendall(hello(server))
     await wait_for(lambda: server.clients == 1, what="connect")
     status = sample_status()
     t0 = time.perf_counter()
@@ -181,9 +217,162 @@ async def test_unix_socket(tmp_path):
     await wait_for(lambda: client.connected, what="connect")
     srv.publish(ActorStatus(robot="unix"), force=True)
     assert (await client.next_status(3)).robot == "unix"
+    assert str(srv.token_path) == path + ".token" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     client.close()
     await task
     srv.close()
+    assert not os.path.exists(path) and not os.path.exists(path + ".token")
+
+
+# ------------------------------------------------------------------------ who may command the arm
+
+
+async def test_without_the_token_a_peer_may_estop_but_not_clear_it_start_or_watch(server):
+    latched = []
+    server.on_estop = lambda: latched.append(True)
+    reader, writer = await asyncio.open_connection(*server.address)  # any local process, no hello
+    assert (await read_until(reader, "hello"))["protocol"] == PROTOCOL
+    await wait_for(lambda: server.connections == 1, what="connect")
+    assert server.clients == 0 and not server.console_alive and not server.status_due()
+    refused = [Command.CLEAR_ESTOP, Command.START, Command.TAKEOVER_ON, Command.RESET, Command.QUIT]
+    for cid, cmd in enumerate(refused, 1):
+        ack = await command(reader, writer, cid, cmd)
+        assert ack["id"] == cid and ack["ok"] is False, ack
+        assert ack["detail"].startswith("not authenticated") and str(server.token_path) in ack["detail"]
+    assert server.poll_commands() == [] and not latched and server.commands_received == 0
+    # an e-stop only makes the robot safer: taken from anyone, latched at once
+    writer.write(encode_line({"type": "command", "id": 9, "command": "estop"}))
+    await writer.drain()
+    await wait_for(lambda: latched, what="on_estop")
+    assert server.poll_commands() == [Command.ESTOP]
+    assert (await read_until(reader, "ack")) == {
+        "type": "ack",
+        "id": 9,
+        "ok": True,
+        "detail": "taken by the actor",
+    }
+    # statuses (camera frames included) go to the console that holds the token, not to this peer
+    console = client_for(server)
+    task = asyncio.create_task(console.run())
+    await wait_for(lambda: server.clients == 1, what="the console")
+    server.publish(ActorStatus(robot="secret"), force=True)
+    assert (await console.next_status(3)).robot == "secret"
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reader.readline(), 0.3)
+    assert server.connections == 2 and server.clients == 1
+    console.close()
+    await task
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("token", "protocol", "why"),
+    [("not-the-token", PROTOCOL, "wrong token"), ("", PROTOCOL, "no token"), (None, 1, "protocol 1")],
+)
+async def test_a_hello_without_the_right_token_is_refused_and_the_actor_hangs_up(
+    server, token, protocol, why
+):
+    latched = []
+    server.on_estop = lambda: latched.append(True)
+    reader, writer = await asyncio.open_connection(*server.address)
+    msg = {"type": "hello", "protocol": protocol, "client": "console"}
+    msg["token"] = server.token_path.read_text().strip() if token is None else token
+    writer.write(encode_line(msg) + encode_line({"type": "command", "id": 1, "command": "clear_estop"}))
+    await writer.drain()
+    answer = await read_until(reader, "auth")
+    assert answer["ok"] is False and why in answer["detail"], answer
+    if token is not None:
+        assert str(server.token_path) in answer["detail"]
+    assert await asyncio.wait_for(reader.read(), 3) == b""  # hung up; the command behind it never ran
+    await wait_for(lambda: server.connections == 0, what="drop")
+    assert server.poll_commands() == [] and server.clients == 0 and not latched
+    writer.close()
+
+
+async def test_the_console_reads_the_token_at_every_connect_and_says_what_is_wrong(server, tmp_path):
+    """The real client: a missing token file (e-stop still works), then a wrong token (refused, retried),
+    then the right one (connected). The actor's own token file is untouched throughout."""
+    links: list[tuple[bool, str]] = []
+    path = tmp_path / "console.token"
+    client = ControlClient(
+        ControlConfig(port=server.address[1], token_file=str(path), **FAST),
+        retry_s=0.05,
+        on_connection=lambda ok, detail: links.append((ok, detail)),
+    )
+    task = asyncio.create_task(client.run())
+    await wait_for(lambda: any("not found" in d for _, d in links), what="missing token reported")
+    ok, detail = links[-1]
+    assert not ok and detail.startswith("no token, e-stop only: ") and str(path) in detail
+    assert server.connections == 1 and server.clients == 0 and not client.connected
+    ack = await client.send(Command.CLEAR_ESTOP, timeout=3)
+    assert not ack.ok and ack.detail.startswith("not authenticated"), ack
+    estop = asyncio.create_task(client.send(Command.ESTOP, timeout=3))
+    await wait_for(lambda: server._commands, what="e-stop queued")
+    assert server.poll_commands() == [Command.ESTOP]
+    assert (await estop).ok
+
+    write_token(path, "stale-token-of-an-earlier-run")
+    await wait_for(lambda: any("refused" in d for _, d in links), what="refusal reported")
+    assert "actor refused this console: wrong token" in links[-1][1]
+    assert not client.connected
+
+    write_token(path, server.token_path.read_text().strip())
+    await wait_for(lambda: client.connected, what="authenticated")
+    assert links[-1] == (True, "connected") and server.clients == 1
+    server.publish(ActorStatus(robot="mine"), force=True)
+    assert (await client.next_status(3)).robot == "mine"
+    client.close()
+    await task
+
+
+def test_the_token_file_is_private_fresh_per_run_and_removed_on_close():
+    first = ControlServer(ControlConfig(port=0, **FAST)).start()
+    second = ControlServer(ControlConfig(port=0, **FAST)).start()
+    try:
+        for srv in (first, second):
+            path = srv.token_path
+            assert (
+                path
+                == Path(os.environ["XDG_RUNTIME_DIR"]) / "pirl" / f"control-127.0.0.1-{srv.address[1]}.token"
+            )
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+            assert len(path.read_text().strip()) >= 40  # 32 random bytes
+        assert first.token_path.read_text() != second.token_path.read_text()
+        assert sorted(p.name for p in first.token_path.parent.iterdir()) == sorted(
+            [first.token_path.name, second.token_path.name]
+        )  # no temp file left behind
+    finally:
+        first.close()
+        second.close()
+    assert not first.token_path.exists() and not second.token_path.exists()
+
+
+def test_a_restarted_actor_gets_a_new_token_and_close_leaves_anothers_file_alone(tmp_path):
+    path = tmp_path / "private" / "actor.token"
+    cfg = ControlConfig(port=0, token_file=str(path))
+    with ControlServer(cfg) as srv:
+        old = path.read_text()
+    assert not path.exists()
+    srv = ControlServer(cfg).start()
+    assert path.read_text() != old and stat.S_IMODE(path.stat().st_mode) == 0o600
+    write_token(path, "written-by-another-actor")  # e.g. a second actor configured with the same file
+    srv.close()
+    assert path.read_text().strip() == "written-by-another-actor"
+
+
+def test_where_the_token_file_is(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ControlConfig(port=7070).token_path() == tmp_path / ".cache/pirl/control-127.0.0.1-7070.token"
+    assert (
+        ControlConfig(host="localhost", port=0).token_path(port=7071).name == "control-127.0.0.1-7071.token"
+    )
+    assert ControlConfig(host="::1").token_path().name == "control-__1-7070.token"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert str(ControlConfig().token_path()) == "/run/user/1000/pirl/control-127.0.0.1-7070.token"
+    assert str(ControlConfig(unix_socket="/tmp/a.sock").token_path()) == "/tmp/a.sock.token"
+    assert str(ControlConfig(unix_socket="/tmp/a.sock", token_file="~/t").token_path()) == f"{tmp_path}/t"
 
 
 def test_only_loopback_is_accepted():

@@ -39,6 +39,9 @@ def test_the_started_actor_listens_where_the_console_connects():
     argv = actor_argv(cfg)
     assert "--actor.control.unix_socket=/tmp/pirl-test.sock" in argv
     assert not any(a.startswith("--actor.control.port") for a in argv)
+    assert not any(a.startswith("--actor.control.token_file") for a in argv)  # both derive the default
+    cfg.control.token_file = "/tmp/pirl-test.token"  # a console told where the token is tells its actor
+    assert "--actor.control.token_file=/tmp/pirl-test.token" in actor_argv(cfg)
 
 
 def _process(tmp_path, code: str) -> ActorProcess:
@@ -89,6 +92,6 @@ def test_other_options_go_to_the_started_actor_and_are_checked_first(capsys):
     ]
 
     assert main(["--config=configs/sim_pirl_reach.json", "--robot.no_such_option=1"]) == 2
-    assert "do not parse" in capsys.readouterr().err
+    assert "--robot.no_such_option" in capsys.readouterr().err  # named before anything starts
     assert main(["--attach=true", "--robot.realtime=true"]) == 2
     assert "is an actor option" in capsys.readouterr().err
