@@ -22,8 +22,10 @@ EVAL_TELEOP_TYPES = ("gamepad", "keyboard_ee")
 
 @dataclass
 class EvalConfig:
-    # LeRobot pretrained policy folder (config.json + model.safetensors), e.g. a `pirl learner` checkpoint's
-    # <output_dir>/checkpoints/<step>/pretrained_model or the demo's bc_policy/. Required.
+    # The policy to evaluate: a LeRobot pretrained folder (config.json + model.safetensors, e.g. the demo's
+    # bc_policy/ or a final checkpoint's pretrained_model/), or a `pirl learner` checkpoint folder
+    # <output_dir>/checkpoints/<version> (an intermediate one holds only the trainable state: the policy is
+    # rebuilt from the run config in its meta.json). Required.
     policy: str = ""
     # Episodes to run. The interval shrinks with 1/sqrt(N): at a true rate of 0.9, 50 episodes give about
     # [0.79, 0.96] and 200 about [0.85, 0.93].
@@ -77,17 +79,11 @@ class EvalConfig:
         path = Path(self.policy)
         if not path.exists():
             raise ValueError(f"--policy {self.policy}: no such folder")
-        if not path.is_dir() or not (path / "config.json").is_file():
-            hint = ""
-            if (path / "pretrained_model" / "config.json").is_file():
-                hint = f"; did you mean {path / 'pretrained_model'}?"
-            elif (path / "checkpoints").is_dir():
-                hint = "; for a `pirl learner` run use <output_dir>/checkpoints/<step>/pretrained_model"
-            raise ValueError(
-                f"--policy {self.policy} is not a LeRobot pretrained folder (no config.json){hint}"
-            )
-        if not (path / "model.safetensors").is_file():
-            raise ValueError(f"--policy {self.policy} has a config.json but no model.safetensors (weights)")
+        from app.eval.policy import policy_folder_problem
+
+        problem = policy_folder_problem(path)
+        if problem:
+            raise ValueError(f"--policy {self.policy} {problem}")
         if self.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
         if not 0 < self.confidence < 1:

@@ -54,13 +54,19 @@ class ActorConfig:
         if self.group_size < 1:
             raise ValueError(f"actor.group_size must be >= 1, got {self.group_size}")
         if not 0.0 <= self.expert_takeover_prob <= 1.0:
-            raise ValueError("actor.expert_takeover_prob must be in [0, 1]")
+            raise ValueError(f"actor.expert_takeover_prob must be in [0, 1], got {self.expert_takeover_prob}")
         if self.torch_threads < 0:
             raise ValueError(
                 f"actor.torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}"
             )
-        if self.wait_for_weights_s < 0:
-            raise ValueError("actor.wait_for_weights_s must be >= 0 (0 = forever)")
+        if not self.wait_for_weights_s >= 0 or self.wait_for_weights_s == float("inf"):  # NaN fails too
+            raise ValueError(
+                f"actor.wait_for_weights_s must be a number of seconds >= 0 (0 = forever), got {self.wait_for_weights_s}"
+            )
+        if self.max_outbox < 1:
+            raise ValueError(f"actor.max_outbox must be >= 1, got {self.max_outbox}")
+        if self.progress_every < 0:
+            raise ValueError(f"actor.progress_every must be >= 0 (0 = silent), got {self.progress_every}")
         if not self.actor_id or any(c.isspace() for c in self.actor_id):
             raise ValueError(f"actor.actor_id must be a non-empty name without spaces, got {self.actor_id!r}")
 
@@ -77,6 +83,11 @@ class LearnerConfig:
     save_every: int = 10
     # Finished checkpoints kept on disk (older ones are deleted after each save).
     keep_checkpoints: int = 3
+    # Which checkpoints also get pretrained_model/ (the whole model as a LeRobot folder, for `pirl eval`
+    # and LeRobot tools): "final" = only the one written at exit (max_updates, Ctrl-C, SIGTERM); "every"
+    # = all of them (full model size each). Every checkpoint holds the trainable state, optimiser and
+    # counters, which is all resume needs.
+    save_pretrained: str = "final"
     # Episodes in the sliding window of charts/success_rate and charts/intervention_rate.
     stats_window: int = 20
     # Write TensorBoard event files to <output_dir>/tb.
@@ -92,13 +103,21 @@ class LearnerConfig:
     torch_threads: int = 0
 
     def validate(self) -> None:
-        if self.max_updates < 0 or self.save_every < 0:
-            raise ValueError("learner.max_updates and learner.save_every must be >= 0")
+        if self.max_updates < 0:
+            raise ValueError(f"learner.max_updates must be >= 0 (0 = until stopped), got {self.max_updates}")
+        if self.save_every < 0:
+            raise ValueError(f"learner.save_every must be >= 0 (0 = only at exit), got {self.save_every}")
         if self.torch_threads < 0:
             raise ValueError(
                 f"learner.torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}"
             )
+        if self.save_pretrained not in ("final", "every"):
+            raise ValueError(
+                f"learner.save_pretrained must be 'final' or 'every', got {self.save_pretrained!r}"
+            )
         if self.keep_checkpoints < 1:
-            raise ValueError("learner.keep_checkpoints must be >= 1")
+            raise ValueError(f"learner.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.stats_window < 1:
-            raise ValueError("learner.stats_window must be >= 1")
+            raise ValueError(f"learner.stats_window must be >= 1, got {self.stats_window}")
+        if self.wandb and not self.wandb_project:
+            raise ValueError("learner.wandb_project must name a project when learner.wandb is true")
