@@ -10,7 +10,11 @@ LeRobot's contract (`lerobot.rl.algorithms.base`): the learner builds the algori
   episodes) and runs `PIRLTrainer.update` (GAE, staleness mask, PPO/GRPO epochs); the PPO settings
   live in the policy config (`--policy.rl.*`) so a checkpoint carries them; this config holds what
   only the learner needs;
-- `get_weights()` is the trainable subset only (expert, heads), tagged with the policy version.
+- `get_weights()` is the trainable subset only (expert, heads), tagged with the policy version;
+- with `--policy.rl.replay.enabled=true` the batch holds the NEW episodes only: the trainer keeps a replay
+  buffer (saved in `training_state()`) and trains on it at the configured update-to-data ratio. Before the
+  first update, call `pretrain_critic(episodes)` and `set_anchor_batch(demo_chunks)` when the robot-minute
+  preset is on (`app/rl/config_robot_minute.py`, docs/algorithm.md "Learning in robot minutes").
 
 LeRobot's `make_algorithm` only knows "sac", so `make_algorithm` here dispatches "pirl" to us and
 everything else to LeRobot.
@@ -102,6 +106,14 @@ class PIRLAlgorithm(RLAlgorithm):
             losses={k: v for k, v in metrics.items() if k.startswith("losses/")},
             extra={k: v for k, v in metrics.items() if not k.startswith("losses/")},
         )
+
+    def pretrain_critic(self, episodes: RolloutBatch, steps: int | None = None) -> dict[str, float]:
+        """Value head on Monte-Carlo returns of whole episodes (`PIRLTrainer.pretrain_critic`)."""
+        return self.trainer.pretrain_critic(episodes, steps)
+
+    def set_anchor_batch(self, data: dict[str, torch.Tensor] | None) -> None:
+        """Fixed demo chunks of the anchor loss (`PIRLTrainer.set_anchor_batch`; not checkpointed)."""
+        self.trainer.set_anchor_batch(data)
 
     def make_optimizers_and_scheduler(self) -> dict[str, torch.optim.Optimizer]:
         return self.get_optimizers()  # the trainer built its AdamW (actor / value-head groups) already

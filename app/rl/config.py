@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.rl.config_robot_minute import AnchorConfig, AWRConfig, CriticPretrainConfig, ReplayConfig
+
 
 def as_tuple(value: Any, cast: Callable[[Any], Any]) -> tuple:
     """A tuple option from a tuple/list, or from the string a JSON-mode draccus override leaves when the
@@ -179,6 +181,14 @@ class PIRLConfig:
     staleness: StalenessConfig = field(default_factory=StalenessConfig)
     intervention: InterventionConfig = field(default_factory=InterventionConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # Robot-minute additions (app/rl/config_robot_minute.py; all off by default, docs/algorithm.md).
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    critic_pretrain: CriticPretrainConfig = field(default_factory=CriticPretrainConfig)
+    awr: AWRConfig = field(default_factory=AWRConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    # >0: train only noise_head + value_head + the last N expert layers (overrides `trainable`; applied by
+    # PIRLTrainer, app/rl/layers.py). 0: `trainable` decides.
+    trainable_expert_layers: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in ("flow_noise", "flow_sde"):
@@ -200,3 +210,89 @@ class PIRLConfig:
         self.trainable = as_tuple(self.trainable, str)
         self.value_hidden = as_tuple(self.value_hidden, int)
         self.noise.hidden = as_tuple(self.noise.hidden, int)
+
+    def validate(self, prefix: str = "policy.rl") -> None:
+        """Refuse every out-of-range value (NaN included), naming the option by its full dotted path
+        (`prefix` is where this config sits: `policy.rl` in a run config). Called before anything is built."""
+        import math
+
+        def number(name: str, value: Any) -> float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{prefix}.{name} must be a finite number, got {value!r}")
+            return float(value)
+
+        def check(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> None:
+            if value is None:
+                raise ValueError(f"{prefix}.{name} must be {rule}, got null")
+            if not ok(number(name, value)):
+                raise ValueError(f"{prefix}.{name} must be {rule}, got {value!r}")
+
+        def positive(name: str, value: Any, optional: bool = False) -> None:
+            if not (optional and value is None):
+                check(name, value, lambda v: v > 0, "> 0" + (" (or null to disable)" if optional else ""))
+
+        def non_negative(name: str, value: Any, what: str = "") -> None:
+            check(name, value, lambda v: v >= 0, ">= 0" + what)
+
+        def integer(name: str, value: Any, low: int, what: str = "") -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{prefix}.{name} must be an integer >= {low}{what}, got {value!r}")
+
+        if self.method not in ("flow_noise", "flow_sde"):
+            raise ValueError(f"{prefix}.method must be 'flow_noise' or 'flow_sde', got {self.method!r}")
+        if self.algorithm not in ("ppo", "grpo"):
+            raise ValueError(f"{prefix}.algorithm must be 'ppo' or 'grpo', got {self.algorithm!r}")
+        if self.logprob_reduce not in ("sum", "mean"):
+            raise ValueError(f"{prefix}.logprob_reduce must be 'sum' or 'mean', got {self.logprob_reduce!r}")
+        integer("num_steps", self.num_steps, 1, " (K denoising steps)")
+        if self.exec_horizon is not None:
+            integer("exec_horizon", self.exec_horizon, 1, " or null (the whole chunk)")
+        if not self.trainable and not self.trainable_expert_layers:
+            raise ValueError(
+                f"{prefix}.trainable must name at least one parameter group, e.g. [expert, value_head]"
+            )
+        for name, widths in (("value_hidden", self.value_hidden), ("noise.hidden", self.noise.hidden)):
+            if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+                raise ValueError(f"{prefix}.{name} must be layer widths >= 1, got {list(widths)}")
+        integer("trainable_expert_layers", self.trainable_expert_layers, 0, " (0: `trainable` decides)")
+        # Flow-Noise / Flow-SDE
+        positive("noise.std_min", self.noise.std_min)
+        check("noise.std_max", self.noise.std_max, lambda v: v >= self.noise.std_min, ">= noise.std_min")
+        non_negative("noise.entropy_coef", self.noise.entropy_coef)
+        positive("sde.noise_level", self.sde.noise_level)
+        # PPO
+        check("ppo.clip_coef", self.ppo.clip_coef, lambda v: 0 < v < 1, "in (0, 1) (the ratio clip epsilon)")
+        positive("ppo.value_clip", self.ppo.value_clip, optional=True)
+        positive("ppo.huber_delta", self.ppo.huber_delta, optional=True)
+        non_negative("ppo.value_coef", self.ppo.value_coef)
+        integer("ppo.epochs", self.ppo.epochs, 1)
+        integer("ppo.minibatch_size", self.ppo.minibatch_size, 1)
+        non_negative("ppo.max_grad_norm", self.ppo.max_grad_norm, " (0 disables the clip)")
+        positive("ppo.target_kl", self.ppo.target_kl, optional=True)
+        integer("ppo.critic_warmup_updates", self.ppo.critic_warmup_updates, 0)
+        # advantages
+        check("gae.gamma", self.gae.gamma, lambda v: 0 <= v <= 1, "in [0, 1] (discount per chunk)")
+        check("gae.lam", self.gae.lam, lambda v: 0 <= v <= 1, "in [0, 1] (GAE lambda)")
+        positive("grpo.eps", self.grpo.eps)
+        # staleness, takeovers
+        integer("staleness.max_staleness", self.staleness.max_staleness, 0)
+        check(
+            "staleness.max_behaviour_weight",
+            self.staleness.max_behaviour_weight,
+            lambda v: v >= 1,
+            ">= 1 (on-policy samples have weight 1)",
+        )
+        non_negative("intervention.bc_coef", self.intervention.bc_coef, " (0 disables it)")
+        non_negative(
+            "intervention.takeover_penalty", self.intervention.takeover_penalty, " (a penalty: 0 or more)"
+        )
+        # optimiser
+        positive("optim.actor_lr", self.optim.actor_lr)
+        positive("optim.value_lr", self.optim.value_lr)
+        betas = tuple(self.optim.betas)
+        if len(betas) != 2:
+            raise ValueError(f"{prefix}.optim.betas must be two numbers [beta1, beta2], got {list(betas)}")
+        for i, beta in enumerate(betas):
+            check(f"optim.betas[{i}]", beta, lambda v: 0 <= v < 1, "in [0, 1)")
+        positive("optim.eps", self.optim.eps)
+        non_negative("optim.weight_decay", self.optim.weight_decay)

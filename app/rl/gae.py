@@ -56,3 +56,20 @@ def compute_gae(
         out[i] = running
     adv = torch.tensor(out, dtype=torch.float32, device=reward.device)
     return adv, adv + value
+
+
+@torch.no_grad()
+def monte_carlo_returns(
+    reward: torch.Tensor,
+    done: torch.Tensor,
+    truncated: torch.Tensor,
+    bootstrap_value: torch.Tensor,
+    episode_id: torch.Tensor,
+    gamma: float = 0.99,
+) -> torch.Tensor:
+    """Discounted returns G_i = r_i + gamma * G_{i+1} within each episode [N] (rows grouped by episode, in
+    time order). After an episode's last row G continues from 0 if `done`, else from `bootstrap_value`
+    (a truncation, or a cut episode): exactly `compute_gae` with V = 0 and lambda = 1."""
+    zeros = torch.zeros(reward.shape[0], dtype=torch.float32, device=reward.device)
+    _, returns = compute_gae(reward, zeros, done, truncated, bootstrap_value, episode_id, gamma, 1.0)
+    return returns

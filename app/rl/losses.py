@@ -1,4 +1,5 @@
-"""PI-RL losses: clipped PPO surrogate, (clipped, Huber) value loss, GRPO advantages, flow-matching BC.
+"""PI-RL losses: clipped PPO surrogate (optionally dual-clipped and decoupled), (clipped, Huber) value loss,
+GRPO advantages, flow-matching BC (plain and per-row weighted, for AWR).
 
 Each function is pure: tensors in, a scalar loss and float diagnostics out. The trainer combines them.
 Masks are float/bool [N]; a masked-out row contributes exactly nothing (value and gradient).
@@ -25,13 +26,15 @@ def ppo_policy_loss(
     clip_coef: float,
     prox_logprob: torch.Tensor | None = None,
     sample_weight: torch.Tensor | None = None,
+    dual_clip: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """-mean(min(r*A, clip(r, 1-eps, 1+eps)*A)) over rows where mask is true.
 
     r = exp(logprob - old_logprob), or exp(logprob - prox_logprob) under decoupled PPO, where each row is
-    also weighted by `sample_weight` = pi_prox / pi_behaviour. Masked rows (human chunks, stale chunks,
-    GRPO-dropped groups) are multiplied by zero before any reduction, so NaN-free garbage in their
-    logprob fields cannot leak in.
+    also weighted by `sample_weight` = pi_prox / pi_behaviour. With `dual_clip` = c, the per-row loss of a
+    row with A < 0 is min(that, -c*A) (dual-clip PPO: a huge ratio cannot make a negative-advantage row
+    unbounded). Masked rows (human chunks, stale chunks, GRPO-dropped groups) are multiplied by zero
+    before any reduction, so NaN-free garbage in their logprob fields cannot leak in.
     """
     mask = mask.bool()
     anchor = old_logprob if prox_logprob is None else prox_logprob
@@ -39,6 +42,11 @@ def ppo_policy_loss(
     ratio = torch.exp(log_ratio)
     adv = torch.where(mask, advantages, torch.zeros_like(advantages))
     per_row = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef))
+    dual_hit: torch.Tensor | None = None
+    if dual_clip is not None:
+        bound = -dual_clip * adv
+        dual_hit = (adv < 0) & (per_row > bound)
+        per_row = torch.where(adv < 0, torch.minimum(per_row, bound), per_row)
     if sample_weight is not None:
         per_row = per_row * torch.where(mask, sample_weight, torch.zeros_like(sample_weight))
     loss = _masked_mean(per_row, mask)
@@ -52,7 +60,30 @@ def ppo_policy_loss(
         "losses/clipfrac": float(clipfrac),
         "losses/ratio_mean": float(ratio_mean),
     }
+    if dual_hit is not None:
+        stats["losses/dual_clipfrac"] = float(_masked_mean(dual_hit.float(), mask))
     return loss, stats
+
+
+@torch.no_grad()
+def decoupled_proximal(
+    behaviour_logprob: torch.Tensor,
+    current_logprob: torch.Tensor,
+    current_version: int | torch.Tensor,
+    behaviour_version: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoupled PPO's proximal policy by version interpolation (detached), per row:
+
+    alpha = clip((v_theta - 1 - v_b) / (v_theta - v_b), 0, 1) (0 when v_theta <= v_b),
+    logp_prox = logp_b + alpha * (logp_theta - logp_b), weight = pi_prox / pi_b = exp(logp_prox - logp_b).
+
+    A row from the current version (age 0) or the previous one (age 1) gets alpha = 0: pi_prox = pi_b and
+    weight 1, i.e. plain PPO against the behaviour log-prob. Returns (logp_prox, weight, alpha)."""
+    lp_b = behaviour_logprob.float()
+    age = (torch.as_tensor(current_version, device=lp_b.device) - behaviour_version.to(lp_b.device)).float()
+    alpha = torch.where(age > 0, (age - 1.0) / age.clamp_min(1.0), torch.zeros_like(age)).clamp(0.0, 1.0)
+    prox = lp_b + alpha * (current_logprob.float() - lp_b)
+    return prox, torch.exp(prox - lp_b), alpha
 
 
 def value_loss(
@@ -141,6 +172,42 @@ def flow_matching_loss(
     x_t = (1-t)*a + t*eps, target v = eps - a, t ~ U(0, 1); MSE over [:horizon, :action_dim] of the rows
     where mask is true (all rows if None) and, with step_mask [B, H], only at the chunk positions it marks.
     `ctx` is the policy's encoding of the same observations."""
+    err, keep = _flow_matching_errors(policy, ctx, actions, horizon, mask, generator, step_mask)
+    return _masked_mean(err, keep)
+
+
+def weighted_flow_matching_loss(
+    policy: FlowPolicy,
+    ctx: Context,
+    actions: torch.Tensor,
+    weight: torch.Tensor,
+    horizon: int | None = None,
+    mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    step_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-row weighted flow matching (advantage-weighted regression): mean over the rows with at least
+    one scored position of weight_i * FM_i, FM_i the mean squared velocity error of row i over its scored
+    positions (same sampling and masks as `flow_matching_loss`). Weights are treated as constants."""
+    err, keep = _flow_matching_errors(policy, ctx, actions, horizon, mask, generator, step_mask)
+    k = keep.to(err.dtype)
+    count = k.sum(dim=1)
+    row_err = (err * k).sum(dim=1) / count.clamp_min(1.0)
+    rows = count > 0
+    w = torch.where(rows, weight.detach().to(err.dtype), torch.zeros_like(row_err))
+    return (w * row_err).sum() / rows.to(err.dtype).sum().clamp_min(1.0)
+
+
+def _flow_matching_errors(
+    policy: FlowPolicy,
+    ctx: Context,
+    actions: torch.Tensor,
+    horizon: int | None,
+    mask: torch.Tensor | None,
+    generator: torch.Generator | None,
+    step_mask: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared velocity errors [B, h] (mean over action dims) and the positions that count [B, h]."""
     a = policy.normalize_actions(actions)
     b = a.shape[0]
     gdev = generator.device if generator is not None else a.device
@@ -156,4 +223,4 @@ def flow_matching_loss(
         keep = keep & mask.bool().view(-1, 1)
     if step_mask is not None:
         keep = keep & step_mask.bool()[:, :h]
-    return _masked_mean(err, keep)
+    return err, keep

@@ -5,32 +5,48 @@ update(batch) does, in order:
   2. values: recompute V(obs) with the current critic (or use the stored ones);
   3. advantages: GAE with truncation bootstrap (PPO), or group-relative returns (GRPO);
   4. the policy mask: not human-driven, not older than `max_staleness` versions, in a kept GRPO group;
-  5. decoupled-PPO proximal log-probs and weights (if enabled) for stale-but-kept rows;
+  5. decoupled-PPO proximal log-probs and weights (if enabled) for stale-but-kept rows; AWR weights and
+     targets (if `rl.awr.coef` > 0);
   6. epochs x minibatches of: re-score stored chains -> clipped surrogate + value loss - entropy bonus
-     + BC on human chunks; AdamW step with grad-norm clipping;
+     + BC on human chunks (+ AWR + demo anchor if enabled); AdamW step with grad-norm clipping;
   7. diagnostics with cleanrl names, and the policy version moves on by one.
 Steps 1-5 are `prepare()` (no parameter changes), 6-7 the rest of `update()`.
+
+With `rl.replay.enabled` the batch first goes into the trainer's ReplayBuffer; steps 1-7 then run over the
+whole buffer (current critic, current proximal log-probs) for `utd` x new-chunks minibatch steps instead of
+`ppo.epochs` passes. Everything new (replay, dual clip, AWR, anchor, critic pre-training, last-layer
+training) is off by default; tests/app/rl/test_trainer_regression.py pins the default update.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from app.rl.awr import anchor_coef, awr_targets, awr_weights, success_rows
 from app.rl.batch import RolloutBatch
+from app.rl.critic import pretrain_critic
 from app.rl.gae import compute_gae
+from app.rl.layers import apply_trainable_expert_layers
 from app.rl.losses import (
+    decoupled_proximal,
     explained_variance,
     flow_matching_loss,
     grpo_advantages,
     ppo_policy_loss,
     value_loss,
+    weighted_flow_matching_loss,
 )
 from app.rl.model import PIRLModel
+from app.rl.replay import ReplayBuffer, UTDSchedule, minibatch_schedule
 from app.rl.sampling import evaluate_chain
+
+ANCHOR_ACTION_KEY = "action"
 
 
 @dataclass
@@ -48,6 +64,14 @@ class PreparedBatch:
     stale: torch.Tensor  # [N] bool, older than max_staleness (or from a future version)
     prox_logprob: torch.Tensor | None  # [N] decoupled-PPO proximal log-prob
     weight: torch.Tensor | None  # [N] decoupled-PPO weight pi_prox / pi_behaviour
+    # decoupled PPO: rows the weight threshold removed from the policy mask
+    masked_by_weight: torch.Tensor | None = None  # [N] bool
+    # AWR (rl.awr.coef > 0): rows, weights min(exp(A/beta), max), robot-unit targets, scored steps
+    awr_rows: torch.Tensor | None = None  # [N] bool
+    awr_weight: torch.Tensor | None = None  # [N]
+    awr_actions: torch.Tensor | None = None  # [N, H, action_dim]
+    awr_step_mask: torch.Tensor | None = None  # [N, H] bool
+    success: torch.Tensor | None = None  # [N] bool, policy rows of successful episodes
 
 
 class PIRLTrainer:
@@ -57,6 +81,8 @@ class PIRLTrainer:
         self.model = model
         self.cfg = model.cfg
         o = self.cfg.optim
+        if self.cfg.trainable_expert_layers > 0:
+            apply_trainable_expert_layers(model, self.cfg.trainable_expert_layers)
         groups = [
             {"params": model.actor_parameters(), "lr": o.actor_lr, "name": "actor"},
             {"params": model.value_parameters(), "lr": o.value_lr, "name": "value"},
@@ -70,6 +96,15 @@ class PIRLTrainer:
         self.generator = torch.Generator().manual_seed(seed)
         self.policy_version = policy_version
         self.num_updates = 0  # updates run by this trainer (drives the critic warm-up)
+        # AWR / anchor flow-matching noise (kept apart so enabling them does not move the shuffles)
+        self.aux_generator = torch.Generator().manual_seed(seed + 1)
+        self.anchor_batch: dict[str, torch.Tensor] | None = None  # set_anchor_batch
+        r = self.cfg.replay
+        self.replay: ReplayBuffer | None = None
+        self.utd: UTDSchedule | None = None
+        if r.enabled:
+            self.replay = ReplayBuffer(r.capacity_chunks, r.max_versions)
+            self.utd = UTDSchedule(r.utd, r.min_steps_per_update, r.max_steps_per_update)
 
     # -- shipping and checkpointing ------------------------------------------------------------------
     def get_trainable_state(self) -> dict[str, torch.Tensor]:
@@ -79,16 +114,71 @@ class PIRLTrainer:
         self.model.load_trainable_state(state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        """Optimiser, counters and, with replay, the buffer and the UTD carry (plain tensors, weights_only
+        safe; with replay/AWR/anchor also the generator of their flow-matching noise). The anchor batch is
+        not saved: call `set_anchor_batch` again after a resume."""
+        state: dict[str, Any] = {
             "optimizer": self.optimizer.state_dict(),
             "policy_version": self.policy_version,
             "num_updates": self.num_updates,
         }
+        if self.replay is not None and self.utd is not None:
+            state["replay"] = self.replay.state_dict()
+            state["utd"] = self.utd.state_dict()
+        if self.replay is not None or self.cfg.awr.coef > 0 or self.cfg.anchor.coef > 0:
+            state["aux_generator"] = self.aux_generator.get_state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.policy_version = int(state["policy_version"])
         self.num_updates = int(state.get("num_updates", 0))
+        if self.replay is not None and self.utd is not None and "replay" in state:
+            self.replay.load_state_dict(state["replay"])
+            self.utd.load_state_dict(state["utd"])
+        if "aux_generator" in state:
+            self.aux_generator.set_state(state["aux_generator"])
+
+    # -- before RL: critic pre-training and the demo anchor ------------------------------------------
+    def pretrain_critic(
+        self, episodes: RolloutBatch, steps: int | None = None, seed: int = 0
+    ) -> dict[str, float]:
+        """Regress the value head on Monte-Carlo returns of `episodes` (whole episodes: demos, BC
+        rollouts) for `steps` (default `rl.critic_pretrain.steps`) steps; see app/rl/critic.py."""
+        cfg = self.cfg
+        c = cfg.critic_pretrain
+        n = c.steps if steps is None else int(steps)
+        return pretrain_critic(
+            self.model,
+            episodes,
+            n,
+            lr=c.lr,
+            batch_size=c.batch_size,
+            gamma=cfg.gae.gamma,
+            huber_delta=cfg.ppo.huber_delta,
+            takeover_penalty=cfg.intervention.takeover_penalty,
+            bootstrap_truncated=cfg.gae.bootstrap_truncated,
+            seed=seed,
+        )
+
+    def set_anchor_batch(self, data: dict[str, torch.Tensor] | None) -> None:
+        """The fixed demo batch of the anchor loss: `bc.make_chunks` format, observation keys [N, ...]
+        plus "action" [N, chunk_size, action_dim] in robot units (None removes it). Kept on CPU; each
+        gradient step draws `rl.anchor.batch_size` rows."""
+        if data is None:
+            self.anchor_batch = None
+            return
+        pol = self.model.policy
+        act = data.get(ANCHOR_ACTION_KEY)
+        if act is None or act.dim() != 3 or tuple(act.shape[1:]) != (pol.chunk_size, pol.action_dim):
+            raise ValueError(
+                f"anchor batch needs {ANCHOR_ACTION_KEY!r} [N, {pol.chunk_size}, {pol.action_dim}]; got "
+                f"{None if act is None else tuple(act.shape)}"
+            )
+        bad = {k: tuple(v.shape) for k, v in data.items() if v.shape[0] != act.shape[0]}
+        if bad:
+            raise ValueError(f"anchor batch tensors must all have {act.shape[0]} rows; got {bad}")
+        self.anchor_batch = {k: v.detach().to("cpu") for k, v in data.items()}
 
     # -- helpers -------------------------------------------------------------------------------------
     def _chunks(self, n: int, size: int, shuffle: bool) -> list[torch.Tensor]:
@@ -170,21 +260,39 @@ class PIRLTrainer:
         fresh = (age >= 0) & (age <= cfg.staleness.max_staleness)
         policy_mask = ~intervention & fresh & group_ok
 
-        # 5. decoupled PPO: pi_prox between behaviour and current, alpha = (age - 1) / age
+        # 5. decoupled PPO: pi_prox between behaviour and current, alpha = clip((age - 1) / age, 0, 1)
         prox_logprob: torch.Tensor | None = None
         weight: torch.Tensor | None = None
+        masked_by_weight: torch.Tensor | None = None
         if decoupled:
             lp_b = batch.logprob.float()
-            a = age.float()
-            alpha = torch.where(a > 0, (a - 1.0) / a.clamp_min(1.0), torch.ones_like(a))
-            prox_logprob = lp_b + alpha * (cur_logprob.float() - lp_b)
-            weight = torch.exp(torch.where(policy_mask, prox_logprob - lp_b, torch.zeros_like(lp_b)))
-            policy_mask = policy_mask & (weight <= cfg.staleness.max_behaviour_weight)
+            prox_logprob, weight, _ = decoupled_proximal(lp_b, cur_logprob, version, batch.policy_version)
+            # rows outside the mask (human chunks' garbage log-probs) get weight 1
+            weight = torch.where(policy_mask, weight, torch.ones_like(weight))
+            masked_by_weight = policy_mask & ~(weight <= cfg.staleness.max_behaviour_weight)
+            policy_mask = policy_mask & ~masked_by_weight
 
         # GRPO advantages are already normalised within their groups.
         if cfg.algorithm == "ppo" and cfg.ppo.normalize_advantages and int(policy_mask.sum()) > 1:
             sel = advantages[policy_mask]
             advantages = (advantages - sel.mean()) / (sel.std() + 1e-8)
+        awr: dict[str, torch.Tensor] = {}
+        if cfg.awr.coef > 0:
+            rows, actions, step_mask = awr_targets(
+                batch,
+                model.policy.unnormalize_actions,
+                cfg.awr.human,
+                cfg.awr.success,
+                cfg.awr.success_reward,
+            )
+            success = ~intervention & success_rows(batch, cfg.awr.success_reward)
+            awr = {
+                "awr_rows": rows,
+                "awr_weight": awr_weights(advantages, cfg.awr.beta, cfg.awr.max_weight),
+                "awr_actions": actions,
+                "awr_step_mask": step_mask,
+                "success": success,
+            }
         return PreparedBatch(
             batch=batch,
             version=version,
@@ -197,73 +305,56 @@ class PIRLTrainer:
             stale=~fresh,
             prox_logprob=prox_logprob,
             weight=weight,
+            masked_by_weight=masked_by_weight,
+            **awr,
         )
 
     def update(self, batch: RolloutBatch, current_version: int | None = None) -> dict[str, float]:
         """One PI-RL update. `current_version` is the version of the weights being trained (defaults to
-        this trainer's counter); afterwards the counter is that plus one. Returns a metrics dict."""
+        this trainer's counter); afterwards the counter is that plus one. Returns a metrics dict.
+
+        With `rl.replay.enabled`, `batch` holds the NEW episodes since the last update: they join the
+        replay buffer and the update trains on the whole buffer for `UTDSchedule.steps(len(batch))`
+        minibatch steps."""
         t_start = time.perf_counter()
         cfg, model = self.cfg, self.model
-        p = self.prepare(batch, current_version)
-        batch, version, n = p.batch, p.version, len(p.batch)
-        device = p.reward.device
+        version = self.policy_version if current_version is None else int(current_version)
+        steps_budget: int | None = None
+        replay_metrics: dict[str, float] = {}
+        if self.replay is not None and self.utd is not None:
+            if len(batch) == 0:
+                raise ValueError("cannot update on an empty RolloutBatch")
+            added = self.replay.add(batch)
+            steps_budget = self.utd.steps(len(batch))
+            replay_metrics = {
+                "replay/size_chunks": float(len(self.replay)),
+                "replay/size_episodes": float(self.replay.num_episodes),
+                "replay/new_chunks": float(len(batch)),
+                "replay/evicted_chunks": float(added["evicted_chunks"]),
+                "replay/grad_steps_planned": float(steps_budget),
+                "replay/utd": steps_budget / len(batch),
+            }
+            for k, frac in self.replay.staleness_histogram(version).items():
+                replay_metrics[f"replay/staleness_hist_{k}"] = frac
+            batch = self.replay.batch()
+        p = self.prepare(batch, version)
+        batch, n = p.batch, len(p.batch)
         old_value, advantages, returns = p.old_value, p.advantages, p.returns
         policy_mask, intervention = p.policy_mask, p.intervention
-        prox_logprob, weight = p.prox_logprob, p.weight
 
-        # 6. epochs x minibatches (during the critic warm-up only the value loss trains)
+        # 6. minibatch steps (during the critic warm-up only the value loss trains)
         actor_on = not (cfg.algorithm == "ppo" and self.num_updates < cfg.ppo.critic_warmup_updates)
+        anchor_w = 0.0
+        if self.anchor_batch is not None and actor_on:
+            a = cfg.anchor
+            anchor_w = anchor_coef(a.coef, a.decay, a.min_coef, self.num_updates)
         model.train()
         sums: dict[str, float] = {}
         steps = 0
         stopped_early = False
-        for _epoch in range(cfg.ppo.epochs):
-            for idx in self._chunks(n, min(cfg.ppo.minibatch_size, n), shuffle=True):
-                mb = batch.index(idx)
-                ev = evaluate_chain(model, mb.obs, mb.chain, self._sde_steps(mb))
-                pmask = policy_mask[idx]
-                pl, stats = ppo_policy_loss(
-                    ev.logprob,
-                    mb.logprob.float(),
-                    advantages[idx],
-                    pmask,
-                    cfg.ppo.clip_coef,
-                    prox_logprob=None if prox_logprob is None else prox_logprob[idx],
-                    sample_weight=None if weight is None else weight[idx],
-                )
-                loss = pl if actor_on else torch.zeros((), device=device)
-                if cfg.algorithm == "ppo":
-                    vl = value_loss(
-                        ev.value, old_value[idx], returns[idx], cfg.ppo.value_clip, cfg.ppo.huber_delta
-                    )
-                    loss = loss + cfg.ppo.value_coef * vl
-                    stats["losses/value_loss"] = float(vl.detach())
-                if cfg.method == "flow_noise" and actor_on:
-                    m = pmask.float()
-                    ent = (ev.entropy * m).sum() / m.sum().clamp_min(1.0)
-                    loss = loss - cfg.noise.entropy_coef * ent
-                    stats["losses/entropy"] = float(ent.detach())
-                hmask = intervention[idx]
-                if actor_on and cfg.intervention.bc_coef > 0 and bool(hmask.any()):
-                    bc = flow_matching_loss(
-                        model.policy,
-                        ev.ctx,
-                        mb.human_action.float(),
-                        horizon=model.exec_horizon,
-                        mask=hmask,
-                        step_mask=mb.human_steps(),
-                    )
-                    loss = loss + cfg.intervention.bc_coef * bc
-                    stats["losses/bc_loss"] = float(bc.detach())
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.ppo.max_grad_norm > 0:
-                    gn = torch.nn.utils.clip_grad_norm_(
-                        [p for g in self.optimizer.param_groups for p in g["params"]], cfg.ppo.max_grad_norm
-                    )
-                    stats["losses/grad_norm"] = float(gn)
-                self.optimizer.step()
-                stats["losses/total_loss"] = float(loss.detach())
+        for minibatches in self._passes(n, steps_budget):
+            for idx in minibatches:
+                stats = self._minibatch_step(p, idx, actor_on, anchor_w)
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
@@ -292,9 +383,140 @@ class PIRLTrainer:
                 "rl/minibatch_steps": float(steps),
                 "rl/early_stop": float(stopped_early),
                 "rl/critic_warmup": float(not actor_on),
-                "rl/update_seconds": time.perf_counter() - t_start,
             }
         )
+        metrics.update(self._extra_metrics(p, anchor_w))
+        metrics.update(replay_metrics)
+        if replay_metrics:
+            metrics["replay/grad_steps"] = float(steps)
+        metrics["rl/update_seconds"] = time.perf_counter() - t_start
         self.policy_version = version + 1
         self.num_updates += 1
         return metrics
+
+    def _passes(self, n: int, steps_budget: int | None) -> Iterator[list[torch.Tensor]]:
+        """Minibatch index lists, one list per pass (target_kl is checked after each pass): `ppo.epochs`
+        shuffled passes over the batch, or (replay) `steps_budget` minibatches in passes of ceil(n / size)."""
+        size = min(self.cfg.ppo.minibatch_size, n)
+        if steps_budget is None:
+            for _epoch in range(self.cfg.ppo.epochs):
+                yield self._chunks(n, size, shuffle=True)
+            return
+        schedule = minibatch_schedule(n, size, steps_budget, self.generator)
+        per_pass = math.ceil(n / size)
+        for start in range(0, len(schedule), per_pass):
+            yield schedule[start : start + per_pass]
+
+    def _minibatch_step(
+        self, p: PreparedBatch, idx: torch.Tensor, actor_on: bool, anchor_w: float
+    ) -> dict[str, float]:
+        """One gradient step on rows idx of a prepared batch; returns its diagnostics."""
+        cfg, model = self.cfg, self.model
+        device = p.reward.device
+        mb = p.batch.index(idx)
+        ev = evaluate_chain(model, mb.obs, mb.chain, self._sde_steps(mb))
+        pmask = p.policy_mask[idx]
+        pl, stats = ppo_policy_loss(
+            ev.logprob,
+            mb.logprob.float(),
+            p.advantages[idx],
+            pmask,
+            cfg.ppo.clip_coef,
+            prox_logprob=None if p.prox_logprob is None else p.prox_logprob[idx],
+            sample_weight=None if p.weight is None else p.weight[idx],
+            dual_clip=cfg.replay.dual_clip,
+        )
+        loss = pl if actor_on else torch.zeros((), device=device)
+        if cfg.algorithm == "ppo":
+            vl = value_loss(
+                ev.value, p.old_value[idx], p.returns[idx], cfg.ppo.value_clip, cfg.ppo.huber_delta
+            )
+            loss = loss + cfg.ppo.value_coef * vl
+            stats["losses/value_loss"] = float(vl.detach())
+        if cfg.method == "flow_noise" and actor_on:
+            m = pmask.float()
+            ent = (ev.entropy * m).sum() / m.sum().clamp_min(1.0)
+            loss = loss - cfg.noise.entropy_coef * ent
+            stats["losses/entropy"] = float(ent.detach())
+        hmask = p.intervention[idx]
+        if actor_on and cfg.intervention.bc_coef > 0 and bool(hmask.any()):
+            bc = flow_matching_loss(
+                model.policy,
+                ev.ctx,
+                mb.human_action.float(),
+                horizon=model.exec_horizon,
+                mask=hmask,
+                step_mask=mb.human_steps(),
+            )
+            loss = loss + cfg.intervention.bc_coef * bc
+            stats["losses/bc_loss"] = float(bc.detach())
+        if actor_on and p.awr_rows is not None and p.awr_weight is not None and cfg.awr.coef > 0:
+            rows = p.awr_rows[idx]
+            awr = torch.zeros((), device=device)
+            if bool(rows.any()):
+                awr = weighted_flow_matching_loss(
+                    model.policy,
+                    ev.ctx,
+                    p.awr_actions[idx].float(),
+                    p.awr_weight[idx],
+                    horizon=model.exec_horizon,
+                    mask=rows,
+                    generator=self.aux_generator,
+                    step_mask=p.awr_step_mask[idx],
+                )
+                loss = loss + cfg.awr.coef * awr
+            stats["losses/awr"] = float(awr.detach())
+        if anchor_w > 0 and self.anchor_batch is not None:
+            anchor = self._anchor_loss(device)
+            loss = loss + anchor_w * anchor
+            stats["losses/anchor"] = float(anchor.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.ppo.max_grad_norm > 0:
+            gn = torch.nn.utils.clip_grad_norm_(
+                [q for g in self.optimizer.param_groups for q in g["params"]], cfg.ppo.max_grad_norm
+            )
+            stats["losses/grad_norm"] = float(gn)
+        self.optimizer.step()
+        stats["losses/total_loss"] = float(loss.detach())
+        return stats
+
+    def _anchor_loss(self, device: torch.device) -> torch.Tensor:
+        """Flow matching on `rl.anchor.batch_size` rows drawn from the anchor batch (whole chunks)."""
+        data = self.anchor_batch
+        assert data is not None
+        act = data[ANCHOR_ACTION_KEY]
+        idx = torch.randint(
+            0, act.shape[0], (min(self.cfg.anchor.batch_size, act.shape[0]),), generator=self.aux_generator
+        )
+        obs = {k: v[idx].to(device) for k, v in data.items() if k != ANCHOR_ACTION_KEY}
+        ctx = self.model.encode(obs)
+        return flow_matching_loss(
+            self.model.policy, ctx, act[idx].to(device).float(), generator=self.aux_generator
+        )
+
+    def _extra_metrics(self, p: PreparedBatch, anchor_w: float) -> dict[str, float]:
+        """Diagnostics of the robot-minute parts, only when one is on (the default metrics stay as they were)."""
+        cfg = self.cfg
+        out: dict[str, float] = {}
+        n = max(len(p.batch), 1)
+        if p.masked_by_weight is not None and p.weight is not None:
+            eligible = p.policy_mask | p.masked_by_weight
+            out["losses/masked_by_weight_frac"] = float(p.masked_by_weight.sum()) / max(
+                int(eligible.sum()), 1
+            )
+            out["losses/behaviour_weight_mean"] = (
+                float(p.weight[p.policy_mask].mean()) if bool(p.policy_mask.any()) else 1.0
+            )
+        if p.awr_rows is not None and p.awr_weight is not None:
+            out["charts/awr_chunks"] = float(p.awr_rows.sum())
+            out["charts/awr_weight_mean"] = (
+                float(p.awr_weight[p.awr_rows].mean()) if bool(p.awr_rows.any()) else 0.0
+            )
+            if p.success is not None:
+                out["charts/success_chunk_frac"] = float(p.success.sum()) / n
+        if cfg.anchor.coef > 0:
+            out["charts/anchor_coef"] = anchor_w
+        if self.replay is not None or cfg.awr.coef > 0 or cfg.anchor.coef > 0:
+            out["charts/human_chunk_frac"] = float(p.intervention.sum()) / n
+        return out

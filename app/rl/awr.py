@@ -1,0 +1,71 @@
+"""Advantage-weighted flow matching (AWR) on takeovers and successes, and the demo anchor's schedule.
+
+The AWR loss (`losses.weighted_flow_matching_loss`) regresses the velocity field towards executed actions,
+each row weighted by w = min(exp(A / beta), max_weight):
+
+- human chunks: the executed `human_action`, scored only at `batch.human_steps()` (the steps a human drove);
+- policy chunks of successful episodes: the executed chunk, i.e. the chain end x_K (in robot units).
+
+Why AWR rather than RECAP-style advantage conditioning: RECAP (pi*0.6) feeds a binarised advantage to the
+policy as an input token and needs that input at inference and a model trained with it; our adapters take
+(observation, x_t, t) only, and adding an input changes every FlowPolicy. AWR only re-weights the same
+flow-matching loss BC already uses, works with any adapter, and reduces to success-filtered BC as beta grows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from app.rl.batch import RolloutBatch
+from app.rl.gae import episode_ends
+
+
+@torch.no_grad()
+def success_rows(batch: RolloutBatch, success_reward: float) -> torch.Tensor:
+    """[N] bool: the row belongs to a successful episode, i.e. one whose last row in this (episode-grouped,
+    chunk-ordered) batch is `done` with reward >= success_reward."""
+    last = episode_ends(batch.episode_id)
+    ok_last = last & batch.done.bool() & (batch.reward.float() >= success_reward)
+    _, inv = torch.unique_consecutive(batch.episode_id, return_inverse=True)
+    ok_ep = torch.zeros(int(inv.max()) + 1 if inv.numel() else 0, dtype=torch.bool, device=inv.device)
+    ok_ep[inv[ok_last]] = True
+    return ok_ep[inv]
+
+
+@torch.no_grad()
+def awr_weights(advantages: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
+    """w = min(exp(A / beta), max_weight), computed without overflow."""
+    return torch.exp(torch.clamp(advantages.float() / beta, max=torch.log(torch.tensor(max_weight)).item()))
+
+
+@torch.no_grad()
+def awr_targets(
+    batch: RolloutBatch,
+    unnormalize,
+    use_human: bool,
+    use_success: bool,
+    success_reward: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows [N] bool, actions [N, H, action_dim] robot units, step mask [N, H] bool) of the AWR loss.
+
+    Human rows (`intervention` with at least one human step) use `human_action` at `human_steps()`;
+    successful policy rows use `unnormalize(chain[:, -1])` (the executed x_K) at every step. `unnormalize`
+    is the policy's `unnormalize_actions`."""
+    human = batch.intervention.bool()
+    steps = batch.human_steps()
+    human = human & steps.any(dim=1)
+    success = ~batch.intervention.bool() & success_rows(batch, success_reward)
+    rows = (human if use_human else torch.zeros_like(human)) | (
+        success if use_success else torch.zeros_like(success)
+    )
+    executed = unnormalize(batch.chain[:, -1].float()).to(batch.human_action.dtype)
+    actions = torch.where(human[:, None, None], batch.human_action, executed)
+    step_mask = torch.where(human[:, None], steps, torch.ones_like(steps))
+    return rows, actions, step_mask
+
+
+def anchor_coef(coef: float, decay: float, min_coef: float, updates: int) -> float:
+    """Anchor weight at update `updates`: max(coef * decay**updates, min_coef) (0 when coef is 0)."""
+    if coef <= 0:
+        return 0.0
+    return max(coef * decay**updates, min_coef)
