@@ -16,6 +16,10 @@ With `rl.replay.enabled` the batch first goes into the trainer's ReplayBuffer; s
 whole buffer (current critic, current proximal log-probs) for `utd` x new-chunks minibatch steps instead of
 `ppo.epochs` passes. Everything new (replay, dual clip, AWR, anchor, critic pre-training, last-layer
 training) is off by default; tests/app/rl/test_trainer_regression.py pins the default update.
+
+One cohesive job, kept in one file on purpose (it is over our ~450-line guide): the update reads top to
+bottom in one place, as cleanrl's do; the pieces that stand alone live beside it (losses.py, gae.py,
+replay.py, awr.py, critic.py, layers.py).
 """
 
 from __future__ import annotations
