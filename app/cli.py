@@ -7,6 +7,7 @@ typed (draccus) config.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -39,7 +40,11 @@ def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = ["usage: pirl <command> [options]", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run `pirl <command> --help` for a command's options."]
+    lines += [
+        "",
+        "Run `pirl <command> --help` for a command's main options (`--help-all`: every option).",
+        "A bad option, value or config file ends with one line on stderr that names it, and exit code 2.",
+    ]
     return "\n".join(lines)
 
 
@@ -55,7 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"pirl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.6)
+        hint = f"did you mean `pirl {close[0]}`? " if close else ""
+        print(f"pirl: unknown command {name!r}; {hint}commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    from app.run.errors import ConfigError
+
+    try:
+        return int(module.main(rest) or 0)
+    except ConfigError as exc:  # a command that parses a config without its own handler: still one line
+        print(f"pirl {name}: {exc}", file=sys.stderr)
+        return 2

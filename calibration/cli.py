@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,6 +277,93 @@ def _without_port_means_offline(argv: list[str]) -> list[str]:
     return out
 
 
+class UsageError(ValueError):
+    """A bad option or value for `pirl calibrate`: one line, exit code 2."""
+
+
+def _option_names(config_class: type) -> list[str]:
+    """Every `--option` draccus accepts for `config_class` (for "did you mean")."""
+    from draccus.argparsing import ArgumentParser
+
+    parser = ArgumentParser(config_class=config_class)
+    return [o for o in parser.parser._option_string_actions if o.startswith("--")]
+
+
+def _parse(config_class: type, args: list[str], prog: str):
+    """draccus.parse, where every bad option or value becomes one UsageError line instead of argparse's
+    usage of every option (hundreds of lines) or a draccus traceback."""
+    import difflib
+    import io as io_
+
+    from draccus.utils import DraccusException
+    from lerobot.robots import RobotConfig
+    from lerobot.teleoperators import TeleoperatorConfig
+
+    err = io_.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return draccus.parse(config_class=config_class, args=args, prog=prog)
+    except SystemExit as exc:
+        reason = next(
+            (ln.split("error: ", 1)[1] for ln in reversed(err.getvalue().splitlines()) if "error: " in ln),
+            f"the options do not parse (exit {exc.code})",
+        )
+        unknown = re.match(r"unrecognized arguments: (\S+)", reason)
+        if unknown:
+            bad = unknown.group(1).split("=", 1)[0]
+            close = difflib.get_close_matches(bad, _option_names(config_class), n=2, cutoff=0.7)
+            hint = (
+                f"; did you mean {' or '.join(close)}?" if close else f"; `{prog} --help` lists the options"
+            )
+            raise UsageError(f"unknown option {bad}{hint}") from None
+        choice = re.match(
+            r"argument --(robot|teleop)\.type: invalid choice: '([^']*)' \(choose from (.*)\)", reason
+        )
+        if choice:
+            field, name, options = choice.groups()
+            other, other_label = (
+                ("teleop", "a leader (teleoperator)") if field == "robot" else ("robot", "a follower (robot)")
+            )
+            registry = TeleoperatorConfig if field == "robot" else RobotConfig
+            if name in registry.get_known_choices():
+                raise UsageError(
+                    f"--{field}.type={name} is {other_label}: use --{other}.type={name}"
+                ) from None
+            raise UsageError(f"--{field}.type={name} is not known here; choose one of {options}") from None
+        raise UsageError(" ".join(reason.split())) from None
+    except DraccusException as exc:  # a value that does not parse, e.g. --fps=fast
+        raise UsageError(re.sub(r"^`([^`]+)`: ", r"--\1: ", " ".join(str(exc).split()))) from None
+
+
+def _check_values(cfg) -> None:
+    """Numbers that cannot work, refused before any arm moves (each names its option)."""
+    import math
+
+    def need(name: str, ok: bool, rule: str) -> None:
+        if not ok:
+            raise UsageError(f"--{name} must be {rule}, got {getattr(cfg, name)!r}")
+
+    def finite(name: str) -> bool:
+        value = getattr(cfg, name)
+        return isinstance(value, (int, float)) and math.isfinite(value)
+
+    if isinstance(cfg, EnvelopeConfig):
+        need("fps", finite("fps") and cfg.fps > 0, "> 0 (samples per second)")
+        need(
+            "duration_s",
+            cfg.duration_s is None or (finite("duration_s") and cfg.duration_s > 0),
+            "> 0 seconds",
+        )
+        need("max_samples", cfg.max_samples is None or cfg.max_samples >= 1, ">= 1")
+        need("joint_margin", finite("joint_margin") and cfg.joint_margin >= 0, ">= 0")
+        need("workspace_margin", finite("workspace_margin") and cfg.workspace_margin >= 0, ">= 0 (metres)")
+    elif isinstance(cfg, CheckConfig):
+        need("inset", finite("inset") and 0 <= cfg.inset < 0.5, "in [0, 0.5)")
+        need("speed_fraction", finite("speed_fraction") and 0 < cfg.speed_fraction <= 1, "in (0, 1]")
+        need("tolerance", finite("tolerance") and cfg.tolerance > 0, "> 0")
+        need("probe_overshoot", finite("probe_overshoot") and cfg.probe_overshoot > 0, "> 0")
+
+
 def main(argv: list[str] | None = None, *, io: OperatorIO | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     sub = argv[0] if argv and argv[0] in SUBCOMMANDS else None
@@ -283,22 +371,37 @@ def main(argv: list[str] | None = None, *, io: OperatorIO | None = None) -> int:
     if sub == "validate":
         rest = _without_port_means_offline(rest)
     config_class, command = _COMMANDS[sub]
-    if not rest or rest[0] in ("-h", "--help"):
+    if not rest or any(a in ("-h", "--help") for a in rest):
         print(__doc__)
         if rest:
             with contextlib.suppress(SystemExit):
                 draccus.parse(config_class=config_class, args=["--help"])
         return 0
+    from draccus.utils import DraccusException
+
+    prog = "pirl calibrate" + (f" {sub}" if sub else "")
     try:
-        cfg = draccus.parse(config_class=config_class, args=rest)
-    except SystemExit as exc:  # draccus prints its own message on bad arguments
-        return 2 if exc.code else 0
+        cfg = _parse(config_class, rest, prog)
+        _check_values(cfg)
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return command(cfg, io or OperatorIO())
     except CalibrationError as exc:
         print(f"pirl calibrate: {exc}", file=sys.stderr)
         return 1
+    except DraccusException as exc:  # LeRobot reads calibration files with draccus: a corrupt one
+        name = re.search(r"name='([^']+)'", str(exc))
+        what = f"file {name.group(1)}" if name else "a file"
+        cause = f" ({' '.join(str(exc.__cause__).split())})" if exc.__cause__ else ""
+        print(
+            f"pirl calibrate: {what} is not valid JSON{cause}; if it is a calibration file, delete it and "
+            "calibrate the device again",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("pirl calibrate: interrupted; the arm was released", file=sys.stderr)
         return 130

@@ -117,7 +117,4 @@ def _check_actor_options(cfg: ConsoleConfig, extra: list[str]) -> None:
     """Parse the actor's options here, so a typo is one line now, not a dead actor in a log file."""
     from app.run.parse import parse_run_config
 
-    try:
-        parse_run_config(["--config", str(cfg.config), *extra]).validate("actor")
-    except SystemExit as exc:  # argparse already printed what it did not understand
-        raise ValueError(f"the actor options {' '.join(extra)} do not parse (see above)") from exc
+    parse_run_config(["--config", str(cfg.config), *extra], command="pirl actor").validate("actor")

@@ -13,6 +13,7 @@ LeRobotDataset (app/eval/recorder.py). Options: app/eval/config.py; guide: docs/
 from __future__ import annotations
 
 import logging
+import sys
 
 from app.eval.config import EvalConfig
 from app.eval.recorder import EpisodeRecorder, RecordConfig
@@ -53,11 +54,34 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 
 def parse_config(argv: list[str]) -> EvalConfig:
-    import draccus
+    """Options -> EvalConfig; a bad option or value raises a one-line ConfigError (app/run/errors.py)."""
+    from app.run.errors import parse_config as parse_checked
 
     register_choices()
-    with draccus.config_type("json"):
-        return draccus.parse(EvalConfig, args=normalize_argv(argv))
+    return parse_checked(EvalConfig, normalize_argv(argv), command="pirl eval")
+
+
+HELP_OPTIONS = (
+    ("--policy PATH", "a LeRobot pretrained folder or a pirl learner checkpoint folder (required)"),
+    ("--episodes N", "episodes to run (default 50)"),
+    ("--robot.type=T --robot.port=... --robot.id=ID", "a real arm (default: the simulated SO-101)"),
+    ("--teleop.type=gamepad|keyboard_ee", "take over on a real arm"),
+    ("--episode.time_limit_s=S", "episode length"),
+    ("--record.root=DIR", "record every step as a LeRobotDataset"),
+    ("--output=FILE", "write the result as JSON"),
+    ("--explore_samples=N", "sim: also measure the stochastic sampler's exploration"),
+)
+
+
+def short_help() -> str:
+    lines = ["usage: pirl eval --policy PATH [--episodes N] [--section.option=VALUE ...]", ""]
+    lines += [ln.rstrip() for ln in (__doc__ or "").strip().splitlines()]
+    lines += ["", "Most used options:"]
+    lines += [
+        f"  {opt}\n      {what}" if len(opt) > 40 else f"  {opt:<40} {what}" for opt, what in HELP_OPTIONS
+    ]
+    lines += ["", "Every option (long: all robot and teleoperator types): pirl eval --help-all"]
+    return "\n".join(lines)
 
 
 def format_result(cfg: EvalConfig, result: EvalResult) -> list[str]:
@@ -88,22 +112,30 @@ def format_result(cfg: EvalConfig, result: EvalResult) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 all episodes ran, 1 stopped early (partial result printed), 2 bad options."""
+    from draccus.utils import DraccusException
+
+    from app.run.process import error_line, print_full_help
     from hardware.factory import CalibrationMissingError, DeviceOpenError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    import draccus.utils
-
-    try:
-        cfg = parse_config(list(argv or []))
-    except SystemExit as exc:  # draccus/argparse: --help (code 0) or an unknown option (it printed why)
-        return int(exc.code or 0)
-    except draccus.utils.ParsingError as exc:  # a value that does not parse, e.g. --episodes=many
-        print(f"pirl eval: {exc}")
+    argv = list(argv or [])
+    if "--help-all" in argv:
+        register_choices()
+        print_full_help(EvalConfig, "pirl eval", __doc__ or "")
+        return 0
+    if any(a in ("-h", "--help") for a in argv):
+        print(short_help())
+        return 0
+    try:  # before logging is set up: importing the robot modules logs lines that would bury the error
+        cfg = parse_config(argv)
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError: one line naming the option
+        print(f"pirl eval: {error_line(exc)}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    operator_errors = (ValueError, EvalError, FileExistsError, CalibrationMissingError, DeviceOpenError)
     try:
         result = run_eval(cfg)
-    except (ValueError, EvalError, FileExistsError, CalibrationMissingError, DeviceOpenError) as exc:
-        print(f"pirl eval: {exc}")
+    except (*operator_errors, DraccusException) as exc:  # draccus: e.g. a corrupt calibration file
+        print(f"pirl eval: {error_line(exc)}", file=sys.stderr)
         return 2
     for line in format_result(cfg, result):
         print(line)

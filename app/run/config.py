@@ -24,6 +24,7 @@ from lerobot.robots import RobotConfig
 from lerobot.teleoperators import TeleoperatorConfig
 
 from app.rl.algorithm import PIRLAlgorithmConfig
+from app.rl.config import PIRLConfig
 from app.rl.factory import make_policy
 from app.run.sections import ActorConfig, LearnerConfig
 from app.transport.config import TransportConfig
@@ -69,7 +70,8 @@ class PIRLRunConfig:
             raise ValueError("give either --policy.* or --policy_path, not both")
         if self.policy is None and self.policy_path is None:
             raise ValueError(
-                "no policy: set --policy.type=pirl_flow (fresh native policy), --policy.type=pirl_vla "
+                "no policy: start from a recipe with --config configs/<recipe>.json (docs/recipes.md), or set "
+                "--policy.type=pirl_flow (fresh native policy), --policy.type=pirl_vla "
                 "--policy.base_path=<SmolVLA/pi0/pi05 folder>, or --policy_path=<pretrained dir>"
             )
         if self.policy_path is not None and not (Path(self.policy_path) / "config.json").is_file():
@@ -84,6 +86,9 @@ class PIRLRunConfig:
                 "--algorithm.type=sac to LeRobot's own runtime with a LeRobot config (see docs/runtime.md)"
             )
         self.algorithm.validate()
+        rl = getattr(self.policy, "rl", None)
+        if isinstance(rl, PIRLConfig):
+            rl.validate("policy.rl")
         self.transport.validate()
         if side == "learner":
             self.learner.validate()

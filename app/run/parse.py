@@ -1,37 +1,29 @@
-"""Command line + JSON file -> a validated-type `PIRLRunConfig` (draccus), with errors a user can act on."""
+"""Command line + JSON file -> a validated-type `PIRLRunConfig` (draccus), with errors a user can act on.
+
+Every mistake in the file or the options is a one-line `ConfigError` (a ValueError) or, for a missing
+file, a FileNotFoundError: see app/run/errors.py.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import draccus
-
 from app.run.config import PIRLRunConfig
+from app.run.errors import ConfigError, parse_config, read_config_file
 from app.run.registry import register_choices
 from app.run.sac import config_path
 
+__all__ = ["ConfigError", "parse_run_config"]
 
-def parse_run_config(argv: list[str]) -> PIRLRunConfig:
+RECIPES_HINT = " (recipes live in configs/, see docs/recipes.md)"
+
+
+def parse_run_config(argv: list[str], command: str = "pirl learner") -> PIRLRunConfig:
     """`--config X` (alias of --config_path) and dotted overrides -> PIRLRunConfig."""
-    register_choices()
     path = config_path(argv)
-    if path is not None and not Path(path).is_file():
-        raise FileNotFoundError(
-            f"config file {path} not found (recipes live in configs/, see docs/recipes.md)"
-        )
-    args = [a for a in _drop_config_args(argv)]
-    try:
-        with draccus.config_type("json"):
-            return draccus.parse(PIRLRunConfig, config_path=path, args=args)
-    except draccus.utils.DecodingError as exc:
-        device = next((d for d in ("teleop", "robot") if f"`{d}`" in str(exc)), None)
-        if device is None or "`port`" not in str(exc):
-            raise
-        # draccus only says "could not decode": name the option and where to find its value
-        raise ValueError(
-            f"{device} needs a serial port: set {device}.port in the config or --{device}.port=/dev/ttyACM0 "
-            f"(find it with `lerobot-find-port`). Parser: {' '.join(str(exc).split())}"
-        ) from None
+    args = _drop_config_args(argv)
+    if path is not None:
+        read_config_file(path, RECIPES_HINT)  # a bad file fails before the (slow) imports of every robot type
+    register_choices()
+    return parse_config(PIRLRunConfig, args, path, command=command, file_hint=RECIPES_HINT)
 
 
 def _drop_config_args(argv: list[str]) -> list[str]:
@@ -40,7 +32,9 @@ def _drop_config_args(argv: list[str]) -> list[str]:
         if skip:
             skip = False
             continue
-        if arg in ("--config", "--config_path") and i + 1 < len(argv):
+        if arg in ("--config", "--config_path"):
+            if i + 1 >= len(argv):
+                raise ConfigError(f"{arg} needs a file: {arg} configs/sim_pirl_reach.json{RECIPES_HINT}")
             skip = True
             continue
         if arg.startswith(("--config=", "--config_path=")):

@@ -51,6 +51,15 @@ class TransportConfig:
     server_threads: int = 16
     # Largest gRPC message (bytes) either side accepts. Must hold one 2 MB transport chunk.
     max_message_bytes: int = 8 * 1024 * 1024
+    # Largest rollout (one episode, SendTransitions payload) the learner accepts, in bytes; a bigger one is
+    # refused with INVALID_ARGUMENT as soon as it passes the limit (the learner never holds more).
+    max_rollout_bytes: int = 256 * 1024 * 1024
+    # Largest episode-stats message (SendInteractions payload, JSON) the learner accepts, in bytes.
+    max_interaction_bytes: int = 1024 * 1024
+    # Calls one client connection may have open at once on the learner (a pirl actor needs 3: its parameter
+    # stream, one send, a Ready); one more is refused with RESOURCE_EXHAUSTED. Must be below server_threads,
+    # so that one client cannot hold every worker.
+    max_streams_per_peer: int = 4
 
     def resolved_token(self) -> str | None:
         """The token to send or require, from `token` or the `token_env` variable (None = no auth)."""
@@ -85,13 +94,22 @@ class TransportConfig:
             raise ValueError(
                 "transport.server_threads must be >= 4 (one parameter stream per actor plus sends)."
             )
+        if not 0 < self.max_rollout_bytes < 2**40 or not 0 < self.max_interaction_bytes < 2**40:
+            raise ValueError("transport.max_rollout_bytes and max_interaction_bytes must be > 0 (bytes).")
+        if not 3 <= self.max_streams_per_peer < self.server_threads:
+            raise ValueError(
+                f"transport.max_streams_per_peer={self.max_streams_per_peer} must be >= 3 (an actor's parameter "
+                f"stream, one send and a Ready) and below transport.server_threads={self.server_threads}."
+            )
+        if not self.host:
+            raise ValueError("transport.host must be a host name or address (e.g. 127.0.0.1).")
         for name in ("keepalive_s", "keepalive_timeout_s", "ready_timeout_s", "send_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"transport.{name} must be > 0.")
-        if (
-            self.backoff_initial_s <= 0
-            or self.backoff_max_s < self.backoff_initial_s
-            or self.backoff_factor < 1
+            value = getattr(self, name)
+            if not 0 < value < float("inf"):  # NaN fails too
+                raise ValueError(f"transport.{name} must be a number of seconds > 0, got {value}.")
+        if not (
+            0 < self.backoff_initial_s <= self.backoff_max_s < float("inf")
+            and 1 <= self.backoff_factor < float("inf")
         ):
             raise ValueError(
                 "transport back-off must satisfy 0 < backoff_initial_s <= backoff_max_s and backoff_factor >= 1."

@@ -26,3 +26,32 @@ def test_unknown_command_is_a_usage_error(capsys):
     assert main(["calibrat"]) == 2
     err = capsys.readouterr().err
     assert "unknown command 'calibrat'" in err and "calibrate" in err
+
+
+def test_unknown_command_suggests_the_closest(capsys):
+    assert main(["lerner"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean `pirl learner`?" in err[0]
+
+
+def test_config_error_from_any_command_is_one_line(monkeypatch, capsys):
+    """A command without its own handler still ends a ConfigError with one line and exit 2."""
+    import sys
+    import types
+
+    from app.run.errors import ConfigError
+
+    def failing_main(argv):
+        raise ConfigError("unknown option --x.y;\n did you mean --x.z?")
+
+    monkeypatch.setitem(sys.modules, "tests_fake_command", types.SimpleNamespace(main=failing_main))
+    monkeypatch.setitem(COMMANDS, "fake", ("tests_fake_command", "a fake command"))
+    assert main(["fake"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "pirl fake: unknown option --x.y; did you mean --x.z?"
+    ]
+
+
+def test_help_mentions_help_all(capsys):
+    assert main(["--help"]) == 0
+    assert "--help-all" in capsys.readouterr().out

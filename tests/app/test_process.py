@@ -21,10 +21,16 @@ def test_missing_config_file_is_one_clear_line(cli, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("cli", [learner_cli, actor_cli], ids=["learner", "actor"])
-def test_help_prints_usage_and_options(cli, capsys):
+def test_help_is_one_screen_and_help_all_lists_every_option(cli, capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "--config configs/sim_pirl_reach.json" in out and "--transport.port" in out
+    assert "--help-all" in out and "policy" in out and "robot" in out
+    assert len(out.splitlines()) <= 50, "--help must fit on one screen"
+    assert cli.main(["--help-all"]) == 0
+    full = capsys.readouterr().out
+    assert "--policy.rl.optim.actor_lr" in full and "--learner.max_updates" in full
+    assert len(full.splitlines()) > 1000
 
 
 def test_first_signal_asks_for_a_clean_stop_second_aborts():

@@ -163,7 +163,7 @@ def test_clear_errors_exit_2(args, message, reach_policy, joints_policy, tmp_pat
     subs = {"tmp": str(tmp_path), "run": str(tmp_path / "run"), "noweights": str(tmp_path / "noweights")}
     subs |= {"bad": str(tmp_path / "bad"), "policy": reach_policy, "joints": joints_policy}
     assert main([a.format(**subs) for a in args]) == 2
-    assert message in capsys.readouterr().out
+    assert message in capsys.readouterr().err
 
 
 def test_unparsable_episodes_is_a_usage_error(reach_policy):
@@ -310,4 +310,4 @@ def test_explore_samples_line_and_errors(reach_policy, capsys):
         (["--explore_samples", "2", "--robot.type=so101_follower", "--robot.port=/dev/null"], "simulator"),
     ]:
         assert main(["--policy", reach_policy, *args]) == 2
-        assert message in capsys.readouterr().out
+        assert message in capsys.readouterr().err
