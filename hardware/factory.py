@@ -20,12 +20,20 @@ from lerobot.cameras import Camera, CameraConfig
 from lerobot.robots import Robot, RobotConfig
 from lerobot.teleoperators import Teleoperator, TeleoperatorConfig
 
-import hardware.sim  # noqa: F401  (registers sim_so101, sim_mujoco and sim_expert with LeRobot)
+import hardware.sim  # noqa: F401  (registers sim_so101, sim_mujoco, sim_expert, sim_operator with LeRobot)
 
 logger = logging.getLogger(__name__)
 
 ROBOT_TYPES = ("sim_so101", "so100_follower", "so101_follower", "koch_follower")
-TELEOP_TYPES = ("sim_expert", "so100_leader", "so101_leader", "koch_leader", "gamepad", "keyboard_ee")
+TELEOP_TYPES = (
+    "sim_expert",
+    "sim_operator",
+    "so100_leader",
+    "so101_leader",
+    "koch_leader",
+    "gamepad",
+    "keyboard_ee",
+)
 CAMERA_TYPES = ("opencv", "intelrealsense")
 _SERIAL_TYPES = {
     "so100_follower",
@@ -106,7 +114,7 @@ def connect_robot(robot: Robot) -> Robot:
 def make_teleoperator(
     config: TeleoperatorConfig, *, robot: Robot | None = None, require_calibration: bool = True
 ) -> Teleoperator:
-    """Teleoperator instance (not connected). `sim_expert` needs the simulated `robot` it drives."""
+    """Teleoperator instance (not connected). `sim_expert` / `sim_operator` need the simulated `robot`."""
     kind = config.type
     if kind == "sim_expert":
         from hardware.sim import SimExpertTeleop
@@ -115,6 +123,14 @@ def make_teleoperator(
             raise HardwareConfigError("teleop.type=sim_expert needs the simulated robot: pass robot=...")
         teleop = SimExpertTeleop(config)
         teleop.bind(robot)
+        return teleop
+    if kind == "sim_operator":
+        from hardware.sim import SimOperatorTeleop
+
+        if robot is None:
+            raise HardwareConfigError("teleop.type=sim_operator needs the simulated robot: pass robot=...")
+        teleop = SimOperatorTeleop(config)
+        teleop.bind(robot)  # it sees the robot only through an OperatorView (observation, task, fps)
         return teleop
     if kind not in TELEOP_TYPES:
         raise HardwareConfigError(

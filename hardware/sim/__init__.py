@@ -1,7 +1,7 @@
 """Simulated SO-101 (MuJoCo) behind LeRobot's Robot/Teleoperator interfaces.
 
-Importing this package registers `--robot.type=sim_so101`, camera type `sim_mujoco` and teleoperator type
-`sim_expert` with LeRobot's draccus registries.
+Importing this package registers `--robot.type=sim_so101`, camera type `sim_mujoco` and teleoperator types
+`sim_expert` and `sim_operator` with LeRobot's draccus registries.
 """
 
 # ruff: noqa: E402
@@ -13,6 +13,7 @@ if not os.environ.get("MUJOCO_GL") and not os.environ.get("DISPLAY"):
     os.environ["MUJOCO_GL"] = "egl"
 
 from hardware.sim.cameras import SimCamera, SimCameraConfig
+from hardware.sim.operator import SimOperatorTeleop, SimOperatorTeleopConfig
 from hardware.sim.protocol import SimTaskRobot
 from hardware.sim.so101_follower import SimSO101Follower, SimSO101FollowerConfig
 from hardware.sim.teleop import SimExpertTeleop, SimExpertTeleopConfig
@@ -24,5 +25,7 @@ __all__ = [
     "SimSO101FollowerConfig",
     "SimExpertTeleop",
     "SimExpertTeleopConfig",
+    "SimOperatorTeleop",
+    "SimOperatorTeleopConfig",
     "SimTaskRobot",
 ]
