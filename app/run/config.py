@@ -117,8 +117,8 @@ def _check_teleop(teleop: TeleoperatorConfig, robot: RobotConfig) -> None:
     kind = teleop.type
     if kind not in TELEOP_TYPES:
         raise ValueError(f"teleop.type={kind!r} is not supported; choose one of {', '.join(TELEOP_TYPES)}")
-    if kind == "sim_expert" and robot.type != "sim_so101":
-        raise ValueError("teleop.type=sim_expert drives the simulated arm only (robot.type=sim_so101)")
+    if kind in ("sim_expert", "sim_operator") and robot.type != "sim_so101":
+        raise ValueError(f"teleop.type={kind} drives the simulated arm only (robot.type=sim_so101)")
     if kind in _END_EFFECTOR_TELEOPS and robot.type not in ("sim_so101", "so100_follower", "so101_follower"):
         raise ValueError(
             f"teleop.type={kind} moves the gripper through SO-10x kinematics; robot.type={robot.type} "
