@@ -203,6 +203,15 @@ class EpisodeManager:
         """Discard the running episode and repeat it (same index) after the reset."""
         self._rerecord = True
 
+    def begin_attempt(self, index: int, attempt: int = 0) -> None:
+        """Make the next episode attempt `attempt` of episode `index` (its reset seed is seed + index):
+        an evaluation re-runs an episode the operator discarded, or replays an evaluated scene."""
+        if self.state is EpisodeState.RUNNING:
+            raise EpisodeError("begin_attempt() while an episode is running; stop() it first")
+        if index < 0 or attempt < 0:
+            raise ValueError(f"episode index and attempt must be >= 0, got {index}, {attempt}")
+        self.index, self.attempt = int(index), int(attempt)
+
     def stop(self, reason: str = "operator") -> EpisodeRecord | None:
         """End the running episode now (truncated); the arm holds."""
         if self.state is not EpisodeState.RUNNING:
@@ -316,6 +325,18 @@ class EpisodeManager:
             self.guard.resync()
         self.state = EpisodeState.IDLE if self.auto_start else EpisodeState.WAITING_CONFIRMATION
         return True
+
+    def reset_in_place(self, seed: int | None = None) -> None:
+        """Simulator only: reset the scene where the arm stands, without the drive home (the simulator puts
+        its arm home itself, in no simulated time), then be ready for start() as after reset(). The
+        batched sim rollouts reset this way."""
+        if self.state is EpisodeState.RUNNING:
+            raise EpisodeError("reset_in_place() while an episode is running; stop() it first")
+        if self.env_reset is None:
+            raise EpisodeError("reset_in_place() needs a simulator (env_reset); a real arm must reset()")
+        self.env_reset(self.seed if seed is None else seed)
+        self.guard.resync()
+        self.state = EpisodeState.IDLE if self.auto_start else EpisodeState.WAITING_CONFIRMATION
 
     # ------------------------------------------------------------------ internals
 

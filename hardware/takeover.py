@@ -59,6 +59,17 @@ class TeleopSource:
         raw = self.teleop.get_action()
         return self.action_map(raw, observation) if self.action_map is not None else raw
 
+    def reset(self) -> None:
+        """A new episode: an end-effector target starts again from where the arm is, and a device that
+        keeps per-episode state (the simulated operator's clock and budget, the sim expert's phase) is
+        told so through its own `reset()`; LeRobot's devices have none."""
+        reset = getattr(self.action_map, "reset", None)
+        if reset is not None:
+            reset()
+        device_reset = getattr(self.teleop, "reset", None)
+        if callable(device_reset):
+            device_reset()
+
     def events(self) -> dict[str, Any]:
         fn = getattr(self.teleop, "get_teleop_events", None)
         if fn is None:
@@ -147,6 +158,7 @@ class Takeover:
     def __init__(self, human: HumanSource | None = None) -> None:
         self.human = human
         self._requested = False
+        self._next_episode = False
         self._active = False
         self._handback_listeners: list[Callable[[], None]] = []
         self._takeover_listeners: list[Callable[[], None]] = []
@@ -155,10 +167,25 @@ class Takeover:
     # ------------------------------------------------------------------ control
 
     def request(self, active: bool) -> None:
-        """Operator/console/API: take over (True) or hand back (False); applies from the next step."""
+        """Operator/console/API: take over (True) or hand back (False); applies from the next step.
+        Handing back also cancels a takeover asked for the next episode."""
         if active and self.human is None:
             raise RuntimeError("no teleoperator or expert configured: nothing to take over with")
         self._requested = bool(active)
+        if not active:
+            self._next_episode = False
+
+    def request_next_episode(self) -> None:
+        """Between episodes: the next episode starts with the human in control (reset_episode() would
+        otherwise clear a plain request)."""
+        if self.human is None:
+            raise RuntimeError("no teleoperator or expert configured: nothing to take over with")
+        self._next_episode = True
+
+    @property
+    def pending(self) -> bool:
+        """A takeover is asked for the next episode."""
+        return self._next_episode
 
     @property
     def active(self) -> bool:
@@ -209,11 +236,17 @@ class Takeover:
     # ------------------------------------------------------------------ per-episode record
 
     def reset_episode(self) -> None:
+        """A new episode: counters cleared; the human drives from its first step only when a takeover
+        was asked for it (request_next_episode); the human source starts afresh (its `reset()`, if any)."""
         self.steps = 0
         self.intervention_steps = 0
         self.interventions = 0
         self._active = False
-        self._requested = False
+        self._requested = self._next_episode
+        self._next_episode = False
+        reset = getattr(self.human, "reset", None)
+        if reset is not None:
+            reset()
 
     def report(self) -> dict[str, Any]:
         return {

@@ -118,7 +118,7 @@ def test_run_config_parses_validates_and_fits_its_robot(path: Path, tmp_path: Pa
         assert cfg.dataset is None and cfg.env is not None
         return
 
-    from app.actor.observation import resolve_state_keys
+    from app.episode.observation import resolve_state_keys
     from hardware.factory import CAMERA_TYPES, ROBOT_TYPES, make_robot
 
     cfg: PIRLRunConfig = parse_run_config(["--config", str(path.relative_to(REPO))])
@@ -170,7 +170,7 @@ def test_vla_run_config_parses_validates_and_builds_with_a_tiny_base(path: Path)
     """Recipes 4-5's run configs: they parse and validate for both sides, carry exactly the PI-RL settings
     of their settings file, and with the base VLA swapped for a tiny one of the robot's shape (no model
     files here) the `pirl_vla` policy builds and reads the cameras the actor sends."""
-    from app.actor.observation import resolve_state_keys
+    from app.episode.observation import resolve_state_keys
     from app.rl.config import PIRLConfig
     from hardware.factory import make_robot
 

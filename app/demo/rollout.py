@@ -1,9 +1,10 @@
 """Episodes in the lockstep sim: scripted demos for BC, PI-RL rollouts as a RolloutBatch, and evaluation.
 
-One chunk = one outer step (DESIGN.md section 5): observe, sample a chunk for every arm still running
-(one batched call), execute its first `exec_horizon` actions, sum their rewards. An episode ends on task
-success (terminal, `done`) or after `max_steps` control steps (`truncated`, bootstrapped with V of the
-last observation).
+One chunk = one outer step (docs/algorithm.md): observe, sample a chunk for every arm still running (one
+batched call), then each arm's executor (app/episode/, the actor's) runs its first `exec_horizon` actions
+through the safety layer and sums their rewards. An episode ends on task success (terminal, `done`) or
+after `max_steps` control steps (`truncated`, bootstrapped with V of the last observation). Rollout rows
+are the actor's `ChunkRecord`s.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from app.demo.sim_envs import SimEnvs, action_dict
-from app.rl.batch import RolloutBatch
+from app.demo.sim_envs import SimEnvs
+from app.episode import EpisodeRun, Executor, chunk_record
+from app.rl.batch import ChunkRecord, RolloutBatch
 from app.rl.model import PIRLModel
 from app.rl.sampling import sample
 
@@ -66,97 +68,71 @@ def run_episodes(
     """Run one episode per seed, `len(envs)` at a time. mode "train" samples stochastic chains and returns
     a RolloutBatch; "deterministic" runs the ODE (evaluation) and returns no batch."""
     model.eval()
-    horizon = model.exec_horizon
-    rows: list[dict[str, torch.Tensor]] = []
+    n = len(envs)
+    executors = [
+        Executor(
+            envs.guards[i],
+            envs.episodes[i],
+            envs.takeovers[i],
+            exec_horizon=model.exec_horizon,
+            chunk_size=model.policy.chunk_size,
+        )
+        for i in range(n)
+    ]
+    records: list[ChunkRecord] = []
+    truncated: list[tuple[ChunkRecord, dict]] = []  # rows to bootstrap, with the observation after them
     stats: list[tuple[int, EpisodeStats]] = []
     pending = list(enumerate(seeds))
-    n = len(envs)
-    # per-arm episode state
-    slot: list[dict | None] = [None] * n
+    runs: list[EpisodeRun | None] = [None] * n
+    slot: list[dict] = [{} for _ in range(n)]  # per-arm episode bookkeeping
 
     def start(i: int) -> None:
         if not pending:
-            slot[i] = None
+            runs[i] = None
             return
         k, seed = pending.pop(0)
-        envs.reset(i, seed)
-        slot[i] = {"k": k, "seed": seed, "steps": 0, "ret": 0.0, "chunk": 0, "success": False}
+        envs.start_episode(i, seed)
+        runs[i] = executors[i].begin()
+        envs.last_obs[i] = runs[i].obs
+        slot[i] = {"k": k, "seed": seed, "ret": 0.0}
 
     for i in range(n):
         start(i)
-    while any(s is not None for s in slot):
-        live = [i for i in range(n) if slot[i] is not None]
+    while any(r is not None for r in runs):
+        live = [i for i in range(n) if runs[i] is not None]
         obs = envs.to_tensors([envs.last_obs[i] for i in live])
         out = sample(model, obs, mode="train" if mode == "train" else "deterministic", generator=generator)
         for j, i in enumerate(live):
-            s = slot[i]
-            reward, done, truncated = 0.0, False, False
-            for h in range(horizon):
-                _, r, success = envs.step(i, action_dict(out.actions[j, h]))
-                reward += r
-                s["steps"] += 1
-                if success:
-                    done, s["success"] = True, True
-                    break
-                if s["steps"] >= envs.cfg.max_steps:
-                    truncated = True
-                    break
-            s["ret"] += reward
+            run, s = runs[i], slot[i]
+            chunk = run.chunk
+            result = run.run_chunk(out.actions[j])
+            envs.last_obs[i] = run.obs
+            s["ret"] += result.reward
             if mode == "train":
-                rows.append(
-                    {
-                        "obs": {k: v[j : j + 1] for k, v in obs.items()},
-                        "chain": out.chain[j : j + 1],
-                        "sde_step": out.sde_step[j : j + 1],
-                        "logprob": out.logprob[j : j + 1],
-                        "value": out.value[j : j + 1],
-                        "reward": torch.tensor([reward]),
-                        "done": torch.tensor([done]),
-                        "truncated": torch.tensor([truncated]),
-                        "episode_id": torch.tensor([episode_id_start + s["k"]]),
-                        "chunk_index": torch.tensor([s["chunk"]]),
-                        "group_id": torch.tensor([-1 if group_ids is None else group_ids[s["k"]]]),
-                        "last_obs": envs.last_obs[i] if truncated else None,
-                    }
+                record = chunk_record(
+                    result,
+                    obs,
+                    out,
+                    j,
+                    policy_version=policy_version,
+                    episode_id=episode_id_start + s["k"],
+                    chunk_index=chunk,
+                    group_id=-1 if group_ids is None else group_ids[s["k"]],
                 )
-            s["chunk"] += 1
-            if done or truncated:
-                stats.append((s["k"], EpisodeStats(s["seed"], s["success"], s["steps"], s["ret"])))
+                records.append(record)
+                if result.truncated:
+                    truncated.append((record, run.obs))
+            if not run.active:
+                stats.append((s["k"], EpisodeStats(s["seed"], result.terminated, run.steps, s["ret"])))
                 start(i)
     ordered = [e for _, e in sorted(stats, key=lambda kv: kv[0])]
     if mode != "train":
         return None, ordered
-    return _to_batch(model, envs, rows, policy_version), ordered
-
-
-def _to_batch(model: PIRLModel, envs: SimEnvs, rows: list[dict], policy_version: int) -> RolloutBatch:
-    n = len(rows)
-    boot = torch.zeros(n)
-    trunc_idx = [i for i, r in enumerate(rows) if r["last_obs"] is not None]
-    if trunc_idx:
-        last = envs.to_tensors([rows[i]["last_obs"] for i in trunc_idx])
-        boot[trunc_idx] = model.predict_value(last).float()
-    obs = {k: torch.cat([r["obs"][k] for r in rows]) for k in rows[0]["obs"]}
-    chain = torch.cat([r["chain"] for r in rows])
-    h, a = model.policy.chunk_size, model.policy.action_dim
-    return RolloutBatch(
-        obs=obs,
-        chain=chain,
-        sde_step=torch.cat([r["sde_step"] for r in rows]),
-        logprob=torch.cat([r["logprob"] for r in rows]),
-        value=torch.cat([r["value"] for r in rows]),
-        reward=torch.cat([r["reward"] for r in rows]),
-        done=torch.cat([r["done"] for r in rows]),
-        truncated=torch.cat([r["truncated"] for r in rows]),
-        bootstrap_value=boot,
-        intervention=torch.zeros(n, dtype=torch.bool),
-        human_action=torch.zeros(n, h, a),
-        takeover_start=torch.zeros(n, dtype=torch.bool),
-        policy_version=torch.full((n,), policy_version, dtype=torch.long),
-        episode_id=torch.cat([r["episode_id"] for r in rows]),
-        chunk_index=torch.cat([r["chunk_index"] for r in rows]),
-        group_id=torch.cat([r["group_id"] for r in rows]),
-    )
+    if truncated:  # V(observation after the cut), one batched call
+        boot = model.predict_value(envs.to_tensors([o for _, o in truncated])).float()
+        for (record, _), v in zip(truncated, boot.tolist(), strict=True):
+            record.bootstrap_value = v
+    return RolloutBatch.from_records(records, model.policy.action_dim), ordered
 
 
 def success_rate(stats: Sequence[EpisodeStats]) -> float:

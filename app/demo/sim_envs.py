@@ -4,19 +4,22 @@ The demo, the shortened CI demo, `pirl eval` in sim and benchmark 1 all need the
 the simulator: seeded resets, "observation dict -> policy tensors", and success. Stepping several arms
 side by side lets one batched policy call serve them all, which is what makes a few hundred episodes
 affordable on a 2-core CPU. The arms are ordinary `sim_so101` robots (LeRobot `Robot`s); nothing here
-touches MuJoCo directly.
+touches MuJoCo directly. Each arm also has the runtime's EpisodeManager and Takeover, so policy rollouts
+run through the same chunk executor as the actor (app/episode/).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from app.rl.native import STATE_KEY
 from hardware import so101_model
 
-STATE_KEY = "observation.state"
+__all__ = ["STATE_KEY", "SimEnvConfig", "SimEnvs", "action_dict", "state_keys"]
 
 
 @dataclass
@@ -42,12 +45,19 @@ class SimEnvs:
     actor uses), so what the policy learns here is what it meets through the runtime. Resets use the
     simulator's own teleport-home (`robot.reset(seed)`) instead of the guard's smooth drive home: the
     resulting state is the same and it costs no simulated time.
+
+    Arm i's `episodes[i]` (EpisodeManager: success, the `max_steps` limit, reward with the optional
+    shaping) and `takeovers[i]` (no human: the policy drives) are what an `app.episode.Executor` needs;
+    `start_episode(i, seed)` resets the scene and starts one. `reset`/`step` drive an arm directly
+    (scripted demos).
     """
 
     def __init__(self, n: int, cfg: SimEnvConfig) -> None:
+        from hardware.episodes import EpisodeConfig, EpisodeManager
         from hardware.guard import RobotGuard
         from hardware.safety.config import SafetyConfig
         from hardware.sim.so101_follower import SimSO101Follower, SimSO101FollowerConfig
+        from hardware.takeover import Takeover
 
         if n < 1:
             raise ValueError(f"SimEnvs needs at least one arm, got {n}")
@@ -57,12 +67,26 @@ class SimEnvs:
             RobotGuard(r, SafetyConfig(control_hz=cfg.fps), install_signal_handlers=False).connect()
             for r in self.robots
         ]
-        # Same convention as the actor (app.actor.observation): joints, then the task's extra keys.
+        # Same convention as the actor (app.episode.observation): joints, then the task's extra keys.
         self.keys = state_keys() + list(self.robots[0].task.observation_features())
         self.state_dim = len(self.keys)
         self.action_dim = len(so101_model.MOTORS)
         self.last_obs: list[dict] = [g.observation() for g in self.guards]
         self._dist: list[float | None] = [None] * n
+        self.takeovers = [Takeover() for _ in range(n)]
+        episode = EpisodeConfig(time_limit_s=cfg.max_steps / cfg.fps)  # exactly max_steps control steps
+        self.episodes = [
+            EpisodeManager(
+                self.guards[i],
+                episode,
+                takeover=self.takeovers[i],
+                task_success=self.robots[i].task_success,
+                # dense shaping: the reward is the whole step reward (success included), as step() gives it
+                reward_classifier=(lambda _obs, i=i: self._reward(i)[0]) if cfg.shaping else None,
+                env_reset=partial(self._reset_scene, i),
+            )
+            for i in range(n)
+        ]
 
     def __len__(self) -> int:
         return len(self.robots)
@@ -82,6 +106,23 @@ class SimEnvs:
         """Send one action to arm i; returns (observation, reward, success)."""
         self.guards[i].step(action, source="policy")
         self.last_obs[i] = obs = self.guards[i].observation()
+        reward, success = self._reward(i)
+        return obs, reward, success
+
+    def start_episode(self, i: int, seed: int) -> None:
+        """Reset arm i's scene with `seed` (the simulator's teleport home) and start an episode on its
+        EpisodeManager; an episode left running by an interrupted rollout is stopped first."""
+        manager = self.episodes[i]
+        manager.stop("abandoned")
+        manager.reset_in_place(seed)
+        manager.start()
+
+    def _reset_scene(self, i: int, seed: int | None) -> None:
+        self.robots[i].reset(seed=seed)
+        self._dist[i] = self._distance(i)
+
+    def _reward(self, i: int) -> tuple[float, bool]:
+        """Arm i's reward for the step just taken: 1 on success, plus the distance shaping."""
         success = self.robots[i].task_success()
         reward = 1.0 if success else 0.0
         if self.cfg.shaping:
@@ -89,7 +130,7 @@ class SimEnvs:
             if d is not None and self._dist[i] is not None:
                 reward += self.cfg.shaping * (self._dist[i] - d) / 0.1
             self._dist[i] = d
-        return obs, reward, success
+        return reward, success
 
     def _distance(self, i: int) -> float | None:
         if not self.cfg.shaping:

@@ -1,11 +1,11 @@
 """The evaluation loop: deterministic chunks through the training path to the motors, N times, then a rate.
 
-Per control step it is the actor's path (app/actor/loop.py) with the learner taken out: the policy plans a
-chunk with the plain ODE (`app.rl.sampling.sample(mode="deterministic")`, no exploration noise: what a
-deployment runs), its first `exec_horizon` actions go one at a time through Takeover (policy or human) ->
-RobotGuard (the safety layer; lockstep in sim, the realtime control thread on a real arm) -> the robot,
-and the EpisodeManager decides time limits, success, and the smooth drive home between episodes. So the
-number printed is the number the runtime would get, clamps and all.
+It runs the actor's executor (app/episode/) with the learner taken out: the policy plans a chunk with the
+plain ODE (`app.rl.sampling.sample(mode="deterministic")`, no exploration noise: what a deployment runs),
+its first `exec_horizon` actions go one at a time through Takeover (policy or human) -> RobotGuard (the
+safety layer; lockstep in sim, the realtime control thread on a real arm) -> the robot, and the
+EpisodeManager decides time limits, success, and the smooth drive home between episodes. So the number
+printed is the number the runtime would get, clamps and all.
 
 Reproducibility: in sim, episode i resets with seed `episode.seed + i` and draws its initial noise and its
 takeover decision from a stream seeded by (sample_seed, i), so a run is repeatable bit for bit and the
@@ -165,7 +165,8 @@ def run_eval(
 ) -> EvalResult:
     """Run the evaluation (module docstring). `ask` reads the operator's answers on a real arm; `human`
     overrides the takeover source (a HumanSource: tests, or an embedding app with its own teleop)."""
-    from app.actor.observation import action_dict, resolve_state_keys, to_policy_observation
+    from app.episode import Executor, Step
+    from app.episode.observation import resolve_state_keys, to_policy_observation
     from hardware.episodes import EpisodeManager, EpisodeState
     from hardware.factory import connect_robot, make_robot
     from hardware.guard import RobotGuard
@@ -197,7 +198,6 @@ def run_eval(
             )
         expert = ScriptedExpert(ExpertConfig(task=task, fps=float(cfg.robot.fps)))
         human = ExpertSource(expert.act)
-    takeover = Takeover(human=human)
 
     def env_reset(seed: int | None) -> None:
         robot.reset(seed=seed)
@@ -218,7 +218,7 @@ def run_eval(
         if cfg.teleop is not None and human is None:
             human = _connect_teleop(cfg)
             teleop = human.teleop
-            takeover.human = human
+        takeover = Takeover(human=human)
         robot_keys = list(guard.keys)
         state_keys = resolve_state_keys(robot, cfg.state_keys)
         image_keys = list(cfg.image_keys) or policy_io(policy)[2]
@@ -240,7 +240,24 @@ def run_eval(
             recorder = EpisodeRecorder(
                 cfg.record, round(cfg.safety.control_hz), state_keys, robot_keys, shapes, cfg.robot.type
             )
-        run_args = (state_keys, image_keys, robot_keys, to_policy_observation, action_dict)
+
+        def plan(obs: dict[str, Any]) -> torch.Tensor:
+            return planner.plan(to_policy_observation(obs, state_keys, image_keys))
+
+        def record_frame(step: Step) -> None:  # every control step into the dataset, as it was applied
+            o = step.outcome
+            recorder.add(
+                step.obs, step.applied, step.decision.intervention, o.reward, o.done, bool(o.success)
+            )
+
+        executor = Executor(
+            guard,
+            manager,
+            takeover,
+            exec_horizon=planner.exec_h,
+            on_step=record_frame if recorder is not None else None,
+        )
+
         t0 = time.monotonic()
         try:
             while len(per_episode) < cfg.episodes:
@@ -261,15 +278,9 @@ def run_eval(
                     manager.confirm()
                 manager.start()
                 planner.reset(i)
-                reset_map = getattr(getattr(takeover.human, "action_map", None), "reset", None)
-                if reset_map is not None:
-                    reset_map()  # an end-effector teleop target starts from where the arm is
                 rng = random.Random(episode_seed(cfg.sample_seed, i))
-                take_at = None
-                if expert is not None and rng.random() < cfg.takeover_prob:
-                    take_at = rng.randrange(max(1, manager.max_steps // planner.exec_h // 2))
-                steps = _run_episode(guard, manager, takeover, planner, recorder, take_at, *run_args)
-                env_steps += steps
+                take_at = executor.takeover_chunk(rng, cfg.takeover_prob if expert is not None else 0.0)
+                env_steps += executor.run_episode(plan, take_at).steps
                 if guard.mode != "lockstep" and not guard.estopped:
                     guard.hold("episode_end")  # hold still while the operator answers (not a watchdog hold)
                 record = manager.records[-1]
@@ -286,7 +297,7 @@ def run_eval(
                     if verdict == "q":
                         stopped = "operator quit"
                         break
-                    manager.index, manager.attempt = record.index, record.attempt + 1  # same episode again
+                    manager.begin_attempt(record.index, record.attempt + 1)  # the same episode again
                     say(f"eval: episode {i + 1} discarded, running it again")
                     continue
                 success = verdict == "y"
@@ -319,7 +330,8 @@ def run_eval(
             t_eval_end = time.monotonic()
             if cfg.explore_samples and stopped is None:
                 scenes = [e["episode"] for e in per_episode]
-                exploration, stopped = _explore(cfg, guard, manager, takeover, planner, scenes, say, run_args)
+                executor.on_step = None  # replays are not recorded
+                exploration, stopped = _explore(cfg, guard, manager, executor, planner, plan, scenes, say)
         except KeyboardInterrupt:  # Ctrl-C, at a prompt or mid-episode: keep what is finished
             if manager.state is EpisodeState.RUNNING:
                 manager.stop("operator")
@@ -354,7 +366,7 @@ def run_eval(
 
 
 def _explore(
-    cfg, guard, manager, takeover, planner, scenes, say, run_args
+    cfg, guard, manager, executor, planner, plan, scenes, say
 ) -> tuple[Exploration | None, str | None]:
     """--explore_samples: replay every evaluated scene with the stochastic training sampler, not recorded.
     Returns the per-scene successes over the finished passes (None if none finished) and why it stopped
@@ -365,12 +377,12 @@ def _explore(
     try:
         for k in range(1, cfg.explore_samples + 1):
             for j, index in enumerate(scenes):
-                manager.index, manager.attempt = index, 0  # the same scene (reset seed) as episode `index`
+                manager.begin_attempt(index)  # the same scene (reset seed) as episode `index`
                 if not manager.reset():
                     return finished, "reset to home failed during --explore_samples"
                 manager.start()
                 planner.reset(index, stream=k)
-                _run_episode(guard, manager, takeover, planner, None, None, *run_args)
+                executor.run_episode(plan)
                 successes[j] += bool(manager.records[-1].success)
                 if guard.estopped:
                     return finished, f"e-stop latched ({guard.estop_reason}) during --explore_samples"
@@ -379,60 +391,6 @@ def _explore(
     finally:
         planner.mode = "deterministic"
     return finished, None
-
-
-def _run_episode(
-    guard,
-    manager,
-    takeover,
-    planner,
-    recorder,
-    take_at,
-    state_keys,
-    image_keys,
-    robot_keys,
-    to_pobs,
-    as_action,
-) -> int:
-    """One episode, chunk by chunk, until the EpisodeManager says it is done. Returns its control steps."""
-    realtime = guard.mode != "lockstep"
-    period = 1.0 / guard.layer.control_hz
-    next_t = time.monotonic()
-    obs = guard.observation()
-    chunk = steps = 0
-    done = False
-    while not done:
-        if take_at is not None and chunk == take_at:
-            takeover.request(True)
-        actions = planner.plan(to_pobs(obs, state_keys, image_keys))
-        for row in actions:
-            decision = takeover.arbitrate(obs, as_action(row, robot_keys))
-            if not realtime:
-                result = guard.step(decision.action, source=decision.source)
-                applied = result.action
-            else:
-                result = None
-                if decision.action is None:
-                    guard.hold("hand-back")
-                else:
-                    guard.submit(decision.action, source=decision.source)
-                next_t = max(next_t + period, time.monotonic())
-                time.sleep(max(0.0, next_t - time.monotonic()))
-                last = guard.last_result
-                applied = last.action if last is not None else (decision.action or guard.present())
-            new_obs = guard.observation()
-            outcome = manager.record_step(decision, result, new_obs)
-            steps += 1
-            if recorder is not None:
-                recorder.add(
-                    obs, applied, decision.intervention, outcome.reward, outcome.done, bool(outcome.success)
-                )
-            obs = new_obs
-            done = outcome.done
-            if done or decision.handed_back:
-                break
-        chunk += 1
-    return steps
 
 
 def _connect_teleop(cfg: EvalConfig) -> Any:

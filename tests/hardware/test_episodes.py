@@ -184,3 +184,43 @@ def test_home_pose_must_be_inside_limits(sim):
         EpisodeManager(guard, EpisodeConfig(home_pose={**AWAY, "elbow_flex.pos": 170.0}))
     with pytest.raises(ValueError, match="reset_profile"):
         EpisodeManager(guard, EpisodeConfig(reset_profile="jerk"))
+
+
+def test_begin_attempt_repeats_an_index_and_is_refused_mid_episode(sim):
+    """What an evaluation needs: run episode 0 again as its attempt 1, or replay the scene of episode 3."""
+    robot, guard = sim
+    ep = EpisodeManager(guard, EpisodeConfig(seed=100, time_limit_s=0.1), env_reset=robot.reset)
+    assert ep.reset()
+    ep.start()
+    with pytest.raises(EpisodeError, match="running"):
+        ep.begin_attempt(0, 1)
+    run_episode(ep, guard)
+    assert (ep.index, ep.attempt) == (1, 0)
+    ep.begin_attempt(0, 1)
+    assert ep.reset() and ep.start() == 0 and ep.seed == 100
+    run_episode(ep, guard)
+    assert (ep.records[-1].index, ep.records[-1].attempt) == (0, 1)
+    ep.begin_attempt(3)
+    assert (ep.index, ep.attempt, ep.seed) == (3, 0, 103)
+    with pytest.raises(ValueError):
+        ep.begin_attempt(-1)
+
+
+def test_reset_in_place_resets_the_scene_without_driving_home(sim):
+    """The batched sim rollouts: the simulator teleports its arm home and draws the scene from the seed;
+    no control steps are spent, and start() may follow at once."""
+    robot, guard = sim
+    seeds = []
+    ep = EpisodeManager(guard, EpisodeConfig(), env_reset=lambda s: (seeds.append(s), robot.reset(seed=s)))
+    guard.move_to(AWAY, tolerance=3.0)
+    steps = guard.layer.report.total_steps
+    ep.reset_in_place(5)
+    assert seeds == [5] and guard.layer.report.total_steps == steps
+    home = {f"{m}.pos": v for m, v in robot.home_position.items()}
+    assert max(abs(guard.present()[k] - home[k]) for k in home) < 1e-3
+    assert ep.state is EpisodeState.IDLE and ep.start() == 0
+    with pytest.raises(EpisodeError, match="running"):
+        ep.reset_in_place(6)
+    no_sim = EpisodeManager(guard, EpisodeConfig())
+    with pytest.raises(EpisodeError, match="simulator"):
+        no_sim.reset_in_place(1)

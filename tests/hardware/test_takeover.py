@@ -173,3 +173,33 @@ def test_end_effector_deltas_become_joint_targets(sim):
     for _ in range(5):
         guard.step(mapper({"gripper": 2}, guard.observation()), source="human")  # open
     assert guard.present()["gripper.pos"] > grip + 10.0
+
+
+def test_a_takeover_asked_between_episodes_starts_the_next_one_with_the_human(sim):
+    _, guard = sim
+    takeover = Takeover(ExpertSource(lambda obs: {k: obs[k] for k in guard.keys}))
+    takeover.request_next_episode()
+    assert takeover.pending and not takeover.active
+    takeover.reset_episode()  # EpisodeManager.start()
+    assert not takeover.pending
+    assert takeover.arbitrate(guard.observation(), None).intervention
+    takeover.reset_episode()  # the one after it: the policy again
+    assert not takeover.arbitrate(guard.observation(), None).intervention
+    takeover.request_next_episode()
+    takeover.request(False)  # handing back cancels it
+    assert not takeover.pending
+    with pytest.raises(RuntimeError, match="nothing to take over with"):
+        Takeover().request_next_episode()
+
+
+def test_a_new_episode_restarts_the_teleoperators_end_effector_target():
+    class Map:
+        resets = 0
+
+        def reset(self):
+            Map.resets += 1
+
+    takeover = Takeover(TeleopSource(object(), action_map=Map()))
+    assert Map.resets == 1  # built: a fresh episode
+    takeover.reset_episode()
+    assert Map.resets == 2

@@ -24,9 +24,9 @@ def _actor(run_config, learner, *extra):
 def test_episodes_become_rollouts_and_weights_change_only_between_chunks(run_config, learner):
     actor, sent, lines = _actor(run_config, learner, "--actor.episodes=8")
     trace: list[tuple[str, int | None]] = []
-    apply, update = actor._apply, actor._maybe_update_weights
-    actor._apply = lambda d: (trace.append(("step", actor.version)), apply(d))[1]
-    actor._maybe_update_weights = lambda: (update(), trace.append(("boundary", actor.version)))
+    apply, update = actor.executor.pacer.apply, actor.weights.update
+    actor.executor.pacer.apply = lambda d: (trace.append(("step", actor.version)), apply(d))[1]
+    actor.weights.update = lambda: (update(), trace.append(("boundary", actor.version)))
     assert actor.run() == 0
     # the version seen by every control step equals the one at the start of its chunk
     current = None
@@ -106,7 +106,7 @@ def test_without_a_learner_the_actor_never_acts_and_says_why(run_config):
     lines: list[str] = []
     actor = Actor(cfg, progress=lines.append)
     steps = []
-    actor._apply = lambda d: steps.append(d)
+    actor.executor.pacer.apply = lambda d: steps.append(d)
     assert actor.run() == 3
     assert steps == [] and "is `pirl learner` running?" in lines[-1]
 

@@ -67,7 +67,7 @@ def _actor(run_config, learner, *extra) -> tuple[Actor, list, list]:
     actor.client.send_rollout = lambda r: (sent.append(r), original(r))
     steps: list[dict] = []  # per control step: who drove, the present pose before it, what was commanded
 
-    apply = actor._apply
+    apply = actor.executor.pacer.apply
 
     def traced(decision):
         before = actor.guard.present()
@@ -85,7 +85,7 @@ def _actor(run_config, learner, *extra) -> tuple[Actor, list, list]:
         )
         return result
 
-    actor._apply = traced
+    actor.executor.pacer.apply = traced
     return actor, sent, steps
 
 
@@ -116,7 +116,7 @@ def test_leader_arm_takeover_from_the_console_follows_within_the_clamps_and_hand
         "--episode.time_limit_s=3.0",
     )
     assert actor.teleop is not None and not actor.teleop.is_connected  # built from the config, not opened
-    assert actor._takeover_label == "leader arm"  # what the console names it (not "so100_leader")
+    assert actor.human.label == "leader arm"  # what the console names it (not "so100_leader")
     # The console's commands, sent when the episode reaches these control steps (between chunks, where
     # the actor polls its console): `t` (take over) at step 10, `t` again (hand back) at step 45.
     script = {10: Command.TAKEOVER_ON, 45: Command.TAKEOVER_OFF}
@@ -218,7 +218,7 @@ def test_gamepad_intervention_button_toggles_takeover(run_config, learner, monke
         run_config, learner, "--teleop.type=gamepad", "--actor.episodes=1", "--episode.time_limit_s=2.0"
     )
     assert type(actor.teleop).__name__ == "GamepadTeleop"
-    assert actor._takeover_label == "gamepad"
+    assert actor.human.label == "gamepad"
     assert actor.run() == 0
     (pad,) = FakePad.instances
     assert not pad.running and not actor.teleop.is_connected  # stopped on exit
@@ -249,7 +249,7 @@ def test_sim_expert_as_the_configured_teleop(run_config, learner):
         "--actor.expert_takeover_prob=1.0",
         "--actor.episodes=1",
     )
-    assert actor._takeover_label == "sim expert"
+    assert actor.human.label == "sim expert"
     assert actor.run() == 0
     assert any(s["human"] for s in steps)
     (rollout,) = sent
@@ -315,7 +315,7 @@ def test_koch_leader_reads_in_the_followers_degrees(sim_ports, koch_sim, calib_d
     from lerobot.robots.koch_follower import KochFollower, KochFollowerConfig
     from lerobot.teleoperators.koch_leader import KochLeaderConfig
 
-    from app.actor.loop import _leader_in_degrees
+    from app.actor.teleop import leader_in_degrees
     from hardware.factory import connect_robot, connect_teleoperator, make_teleoperator
     from tests.mocks.calibration_files import KOCH_RANGES
     from tests.mocks.dynamixel_bus import koch_arm
@@ -341,7 +341,7 @@ def test_koch_leader_reads_in_the_followers_degrees(sim_ports, koch_sim, calib_d
     try:
         connect_teleoperator(leader)
         raw_units = leader.get_action()
-        _leader_in_degrees(leader)
+        leader_in_degrees(leader)
         led, followed = leader.get_action(), follower.get_observation()
     finally:
         leader.disconnect()

@@ -52,10 +52,10 @@ def test_vla_learner_and_actor_exchange_rollouts_and_weights(base_type: str, tmp
         cfg = parse_run_config(_args(tmp_path, base_type, f"--transport.port={port}", "--actor.episodes=6"))
         actor = Actor(cfg, progress=lambda _line: None)
         sent, loaded = [], []
-        send, load = actor.client.send_rollout, actor._load
+        send, load = actor.client.send_rollout, actor.weights.load
         actor.client.send_rollout = lambda r: (sent.append(r), send(r))
         # copies: a push's tensors are views of the client's staging buffer, reused after release()
-        actor._load = lambda p: (
+        actor.weights.load = lambda p: (
             loaded.append(replace(p, state={k: v.clone() for k, v in p.state.items()})),
             load(p),
         )
@@ -92,7 +92,7 @@ def test_vla_learner_and_actor_exchange_rollouts_and_weights(base_type: str, tmp
         nbytes = len(encode_parameters(Parameters(version=0, state=params), bf16=True))
         print(
             f"\n{base_type}: {len(sent)} episodes in {wall:.1f} s, updates {learner.updates}, "
-            f"chunk {actor._infer_ms:.1f} ms, push {nbytes} bytes bf16 ({sum(v.numel() for v in params.values())} "
+            f"chunk {actor.runner.infer_ms:.1f} ms, push {nbytes} bytes bf16 ({sum(v.numel() for v in params.values())} "
             f"trainable values)"
         )
     finally:

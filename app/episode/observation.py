@@ -1,9 +1,9 @@
-"""Robot observation dict (LeRobot units) <-> the policy's tensors, and chunk rows -> robot actions.
+"""Robot observation dict (LeRobot units) -> the policy's tensors: one layout for the actor, BC
+pre-training, evaluation and the demo, so a policy trained on demos sees the same vector online.
 
-One convention for the actor, BC pre-training and evaluation, so a policy trained on demos sees the same
-vector online: `observation.state` is the robot's float features in a fixed order (by default the joints
-"<motor>.pos" followed by the task's extra keys, e.g. "target.x"), and cameras become
-`observation.images.<key>` as float [3, H, W] in 0..1.
+`observation.state` is the robot's float features in a fixed order (by default the joints "<motor>.pos"
+followed by the task's extra keys, e.g. "target.x"), and cameras become `observation.images.<key>` as float
+[3, H, W] in 0..1. The key names are the native policy's (app.rl.native).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-STATE_KEY = "observation.state"
-IMAGE_PREFIX = "observation.images."
+from app.rl.native import IMAGE_PREFIX, STATE_KEY
 
 
 def default_state_keys(robot: Any) -> list[str]:
@@ -49,16 +48,3 @@ def to_policy_observation(
         img = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255.0)
         out[IMAGE_PREFIX + key] = img.unsqueeze(0)
     return out
-
-
-def action_dict(row: torch.Tensor, action_keys: Sequence[str]) -> dict[str, float]:
-    """One action row [action_dim] (robot units) -> {"<motor>.pos": value}."""
-    values = row.detach().to("cpu", torch.float32).tolist()
-    if len(values) != len(action_keys):
-        raise ValueError(f"policy action has {len(values)} values, robot expects {len(action_keys)}")
-    return dict(zip(action_keys, values, strict=True))
-
-
-def action_row(action: Mapping[str, float], action_keys: Sequence[str]) -> torch.Tensor:
-    """{"<motor>.pos": value} -> [action_dim] tensor (for human actions in the rollout)."""
-    return torch.tensor([float(action[k]) for k in action_keys], dtype=torch.float32)
