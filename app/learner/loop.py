@@ -16,6 +16,13 @@ V - `algorithm.drop_episode_after_versions` is dropped whole; in a kept episode,
 `policy.rl.staleness.max_staleness` versions enter the PPO surrogate (their ratio is taken against the
 stored behaviour log-prob, clipped; or decoupled-PPO corrected when `policy.rl.staleness.decoupled`),
 older chunks only shape returns and the critic. Episodes that arrive during an update join the next one.
+
+Nothing an actor sends can stop the loop (docs/runtime.md, "Hostile input and stops"): the service checks
+every rollout against `rollout_spec(policy)` before accepting it, and stores it in the spool
+(<output_dir>/spool) before acknowledging it. A spooled rollout is deleted once a checkpoint includes the
+update that consumed it; a resumed (or restarted) learner trains what is left, exactly once. Every version
+pushed is recorded first (<output_dir>/pushed_version.json), so a learner resumed from an older checkpoint
+continues above every version its actors may have seen.
 """
 
 from __future__ import annotations
@@ -33,19 +40,105 @@ from pathlib import Path
 from typing import Any
 
 import draccus
+import torch
 
 from app.learner.checkpoint import PRETRAINED_DIR, CheckpointManager
-from app.learner.service import PIRLLearnerService
+from app.learner.service import PIRLLearnerService, RolloutSpool
 from app.rl.algorithm import PIRLAlgorithm
-from app.rl.batch import RolloutBatch
+from app.rl.batch import OBS_PREFIX, OPTIONAL_FIELDS, ChunkRecord, RolloutBatch
 from app.rl.checkpoint_state import STATE_FORMAT, TRAINABLE_KEY, restore_policy_state, trainable_state
 from app.rl.digests import frozen_digest, weights_digest
 from app.run.config import PIRLRunConfig
 from app.run.sections import ENDPOINT_FILE, METRICS_FILE
 from app.transport.channel import make_server
-from app.transport.codec import Parameters, Rollout
+from app.transport.codec import (
+    DecodeError,
+    FieldSpec,
+    Parameters,
+    Rollout,
+    RolloutSpec,
+    decode_rollout,
+)
 
 log = logging.getLogger("pirl.learner")
+
+SPOOL_DIR = "spool"  # accepted rollouts not yet in a checkpoint (one file each)
+PUSHED_VERSION_FILE = "pushed_version.json"  # the highest policy version ever pushed from this output_dir
+SPOOL_DONE_KEY = "spool_done"  # meta.json: spool files consumed by the updates this checkpoint holds
+DEDUP_KEY = "service"  # state.pt: the service's de-duplication window
+IMAGE_OBS_PREFIX = OBS_PREFIX + "observation.images."
+
+
+def rollout_spec(policy: Any) -> RolloutSpec:
+    """What a rollout must hold to be trained by `policy`: the fields, dtypes and per-row shapes of a dry
+    `RolloutBatch` built the way an actor builds one (`ChunkRecord` -> `RolloutBatch.from_records`) from a
+    zero observation of the policy's input features (through its pre-processor for a VLA: task tokens and
+    mask). Camera frames keep their channels; their height and width are free but fixed for the run (both
+    encoders accept any size; a batch needs one). Integer ranges: chunk_index and policy_version >= 0,
+    sde_step in [-1, K), language token ids below the tokenizer's size."""
+    model = policy.model
+    pol = model.policy
+    k = int(model.cfg.num_steps)
+    obs = _dry_observation(policy)
+    record = ChunkRecord(
+        obs={key: v[0] for key, v in obs.items()},
+        reward=0.0,
+        chain=torch.zeros(k + 1, pol.chunk_size, pol.model_action_dim),
+    )
+    template = RolloutBatch.from_records([record], pol.action_dim).to_dict()
+    ranges: dict[str, tuple[int | None, int | None]] = {
+        "chunk_index": (0, None),
+        "policy_version": (0, None),
+        "sde_step": (-1, k),
+    }
+    vocab = _vocabulary_size(policy)
+    fields = {}
+    for name, t in template.items():
+        shape: tuple[int | None, ...] = tuple(int(d) for d in t.shape[1:])
+        if name.startswith(IMAGE_OBS_PREFIX) and len(shape) == 3:
+            shape = (shape[0], None, None)
+        low, high = ranges.get(name, (None, None))
+        if name.startswith(OBS_PREFIX) and not t.is_floating_point() and t.dtype != torch.bool:
+            low, high = 0, vocab  # token ids index an embedding
+        fields[name] = FieldSpec(t.dtype, shape, low, high)
+    return RolloutSpec(fields, optional=OPTIONAL_FIELDS)
+
+
+@torch.no_grad()
+def _dry_observation(policy: Any) -> dict[str, torch.Tensor]:
+    """A batch of one zero observation as the policy reads it (what the actor stores per row)."""
+    from lerobot.configs import FeatureType
+
+    feats = getattr(policy.config, "input_features", None) or {}
+    raw = {
+        key: torch.zeros(1, *feat.shape)
+        for key, feat in feats.items()
+        if key.startswith("observation.")
+        and feat.type in (FeatureType.STATE, FeatureType.ENV, FeatureType.VISUAL)
+    }
+    prepare = getattr(policy, "prepare_observation", None)  # a VLA's LeRobot pre-processor, as the actor
+    obs = prepare(raw) if prepare is not None else raw
+    return {key: v.detach().cpu() for key, v in obs.items()}
+
+
+def _vocabulary_size(policy: Any) -> int | None:
+    """Size of the tokenizer of a VLA's pre-processor (None: no tokenizer)."""
+    for step in getattr(getattr(policy, "preprocessor", None), "steps", ()) or ():
+        tokenizer = getattr(step, "input_tokenizer", None) or getattr(step, "tokenizer", None)
+        if tokenizer is not None:
+            try:
+                return len(tokenizer)
+            except TypeError:
+                return None
+    return None
+
+
+def _check_meta(rollout: Rollout) -> None:
+    steps = rollout.meta.get("steps", 0)
+    if type(steps) is not int or not 0 <= steps < 2**40:
+        raise DecodeError(
+            f"transitions: meta 'steps' must be a non-negative integer, got {str(steps)[:40]!r}"
+        )
 
 
 class MetricsSink:
@@ -117,14 +210,74 @@ class Learner:
         self.run_id = uuid.uuid4().hex[:12]
         self._last_checkpoint: Path | None = None
         self.frozen = frozen_digest(self.algorithm.model)  # fixed for the run: only trainable tensors change
-        if cfg.learner.resume:
-            self._resume()
         self.pending: list[tuple[Rollout, RolloutBatch]] = []
+        self._pending_ids: set[int] = set()  # episode ids in `pending` (never two rollouts with one id)
+        self._consumed: list[str] = []  # spool files consumed by updates since the last checkpoint
         self.window: deque[dict[str, Any]] = deque(maxlen=cfg.learner.stats_window)
-        self.service = PIRLLearnerService(self.shutdown)
+        self.spec = rollout_spec(self.policy)
+        self.spool = RolloutSpool(self.out / SPOOL_DIR)
+        tcfg = cfg.transport
+        self.service = PIRLLearnerService(
+            self.shutdown,
+            validate=self.validate_rollout,
+            spool=self.spool,
+            max_rollout_bytes=tcfg.max_rollout_bytes,
+            max_interaction_bytes=tcfg.max_interaction_bytes,
+        )
+        self._pushed_path = self.out / PUSHED_VERSION_FILE
+        self._highest_pushed = _read_pushed_version(self._pushed_path)
+        spool_done: list[str] = []
+        if cfg.learner.resume:
+            state, meta = self._resume()
+            self.service.restore_dedup(state.get(DEDUP_KEY, {}).get("seen", ()))
+            spool_done = [str(n) for n in meta.get(SPOOL_DONE_KEY, ())]
+        self._load_spool(spool_done)
+        self._continue_above_pushed()
         self.server = None
         self.port: int | None = None
         self._saved_at = self.updates if cfg.learner.resume else -1
+
+    def validate_rollout(self, rollout: Rollout) -> None:
+        """What the service runs on every rollout before accepting it: `DecodeError` if this policy cannot
+        train on it (see `rollout_spec`)."""
+        self.spec.check(rollout.batch)
+        _check_meta(rollout)
+
+    def _load_spool(self, done: list[str]) -> None:
+        """Rollouts accepted before a stop and not in the checkpoint resumed from: pending again, in the
+        order they came (those the checkpoint already holds are deleted; ones this policy cannot train
+        are set aside as `<file>.rejected`)."""
+        self.spool.remove(done)
+        for name, payload in self.spool.entries():
+            try:
+                rollout = decode_rollout(payload)
+                self.validate_rollout(rollout)
+                why = self.service.register(rollout)
+                if why is not None:
+                    raise DecodeError(why)
+                batch = RolloutBatch.from_dict(rollout.batch)
+            except (DecodeError, KeyError, ValueError) as err:
+                log.warning("spooled rollout %s cannot be trained, set aside: %s", name, err)
+                self.spool.reject(name)
+                continue
+            self.spool.adopt(rollout.key, name)
+            self._add_pending(rollout, batch)
+        if self.pending:
+            self.progress(
+                f"learner: {len(self.pending)} episodes accepted before the stop and not trained yet "
+                f"({self._pending_chunks()} chunks) will be trained"
+            )
+
+    def _continue_above_pushed(self) -> None:
+        """Never push a version number twice with other weights: a learner resumed from a checkpoint older
+        than its last push (killed between a push and the next save) continues above that push."""
+        version = self.algorithm.policy_version
+        if self._highest_pushed is not None and self._highest_pushed > version:
+            self.algorithm.trainer.policy_version = self._highest_pushed + 1
+            self.progress(
+                f"learner: v{version + 1}..v{self._highest_pushed} were pushed before the stop but are not "
+                f"in the checkpoint; the weights start as v{self._highest_pushed + 1}"
+            )
 
     # ------------------------------------------------------------------------------- lifecycle
 
@@ -166,6 +319,7 @@ class Learner:
                         self.progress(f"learner: reached {max_updates} updates")
                         break
         finally:
+            self.service.close()  # sends from now on: UNAVAILABLE, re-sent to the next learner
             self._final_save()
             self.sink.close()
             self.server.stop(grace=1.0).wait(timeout=5)
@@ -175,6 +329,23 @@ class Learner:
 
     def _pending_chunks(self) -> int:
         return sum(len(b) for _, b in self.pending)
+
+    def _add_pending(self, rollout: Rollout, batch: RolloutBatch) -> None:
+        ids = set(batch.episode_id.tolist())
+        if ids & self._pending_ids:  # the service refuses reused ids; this guards the trainer regardless
+            log.warning("dropped a rollout from %s reusing a pending episode id", rollout.actor_id)
+            self._consume(rollout)
+            return
+        self._pending_ids |= ids
+        self.pending.append((rollout, batch))
+        steps = rollout.meta.get("steps", 0)
+        self.env_steps += steps if type(steps) is int and steps >= 0 else 0
+
+    def _consume(self, rollout: Rollout) -> None:
+        """`rollout` left the pending set (trained, dropped): its spool file goes with the next checkpoint."""
+        name = self.spool.name_of(rollout.key)
+        if name is not None:
+            self._consumed.append(name)
 
     def _drain(self, timeout: float) -> None:
         import queue
@@ -192,11 +363,11 @@ class Learner:
         for rollout in items:
             try:
                 batch = RolloutBatch.from_dict(rollout.batch)
-            except (KeyError, ValueError) as err:
+            except (KeyError, ValueError) as err:  # the service validated it: not expected
                 log.warning("dropped a malformed rollout from %s: %s", rollout.actor_id, err)
+                self._consume(rollout)
                 continue
-            self.pending.append((rollout, batch))
-            self.env_steps += int(rollout.meta.get("steps", 0))
+            self._add_pending(rollout, batch)
         while True:
             try:
                 msg = self.service.interactions.get_nowait()
@@ -213,11 +384,15 @@ class Learner:
         limit = self.cfg.algorithm.drop_episode_after_versions
         kept = [(r, b) for r, b in self.pending if version - int(b.policy_version.max()) <= limit]
         self.dropped_stale += len(self.pending) - len(kept)
-        self.pending = []
+        consumed, self.pending, self._pending_ids = self.pending, [], set()
         if not kept:
+            for r, _ in consumed:
+                self._consume(r)
             return
         batch = RolloutBatch.cat([b for _, b in kept])
         stats = self.algorithm.update(iter([batch]))
+        for r, _ in consumed:  # trained (or dropped stale): in the spool until a checkpoint holds this update
+            self._consume(r)
         self.updates += 1
         self._publish()
         metrics = stats.to_log_dict()
@@ -274,8 +449,12 @@ class Learner:
     def _publish(self) -> None:
         """Push the trainable weights to every actor. The live tensors are passed, not a copy: the service
         casts them into its reused payload buffer before returning, and nothing trains meanwhile."""
+        version = self.algorithm.policy_version
+        if self._highest_pushed is None or version > self._highest_pushed:
+            _write_pushed_version(self._pushed_path, version)  # before any actor can see it
+            self._highest_pushed = version
         params = Parameters(
-            version=self.algorithm.policy_version,
+            version=version,
             state=self.algorithm.model.trainable_tensors(),
             run_id=self.run_id,
             base_digest=self.frozen,
@@ -293,7 +472,9 @@ class Learner:
             TRAINABLE_KEY: trainable_state(self.algorithm.model),
             "algorithm": self.algorithm.training_state(),
             "generator": trainer.generator.get_state(),
+            DEDUP_KEY: {"seen": self.service.dedup_state()},
         }
+        consumed = list(self._consumed)
         meta = {
             "format": STATE_FORMAT,
             "run_id": self.run_id,
@@ -305,6 +486,8 @@ class Learner:
             "frozen_digest": self.frozen,
             # relative policy_path / base_path / stats_path in the config are relative to this folder
             "cwd": os.getcwd(),
+            # trained into these weights: deleted below, and by a learner resumed from here if this one dies
+            SPOOL_DONE_KEY: consumed,
         }
         try:
             meta["config"] = draccus.encode(self.cfg)
@@ -319,6 +502,8 @@ class Learner:
         )
         self._saved_at = self.updates
         self._last_checkpoint = path
+        self.spool.remove(consumed)
+        self._consumed = self._consumed[len(consumed) :]
         self.progress(
             f"learner: checkpoint {path} (v{self.algorithm.policy_version}, weights {meta['weights_digest']})"
             + (f" with {PRETRAINED_DIR}/" if pretrained else "")
@@ -341,7 +526,7 @@ class Learner:
         except Exception:
             log.exception("final checkpoint failed; the previous one is intact")
 
-    def _resume(self) -> None:
+    def _resume(self) -> tuple[dict[str, Any], dict[str, Any]]:
         path = self.ckpt.latest()
         if path is None:
             raise FileNotFoundError(
@@ -363,6 +548,32 @@ class Learner:
             f"learner: resumed {path} policy v{self.algorithm.policy_version} updates {self.updates} "
             f"(weights {meta['weights_digest']})"
         )
+        return state, meta
+
+
+def _read_pushed_version(path: Path) -> int | None:
+    try:
+        return int(json.loads(path.read_text())["highest_pushed"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is damaged ({err}); it records the highest version pushed") from err
+
+
+def _write_pushed_version(path: Path, version: int) -> None:
+    """Atomically and durably: a learner killed right after a push still knows about it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps({"highest_pushed": int(version)}))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _save_pretrained_mode(cfg: PIRLRunConfig) -> str:

@@ -15,22 +15,32 @@ Same four RPCs and message types as `lerobot.rl.learner_service.LearnerService`;
   same bytes as LeRobot's, see `app.transport.chunks`), so register the service with `add_to_server`.
 - Received payloads are decoded in the gRPC thread (weights-only / JSON, see `app.transport.codec`) and
   put on bounded queues; a full queue blocks the sender (gRPC flow control pushes back to the actor) for
-  as long as that caller is still connected. Malformed payloads are refused with INVALID_ARGUMENT.
+  as long as that caller is still connected. Nothing from the network can stop training: payloads past
+  `max_rollout_bytes` / `max_interaction_bytes`, streams that end without END, and rollouts that fail the
+  learner's `validate` (its policy's `RolloutSpec`: fields, dtypes, shapes, finite values, unique ids) or
+  reuse an episode id already accepted are refused with INVALID_ARGUMENT and a message.
 - Re-sent episodes (an actor retries after a deadline) are recognised by (actor_id, episode) and dropped.
+- An accepted rollout is written to the `RolloutSpool` (fsynced) before the call returns OK, so a learner
+  killed at any moment loses no acknowledged episode. While the learner stops (`close()`, the shutdown
+  event) sends are refused with UNAVAILABLE: the actor keeps the payload and re-sends it to the next one.
 - Streams end when the caller disconnects or the learner shuts down, so a dead actor frees its thread.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
+import torch
 from lerobot.transport import services_pb2, services_pb2_grpc
 
 from app.transport.channel import ACTOR_ID_METADATA_KEY
@@ -48,6 +58,107 @@ log = logging.getLogger("pirl.learner.service")
 
 # How often a blocked stream re-checks that its caller is alive and the learner is not shutting down.
 _POLL_S = 0.2
+# Actor names kept in `ServiceStats.actors_seen` (a caller names itself: bounded against floods).
+_MAX_ACTORS_SEEN = 1024
+
+Key = tuple[str, int]  # (actor_id, episode): what a re-sent rollout repeats
+
+
+class RolloutSpool:
+    """Accepted rollouts on disk until a checkpoint holds what was trained on them.
+
+    One file per rollout under `root` (`<seq>.rollout`: the payload exactly as received, a weights-only
+    torch payload), written to a temporary name, fsynced, renamed and the folder fsynced before the
+    service acknowledges the rollout. The learner removes a file once the rollout was trained (or dropped
+    as stale) and a checkpoint that includes that update was written (`remove`); a resumed learner
+    re-reads what is left (`entries`) and trains it. A kill -9 at any moment loses nothing acknowledged:
+    either the file is complete (trained by the next learner; the actor's re-send is a duplicate) or the
+    actor got no OK (it re-sends).
+    """
+
+    SUFFIX = ".rollout"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._names: dict[Key, str] = {}  # key -> file, for rollouts written or loaded by this process
+        self._seq = 0
+        if self.root.is_dir():
+            for tmp in self.root.glob(".*.tmp"):  # a write cut off before its rename: never acknowledged
+                tmp.unlink(missing_ok=True)
+            seqs = [int(p.stem) for p in self.root.glob(f"*{self.SUFFIX}") if p.stem.isdigit()]
+            self._seq = max(seqs, default=-1) + 1
+
+    def write(self, key: Key, payload: bytes) -> str:
+        """Store one payload durably; returns its file name."""
+        with self._lock:
+            seq, self._seq = self._seq, self._seq + 1
+        name = f"{seq:012d}{self.SUFFIX}"
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{name}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.root / name)
+            _fsync_dir(self.root)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self._names[key] = name
+        return name
+
+    def entries(self) -> list[tuple[str, bytes]]:
+        """(file name, payload) of every stored rollout, oldest first."""
+        if not self.root.is_dir():
+            return []
+        files = sorted(p for p in self.root.glob(f"*{self.SUFFIX}") if p.stem.isdigit())
+        return [(p.name, p.read_bytes()) for p in files]
+
+    def adopt(self, key: Key, name: str) -> None:
+        """Remember which file holds `key` (a rollout loaded from the spool)."""
+        with self._lock:
+            self._names[key] = name
+
+    def name_of(self, key: Key) -> str | None:
+        """The file of an accepted rollout (None: not spooled, e.g. put on the queue by a test)."""
+        with self._lock:
+            return self._names.get(key)
+
+    def discard(self, key: Key) -> None:
+        """Delete the file of a rollout that was not accepted after all (its caller went away)."""
+        with self._lock:
+            name = self._names.pop(key, None)
+        if name is not None:
+            self.remove([name])
+
+    def remove(self, names: Iterable[str]) -> None:
+        """Delete files (trained and checkpointed, or unusable); missing ones are fine."""
+        names = list(names)
+        with self._lock:
+            gone = set(names)
+            self._names = {k: n for k, n in self._names.items() if n not in gone}
+        for name in names:
+            (self.root / name).unlink(missing_ok=True)
+        if names and self.root.is_dir():
+            _fsync_dir(self.root)
+
+    def reject(self, name: str) -> None:
+        """Set aside a stored payload the learner cannot train on (kept as `<name>.rejected`)."""
+        path = self.root / name
+        if path.exists():
+            os.replace(path, path.with_name(name + ".rejected"))
+            _fsync_dir(self.root)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -57,6 +168,7 @@ class ServiceStats:
     rollouts_received: int = 0
     duplicates_dropped: int = 0
     payloads_refused: int = 0
+    sends_refused_stopping: int = 0  # answered UNAVAILABLE while the learner stops (the actor re-sends)
     interactions_received: int = 0
     parameter_pushes: int = 0
     parameter_streams_open: int = 0
@@ -85,18 +197,71 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         max_pending_interactions: int = 4096,
         dedup_window: int = 4096,
         keep_buffers: int = 2,
+        validate: Callable[[Rollout], None] | None = None,
+        spool: RolloutSpool | None = None,
+        max_rollout_bytes: int | None = None,
+        max_interaction_bytes: int | None = None,
     ):
+        """`validate(rollout)` raises `DecodeError` for a rollout the learner cannot train on (the learner
+        builds it from its policy; None: only the envelope is checked). `spool`: where accepted rollouts are
+        stored before the call returns OK (None: in memory only). The byte limits are
+        `TransportConfig.max_rollout_bytes` / `max_interaction_bytes` (None: unlimited)."""
         self.shutdown = shutdown
         self.rollouts: queue.Queue[Rollout] = queue.Queue(maxsize=max_pending_rollouts)
         self.interactions: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_pending_interactions)
         self.stats = ServiceStats()
+        self.validate = validate
+        self.spool = spool
+        self.max_rollout_bytes = max_rollout_bytes
+        self.max_interaction_bytes = max_interaction_bytes
+        self._closing = threading.Event()
         self._lock = threading.Lock()
         self._params_changed = threading.Condition(self._lock)
         self._params: _Published | None = None
         self._buffers: list[_SendBuffer] = []  # every pooled buffer in use or kept for reuse
         self._keep_buffers = keep_buffers
-        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        # accepted rollouts, oldest first -> their episode ids; and each episode id -> its rollout
+        self._seen: OrderedDict[Key, tuple[int, ...]] = OrderedDict()
+        self._episode_ids: dict[int, Key] = {}
         self._dedup_window = dedup_window
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """The learner is stopping: from now on sends are refused with UNAVAILABLE (the actor keeps the
+        payload and re-sends it to the next learner). Parameter streams go on until the shutdown event."""
+        self._closing.set()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set() or self.shutdown.is_set()
+
+    # ---------------------------------------------------------------------------- de-duplication state
+
+    def register(self, rollout: Rollout) -> str | None:
+        """Count `rollout` as accepted (a rollout reloaded from the spool, after `restore_dedup`): None if
+        it is (also when its key was known already), else why not (an episode id taken by another)."""
+        why = self._accept_key(rollout.key, _episode_ids(rollout))
+        if why == "duplicate":
+            with self._lock:
+                self._seen.move_to_end(rollout.key)  # pending again: the last to leave the window
+            return None
+        return why
+
+    def dedup_state(self) -> list[list[Any]]:
+        """The de-duplication window as plain lists (stored in checkpoints: a resumed learner still drops
+        re-sends and refuses reused episode ids of episodes accepted before the stop)."""
+        with self._lock:
+            return [[actor, episode, list(ids)] for (actor, episode), ids in self._seen.items()]
+
+    def restore_dedup(self, entries: Iterable[Any]) -> None:
+        """Load `dedup_state()` (entries that do not parse are skipped: it is a cache of what was seen)."""
+        for entry in entries:
+            try:
+                actor, episode, ids = entry
+                self._accept_key((str(actor), int(episode)), tuple(int(i) for i in ids))
+            except (TypeError, ValueError):
+                continue
 
     # ------------------------------------------------------------------------------ training-loop side
 
@@ -227,30 +392,58 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
 
     def SendTransitions(self, request_iterator, context):  # noqa: N802
         self._heard_from(context)
-        for payload in self._payloads(request_iterator, context):
+        self._refuse_if_closing(context)
+        payloads = self._payloads(request_iterator, context, self.max_rollout_bytes, "transitions")
+        for payload in payloads:
+            self._refuse_if_closing(context)
             try:
                 rollout = decode_rollout(payload)
+                if self.validate is not None:
+                    self.validate(rollout)
             except DecodeError as err:
                 self._refuse(context, err)
-            if self._is_duplicate(rollout.key):
+            clash = self._accept_key(rollout.key, _episode_ids(rollout))
+            if clash == "duplicate":
                 with self._lock:
                     self.stats.duplicates_dropped += 1
                 continue
+            if clash is not None:
+                self._refuse(context, DecodeError(f"transitions: {clash}"))
+            if self.spool is not None:
+                try:
+                    self.spool.write(rollout.key, payload)
+                except OSError as err:  # disk full, ...: not stored, so not acknowledged
+                    self._forget(rollout.key)
+                    log.error("could not store a rollout from %s: %s", rollout.actor_id, err)
+                    context.abort(grpc.StatusCode.UNAVAILABLE, f"learner could not store the rollout: {err}")
+            del payload
             if not self._put(self.rollouts, rollout, context):
+                if self.spool is not None and self.closing:
+                    # stored: the next learner trains it and drops the re-send as a duplicate
+                    self._refuse_stopping(context)
                 self._forget(rollout.key)  # not stored: the actor's retry must be accepted
-                break
+                if self.spool is not None:
+                    self.spool.discard(rollout.key)
+                if self.closing:
+                    self._refuse_stopping(context)
+                break  # the caller went away
             with self._lock:
                 self.stats.rollouts_received += 1
         return services_pb2.Empty()
 
     def SendInteractions(self, request_iterator, context):  # noqa: N802
         self._heard_from(context)
-        for payload in self._payloads(request_iterator, context):
+        self._refuse_if_closing(context)
+        payloads = self._payloads(request_iterator, context, self.max_interaction_bytes, "interactions")
+        for payload in payloads:
+            self._refuse_if_closing(context)
             try:
                 message = decode_interaction(payload)
             except DecodeError as err:
                 self._refuse(context, err)
             if not self._put(self.interactions, message, context):
+                if self.closing:
+                    self._refuse_stopping(context)
                 break
             with self._lock:
                 self.stats.interactions_received += 1
@@ -258,21 +451,30 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
 
     # ----------------------------------------------------------------------------------------- helpers
 
-    def _payloads(self, request_iterator, context):
+    def _payloads(self, request_iterator, context, max_bytes: int | None, what: str):
         try:
-            yield from iter_payloads(request_iterator)
+            yield from iter_payloads(request_iterator, max_bytes=max_bytes, what=what)
         except DecodeError as err:
             self._refuse(context, err)
 
     def _refuse(self, context, err: Exception):
         with self._lock:
             self.stats.payloads_refused += 1
-        log.warning("refused a payload: %s", err)
+        log.warning("refused a payload from %s: %s", context.peer(), err)
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+
+    def _refuse_if_closing(self, context) -> None:
+        if self.closing:
+            self._refuse_stopping(context)
+
+    def _refuse_stopping(self, context):
+        with self._lock:
+            self.stats.sends_refused_stopping += 1
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the learner is stopping; send again to the next one")
 
     def _put(self, q: queue.Queue, item: Any, context) -> bool:
         """Block while the queue is full (back-pressure), as long as the caller and the learner live."""
-        while not self.shutdown.is_set() and context.is_active():
+        while not self.closing and context.is_active():
             try:
                 q.put(item, timeout=_POLL_S)
                 return True
@@ -280,21 +482,49 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
                 continue
         return False
 
-    def _is_duplicate(self, key: tuple[str, int]) -> bool:
+    def _accept_key(self, key: Key, ids: tuple[int, ...]) -> str | None:
+        """Take `key` and its episode ids: None if they were free, "duplicate" if `key` was accepted
+        before, else why an episode id cannot be used."""
         with self._lock:
             if key in self._seen:
-                return True
-            self._seen[key] = None
+                return "duplicate"
+            for i in ids:
+                other = self._episode_ids.get(i)
+                if other is not None:
+                    return (
+                        f"episode id {i} is already used by episode {other[1]} of {other[0][:80]!r} "
+                        "(episode ids must be unique across actors and episodes)"
+                    )
+            self._seen[key] = ids
+            for i in ids:
+                self._episode_ids[i] = key
             while len(self._seen) > self._dedup_window:
-                self._seen.popitem(last=False)
-            return False
+                _, old_ids = self._seen.popitem(last=False)
+                for i in old_ids:
+                    self._episode_ids.pop(i, None)
+            return None
 
-    def _forget(self, key: tuple[str, int]) -> None:
+    def _forget(self, key: Key) -> None:
         with self._lock:
-            self._seen.pop(key, None)
+            for i in self._seen.pop(key, ()):
+                if self._episode_ids.get(i) == key:
+                    del self._episode_ids[i]
 
     def _heard_from(self, context) -> str:
         actor = dict(context.invocation_metadata() or ()).get(ACTOR_ID_METADATA_KEY) or context.peer()
+        actor = str(actor)[:128]
         with self._lock:
-            self.stats.actors_seen[actor] = time.time()
+            seen = self.stats.actors_seen
+            seen.pop(actor, None)  # newest last
+            seen[actor] = time.time()
+            while len(seen) > _MAX_ACTORS_SEEN:
+                del seen[next(iter(seen))]
         return actor
+
+
+def _episode_ids(rollout: Rollout) -> tuple[int, ...]:
+    """The distinct episode ids a rollout's rows carry (none if it has no `episode_id` field)."""
+    ids = rollout.batch.get("episode_id")
+    if ids is None or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        return ()
+    return tuple(int(i) for i in torch.unique(ids.reshape(-1)).tolist())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import hmac
 import random
+import threading
 from concurrent import futures
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def channel_options(cfg: TransportConfig) -> list[tuple[str, int | str]]:
         ("grpc.initial_reconnect_backoff_ms", int(cfg.backoff_initial_s * 1000)),
         ("grpc.min_reconnect_backoff_ms", int(cfg.backoff_initial_s * 1000)),
         ("grpc.max_reconnect_backoff_ms", int(cfg.backoff_max_s * 1000)),
+        # Its own connection per channel (gRPC shares one between channels of a process by default): the
+        # learner limits calls per connection (`max_streams_per_peer`), so two clients must not share one.
+        ("grpc.use_local_subchannel_pool", 1),
     ]
     opts += _keepalive_options(cfg)
     if cfg.tls_ca is not None and cfg.tls_server_name:
@@ -167,17 +171,104 @@ def _abort_like(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: 
     return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
 
 
+class PeerCallLimit(grpc.ServerInterceptor):
+    """At most `limit` calls open at once per peer (one client connection: `context.peer()`); one more is
+    refused with RESOURCE_EXHAUSTED (the client backs off and retries). A client holding the token can
+    then keep at most `limit` of the server's workers busy (uploads that never end, streams it never
+    reads), not all of them. A pirl actor needs 3 at most: its parameter stream, one send, a Ready."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._open: collections.Counter[str] = collections.Counter()
+
+    def open_calls(self, peer: str | None = None) -> int:
+        with self._lock:
+            return self._open[peer] if peer is not None else sum(self._open.values())
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _wrap_behaviour(handler, self._enter)
+
+    def _enter(self, context) -> None:
+        """Count the call against its peer until it ends, or refuse it."""
+        peer = context.peer() or "?"
+        with self._lock:
+            if self._open[peer] >= self.limit:
+                refused = True
+            else:
+                refused = False
+                self._open[peer] += 1
+        if refused:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this connection already has {self.limit} calls open (transport.max_streams_per_peer)",
+            )
+        if not context.add_callback(lambda: self._leave(peer)):  # the call already ended
+            self._leave(peer)
+
+    def _leave(self, peer: str) -> None:
+        with self._lock:
+            self._open[peer] -= 1
+            if self._open[peer] <= 0:
+                del self._open[peer]
+
+
+def _wrap_behaviour(handler: grpc.RpcMethodHandler, enter) -> grpc.RpcMethodHandler:
+    """`handler` with `enter(context)` run first in the call's own thread (kinds must match)."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        inner = handler.stream_stream
+
+        def stream_stream(request_iterator, context):
+            enter(context)
+            yield from inner(request_iterator, context)
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
+    if handler.request_streaming:
+        inner = handler.stream_unary
+
+        def stream_unary(request_iterator, context):
+            enter(context)
+            return inner(request_iterator, context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
+    if handler.response_streaming:
+        inner = handler.unary_stream
+
+        def unary_stream(request, context):
+            enter(context)
+            yield from inner(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+    inner = handler.unary_unary
+
+    def unary_unary(request, context):
+        enter(context)
+        return inner(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+
+
 def make_server(cfg: TransportConfig) -> tuple[grpc.Server, int]:
     """A (not yet started) server bound to `cfg.address`; returns it and the bound port.
 
     The worker pool has `server_threads` threads and `maximum_concurrent_rpcs` equal to it, so a call
     beyond capacity is refused with RESOURCE_EXHAUSTED (the client backs off) instead of queueing forever.
+    One connection holds at most `max_streams_per_peer` of those workers (`PeerCallLimit`; validate()
+    keeps it below `server_threads`), so one client cannot starve the others.
     """
     cfg.validate()
-    interceptors = []
+    interceptors: list[grpc.ServerInterceptor] = []
     token = cfg.resolved_token()
     if token:
-        interceptors.append(TokenAuthInterceptor(token))
+        interceptors.append(TokenAuthInterceptor(token))  # first: a caller without the token holds nothing
+    interceptors.append(PeerCallLimit(cfg.max_streams_per_peer))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=cfg.server_threads, thread_name_prefix="learner-grpc"),
         options=server_options(cfg),

@@ -59,27 +59,46 @@ def to_messages(payload: Buffer, message_class: Any) -> Iterator[Any]:
         yield message_class(transfer_state=state, data=bytes(view[start:end]))
 
 
-def iter_payloads(messages: Iterable[Any]) -> Iterator[bytes]:
+def iter_payloads(
+    messages: Iterable[Any], max_bytes: int | None = None, what: str = "payload"
+) -> Iterator[bytes]:
     """Reassemble payloads from a stream of LeRobot transport messages (rollouts, interactions).
 
     Same states as `lerobot.transport.utils.receive_bytes_in_chunks`, as a generator (LeRobot's variant
-    only knows queues and a shutdown event, and a stream can be cancelled mid-payload).
+    only knows queues and a shutdown event, and a stream can be cancelled mid-payload). Refused with
+    `DecodeError` (nothing of the payload is yielded): a payload that grows past `max_bytes` (as soon as it
+    does: the pieces held never exceed the limit by more than one message), an unknown transfer state,
+    and a stream that ends in the middle of a payload (no END: LeRobot's receiver would wait forever).
     """
     parts: list[bytes] = []
+    size = 0
+    open_payload = False
     for item in messages:
         state = item.transfer_state
         if state == _BEGIN:
-            parts = [item.data]
-        elif state == _MIDDLE:
-            parts.append(item.data)
-        elif state == _END:
-            parts.append(item.data)
+            parts, size = [], 0  # LeRobot starts over on BEGIN
+        elif state not in (_MIDDLE, _END):
+            raise DecodeError(f"{what}: unknown transfer state {state}")
+        data = item.data
+        size += len(data)
+        if max_bytes is not None and size > max_bytes:
+            parts = []
+            raise DecodeError(
+                f"{what}: larger than the learner's limit of {max_bytes} bytes; refused before the end"
+            )
+        parts.append(data)
+        open_payload = True
+        if state == _END:
             payload = b"".join(parts)
-            parts = []  # before the yield: the consumer decodes while the pieces would still be held
+            parts, size, open_payload = [], 0, False  # before the yield: the pieces would still be held
             yield payload
             del payload
-        else:
-            raise DecodeError(f"unknown transfer state {state}")
+    if open_payload:
+        parts = []
+        raise DecodeError(
+            f"{what}: the stream ended in the middle of a payload (no TRANSFER_END after {size} bytes); "
+            "nothing was stored"
+        )
 
 
 # -------------------------------------------------------------------- Parameters messages, framed by hand

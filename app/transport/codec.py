@@ -22,6 +22,9 @@ tensors and plain containers, and interactions are JSON (LeRobot pickles them; w
 from __future__ import annotations
 
 import json
+import math
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +38,10 @@ __all__ = [
     "PARAMS_FORMAT",
     "ROLLOUT_FORMAT",
     "DecodeError",
+    "FieldSpec",
     "Parameters",
     "Rollout",
+    "RolloutSpec",
     "TransferState",
     "decode_interaction",
     "decode_parameters",
@@ -53,7 +58,10 @@ ROLLOUT_FORMAT = "pirl/rollout/v1"
 
 def _load(buf: bytes, what: str) -> Any:
     try:
-        return bytes_to_state_dict(buf)  # torch.load(..., weights_only=True)
+        # torch.load(..., weights_only=True); a sparse tensor is checked while it is rebuilt (unchecked, bad
+        # indices would crash the process when it is touched) and refused as a layout afterwards anyway
+        with torch.sparse.check_sparse_tensor_invariants(enable=True):
+            return bytes_to_state_dict(buf)
     except Exception as err:  # a malformed or hostile payload: refuse it, never fall back to pickle
         raise DecodeError(f"{what}: not a weights-only torch payload ({type(err).__name__}: {err})") from err
 
@@ -63,7 +71,8 @@ def _plain_meta(meta: dict[str, Any]) -> dict[str, Any]:
     for key, value in meta.items():
         if not isinstance(key, str) or not isinstance(value, (int, float, str, bool)):
             raise TypeError(
-                f"rollout meta {key!r}={value!r}: only str keys and int/float/str/bool values travel"
+                f"rollout meta {str(key)[:60]!r}={str(value)[:60]!r} ({type(value).__name__}): only str "
+                "keys and int/float/str/bool values travel"
             )
         out[key] = value
     return out
@@ -104,7 +113,20 @@ def encode_rollout(rollout: Rollout) -> bytes:
     )
 
 
+def _names(names: Iterable[object], most: int = 8) -> str:
+    """A short, bounded list of (possibly hostile) names for an error message."""
+    shown = sorted(str(n)[:60] for n in names)
+    return str(shown[:most]) + (f" and {len(shown) - most} more" if len(shown) > most else "")
+
+
+_ROLLOUT_KEYS = frozenset({"format", "actor_id", "episode", "meta", "batch"})
+MAX_ACTOR_ID_CHARS = 256
+
+
 def decode_rollout(buf: bytes) -> Rollout:
+    """A `pirl/rollout/v1` payload -> Rollout, or `DecodeError` saying what is wrong (never another
+    exception: whatever the bytes, the learner answers INVALID_ARGUMENT, not UNKNOWN). Only the envelope
+    is checked here; what the batch must hold is the learner's `RolloutSpec`."""
     obj = _load(buf, "transitions")
     if isinstance(obj, list):
         raise DecodeError(
@@ -113,12 +135,122 @@ def decode_rollout(buf: bytes) -> Rollout:
         )
     if not isinstance(obj, dict) or obj.get("format") != ROLLOUT_FORMAT:
         raise DecodeError("transitions: not a pirl rollout message (format tag missing or wrong)")
-    batch = obj["batch"]
-    if not isinstance(batch, dict) or not all(isinstance(v, torch.Tensor) for v in batch.values()):
-        raise DecodeError("transitions: 'batch' must map names to tensors")
-    return Rollout(
-        actor_id=str(obj["actor_id"]), episode=int(obj["episode"]), batch=batch, meta=dict(obj["meta"])
-    )
+    keys = set(obj)
+    if keys != _ROLLOUT_KEYS:
+        raise DecodeError(
+            f"transitions: a {ROLLOUT_FORMAT} message has keys {sorted(_ROLLOUT_KEYS)}; missing "
+            f"{sorted(_ROLLOUT_KEYS - keys)}, unknown {_names(keys - _ROLLOUT_KEYS)}"
+        )
+    actor_id, episode, meta, batch = obj["actor_id"], obj["episode"], obj["meta"], obj["batch"]
+    if not isinstance(actor_id, str) or not 0 < len(actor_id) <= MAX_ACTOR_ID_CHARS:
+        raise DecodeError(f"transitions: 'actor_id' must be a string of 1..{MAX_ACTOR_ID_CHARS} characters")
+    if type(episode) is not int or not -(2**63) <= episode < 2**63:
+        raise DecodeError(f"transitions: 'episode' must be a 64-bit integer, got {type(episode).__name__}")
+    if not isinstance(meta, dict):
+        raise DecodeError(f"transitions: 'meta' must be a dict, got {type(meta).__name__}")
+    try:
+        meta = _plain_meta(meta)
+    except TypeError as err:
+        raise DecodeError(f"transitions: {err}") from None
+    if not isinstance(batch, dict) or not batch:
+        raise DecodeError("transitions: 'batch' must be a non-empty dict of tensors")
+    for name, value in batch.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise DecodeError("transitions: 'batch' must map names to tensors")
+        if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized:
+            raise DecodeError(
+                f"transitions: batch {name[:60]!r} must be a dense CPU tensor (got {value.layout}, "
+                f"{value.device.type}{', quantized' if value.is_quantized else ''})"
+            )
+    return Rollout(actor_id=actor_id, episode=episode, batch=batch, meta=meta)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What one batch tensor of a rollout must be, per row (the leading N is every field's row count)."""
+
+    dtype: torch.dtype
+    # Size of each dimension after N. None: any size, but the same in every rollout this learner accepts
+    # (fixed by the first one): camera frames, whose size the encoders do not fix.
+    shape: tuple[int | None, ...]
+    low: int | None = None  # integer fields: smallest allowed value
+    high: int | None = None  # integer fields: values must be below this
+
+
+class RolloutSpec:
+    """The batch a learner trains on, field by field (built by the learner from its policy: see
+    `app.learner.loop.rollout_spec`). `check(batch)` raises `DecodeError` naming the first problem:
+    a missing or unknown field, a dtype, a shape (N >= 1 rows in every field), a non-finite float, an
+    integer out of range, or two rows with the same (episode_id, chunk_index). Thread-safe."""
+
+    def __init__(self, fields: Mapping[str, FieldSpec], optional: Iterable[str] = ()):
+        self.fields = dict(fields)
+        self.optional = frozenset(optional) & set(self.fields)
+        self._pinned: dict[str, tuple[int, ...]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, batch: Mapping[str, torch.Tensor]) -> int:
+        """Validate `batch`; returns its row count N."""
+        keys = set(batch)
+        missing = sorted(set(self.fields) - self.optional - keys)
+        unknown = sorted(keys - set(self.fields))
+        if missing or unknown:
+            raise DecodeError(
+                f"transitions: batch fields do not match the learner's policy: missing {missing}, "
+                f"unknown {_names(unknown)}"
+            )
+        n = None
+        for name in sorted(keys):
+            spec, t = self.fields[name], batch[name]
+            if t.dtype != spec.dtype:
+                raise DecodeError(f"transitions: {name!r} is {t.dtype}, the learner expects {spec.dtype}")
+            if t.dim() != 1 + len(spec.shape) or any(
+                want is not None and got != want for got, want in zip(t.shape[1:], spec.shape, strict=True)
+            ):
+                raise DecodeError(
+                    f"transitions: {name!r} has shape {list(t.shape)}, the learner's policy expects "
+                    f"{['N', *('*' if d is None else d for d in spec.shape)]}"
+                )
+            if n is None:
+                n = int(t.shape[0])
+            elif t.shape[0] != n:
+                raise DecodeError(f"transitions: {name!r} has {t.shape[0]} rows, other fields {n}")
+        if not n:
+            raise DecodeError("transitions: a rollout needs at least one row (N >= 1)")
+        for name in sorted(keys):
+            spec, t = self.fields[name], batch[name]
+            if t.is_floating_point() or t.is_complex():
+                if not bool(torch.isfinite(t).all()):
+                    raise DecodeError(f"transitions: {name!r} holds NaN or infinite values")
+            elif spec.low is not None or spec.high is not None:
+                lo, hi = int(t.min()), int(t.max())
+                if (spec.low is not None and lo < spec.low) or (spec.high is not None and hi >= spec.high):
+                    raise DecodeError(
+                        f"transitions: {name!r} holds values in [{lo}, {hi}], allowed "
+                        f"[{spec.low if spec.low is not None else '-inf'}, "
+                        f"{spec.high - 1 if spec.high is not None else 'inf'}]"
+                    )
+        if "episode_id" in keys and "chunk_index" in keys:
+            rows = torch.stack(
+                [batch["episode_id"].reshape(n).long(), batch["chunk_index"].reshape(n).long()], 1
+            )
+            if torch.unique(rows, dim=0).shape[0] != n:
+                raise DecodeError("transitions: two rows have the same (episode_id, chunk_index)")
+        with self._lock:  # free sizes: the same as in every rollout accepted before (they are concatenated)
+            pins = {}
+            for name in keys:
+                spec = self.fields[name]
+                if None in spec.shape:
+                    got = tuple(int(d) for d in batch[name].shape[1:])
+                    pinned = self._pinned.get(name, got)
+                    if pinned != got:
+                        raise DecodeError(
+                            f"transitions: {name!r} rows are {list(got)}, earlier rollouts of this run "
+                            f"{list(pinned)} (a camera must keep its frame size for the whole run)"
+                        )
+                    pins[name] = got
+            self._pinned.update(pins)
+        return n
 
 
 # ---------------------------------------------------------------------------------------- interactions
@@ -129,14 +261,38 @@ def encode_interaction(message: dict[str, Any]) -> bytes:
     return json.dumps(message, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
+# Episode statistics the learner averages (`charts/...`): numbers when present.
+_NUMERIC_STATS = (
+    "episode", "steps", "chunks", "return", "interventions", "intervention_rate", "policy_version_min",
+    "policy_version_max", "wall_s", "time",
+)  # fmt: skip
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode_interaction(buf: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(buf.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        obj = json.loads(buf.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise DecodeError(
             "interactions: not UTF-8 JSON. A LeRobot SAC actor pickles its interactions; "
             "this learner refuses pickles. Use pirl actor, or the SAC route for a SAC actor."
         ) from err
     if not isinstance(obj, dict):
         raise DecodeError(f"interactions: expected a JSON object, got {type(obj).__name__}")
+    for key in _NUMERIC_STATS:
+        value = obj.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise DecodeError(f"interactions: {key!r} must be a finite number, got {value!r}")
     return obj
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond float range
+        return False

@@ -18,7 +18,14 @@ from app.actor.client import LearnerClient
 from app.learner.service import PIRLLearnerService
 from app.transport.channel import make_channel, make_server
 from app.transport.chunks import chunk_spans, parse_parameters_frame
-from app.transport.codec import Parameters, Rollout, decode_parameters, encode_parameters
+from app.transport.codec import (
+    Parameters,
+    Rollout,
+    decode_parameters,
+    encode_parameters,
+    encode_rollout,
+    to_messages,
+)
 from app.transport.config import TransportConfig
 
 
@@ -330,3 +337,53 @@ def test_config_errors_are_clear(tmp_path):
         TransportConfig(max_message_bytes=1024).validate()
     with pytest.raises(ValueError, match="PIRL_NO_SUCH_VAR"):
         TransportConfig(token_env="PIRL_NO_SUCH_VAR").resolved_token()
+
+
+def test_sends_during_shutdown_get_unavailable_and_are_not_dropped():
+    """A send the learner cannot take because it stops is UNAVAILABLE (the actor keeps it and re-sends),
+    never an OK for a payload that is then dropped; a blocked one is forgotten, so the re-send counts."""
+    lrn = Learner(fast_cfg(), max_pending_rollouts=1)
+    try:
+        with LearnerClient(client_cfg(lrn), "a") as c:
+            c.send_rollout(Rollout("a", 0, {"x": torch.ones(1)}))
+            assert c.flush(10)
+        ch = make_channel(client_cfg(lrn))
+        stub = services_pb2_grpc.LearnerServiceStub(ch)
+        blocked = stub.SendTransitions.future(
+            to_messages(encode_rollout(Rollout("a", 1, {"x": torch.ones(1)})), services_pb2.Transition),
+            timeout=10,
+        )
+        wait_until(lambda: lrn.service._seen.get(("a", 1)) is not None, what="the blocked send")
+        lrn.service.close()
+        assert blocked.exception(10).code() == grpc.StatusCode.UNAVAILABLE
+        assert ("a", 1) not in lrn.service._seen  # not stored: its re-send will be accepted
+        for call, message, payload in (
+            (
+                stub.SendTransitions,
+                services_pb2.Transition,
+                encode_rollout(Rollout("a", 2, {"x": torch.ones(1)})),
+            ),
+            (stub.SendInteractions, services_pb2.InteractionMessage, b"{}"),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                call(to_messages(payload, message), timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        ch.close()
+        assert lrn.service.rollouts.qsize() == 1 and lrn.service.stats.sends_refused_stopping == 3
+    finally:
+        lrn.stop()
+
+
+def test_the_client_keeps_and_re_sends_what_a_stopping_learner_refused():
+    lrn = Learner(fast_cfg())
+    lrn.service.close()
+    client = LearnerClient(client_cfg(lrn), "a").start()
+    try:
+        client.send_rollout(Rollout("a", 0, {"x": torch.ones(1)}))
+        wait_until(lambda: lrn.service.stats.sends_refused_stopping >= 2, what="retries")
+        assert client.status.pending == 1 and client.status.refused == 0 and client.status.sent == 0
+        lrn.service._closing.clear()  # the learner serves again (in real life: the next learner process)
+        assert client.flush(10) and lrn.service.rollouts.get_nowait().key == ("a", 0)
+    finally:
+        client.close()
+        lrn.stop()
