@@ -205,6 +205,10 @@ class LoopStatus:
     inference_ms: float | None = None  # policy time per chunk or step, recent mean
     dropped_steps: int = 0  # steps that missed their deadline
     steps: int = 0
+    # Robot time this actor has spent on training episodes and resets ((env steps + reset motion steps)
+    # / control rate, evaluation excluded), and the part of it a human drove (intervened steps / rate).
+    robot_minutes: float = 0.0
+    human_minutes: float = 0.0
 
 
 @dataclass
