@@ -17,6 +17,11 @@ then disconnects, which releases torque. The signal handlers (SIGINT/SIGTERM and
 SIGUSR1 by default) are installed for real and simulated robots alike, from the main thread only. A
 learner-link watchdog can be attached; the guard records its state for the console while the
 EpisodeManager decides what a lost link means for episodes.
+
+One cohesive job, kept in one file on purpose (it is over our ~450-line guide): the robot's only owner.
+Its hold, e-stop latch, realtime control thread and lockstep path share one lock and one state; spread
+over several files, the invariant "nothing reaches send_action but through the SafetyLayer" would be
+harder to see and to review.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ operator looks, decides and answers with LeRobot's teleop events:
 A new episode starts on `reset()` (call it at episode start) and is also detected from what is visible:
 the arm back at home after having been away, or the reach target / cube moved while the arm is at home.
 `stats()` gives the counters a benchmark reports.
+
+One cohesive job (over our ~450-line guide on purpose): the view, the triggers, the hand-back, the keys
+and the budget are one person's decisions over one shared episode state, and read best together.
 """
 
 from __future__ import annotations

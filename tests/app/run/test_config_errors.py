@@ -178,7 +178,7 @@ def test_corrupt_calibration_file_while_building_is_one_line(tmp_path, capsys):
 
 def test_suggestions_come_from_the_real_option_tree():
     from app.run.config import PIRLRunConfig
-    from app.run.errors import option_tree, suggest
+    from app.run.options import option_tree, suggest
     from app.run.registry import register_choices
 
     register_choices()
