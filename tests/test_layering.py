@@ -72,8 +72,8 @@ RULES: dict[str, Rule] = {
         allow=("app.actor", "app.episode", "app.run", "app.rl", "app.transport", "app.control", "hardware"),
         deny=("textual",),
     ),
-    # The one chunk/episode executor (being created).
-    "app/episode": Rule(allow=("app.episode", "app.rl", "hardware"), deny=("grpc", "textual"), optional=True),
+    # The one chunk/episode executor: observation -> policy or human -> safety guard -> robot -> episodes.
+    "app/episode": Rule(allow=("app.episode", "app.rl", "hardware"), deny=("grpc", "textual")),
     "app/eval": Rule(
         allow=("app.eval", "app.episode", "app.run", "app.rl", "hardware"), deny=("grpc", "textual")
     ),
@@ -86,7 +86,9 @@ RULES: dict[str, Rule] = {
     # Top-level files of app/: exactly what each imports (cli.py imports its commands by name, lazily).
     "app/__init__.py": Rule(allow=()),
     "app/__main__.py": Rule(allow=("app.cli",)),
-    "app/cli.py": Rule(allow=("app",)),  # `from app import __version__` only: the package itself
+    # `from app import __version__` (the package itself, not what is below it) and the ConfigError it prints;
+    # the commands are imported by name (importlib), which this checker does not follow.
+    "app/cli.py": Rule(allow=("app$", "app.run.errors")),
     "app/bc.py": Rule(allow=("app.rl",)),
     "app/doctor.py": Rule(allow=("app.run", "hardware")),
 }
@@ -132,7 +134,10 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
 
 
 def _matches(module: str, prefixes: tuple[str, ...]) -> bool:
-    return any(module == p or module.startswith(p + ".") for p in prefixes)
+    """A prefix matches the module and everything below it; "name$" matches that module only."""
+    return any(
+        module == p[:-1] if p.endswith("$") else module == p or module.startswith(p + ".") for p in prefixes
+    )
 
 
 def rule_for(rel: str) -> Rule | None:
@@ -247,3 +252,9 @@ def test_known_violations_are_skipped_only_for_their_file(fake_root):
     assert violations("pkg", {("pkg/m.py", "app.actor")}) == [
         "pkg/n.py:1 imports app.actor (not allowed here)"
     ]
+
+
+def test_an_exact_rule_allows_the_package_but_not_what_is_below_it(fake_root, monkeypatch):
+    monkeypatch.setitem(RULES, "pkg", Rule(allow=("app$",)))
+    (fake_root / "m.py").write_text("from app import __version__\nimport app.learner.loop\n")
+    assert violations("pkg") == ["pkg/m.py:2 imports app.learner.loop (not allowed here)"]
