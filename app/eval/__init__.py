@@ -3,6 +3,10 @@
     pirl eval --policy outputs/demo/bc_policy --episodes 100
     pirl eval --policy PATH --episodes 20 --robot.type=so101_follower --robot.port=/dev/ttyACM0 \
         --robot.id=follower --episode.home_pose='{...}' --record.root=outputs/eval_ds
+    pirl eval --policy owner/name --config configs/so101_two_machines.json --episodes 20
+
+`--policy` may be a Hugging Face hub id (resolved through the hub cache, app/rl/hub.py). `--config` takes
+the robot, teleop, safety and episode sections of a run config; options given on the line override them.
 
 Evaluation uses deterministic ODE sampling and the same path to the motors as training (policy ->
 Takeover -> RobotGuard -> robot, EpisodeManager); see app/eval/runner.py. The result is the Wilson score
@@ -54,18 +58,78 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 
 def parse_config(argv: list[str]) -> EvalConfig:
-    """Options -> EvalConfig; a bad option or value raises a one-line ConfigError (app/run/errors.py)."""
+    """Options -> EvalConfig; a bad option or value raises a one-line ConfigError (app/run/errors.py).
+
+    With `--config RUN.json` the run config's robot, teleop, safety and episode sections (and
+    actor.state_keys / image_keys) are the defaults and the options on the line override them
+    (`run_config_sections`)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
     from app.run.errors import parse_config as parse_checked
 
     register_choices()
-    return parse_checked(EvalConfig, normalize_argv(argv), command="pirl eval")
+    args = normalize_argv(argv)
+    run_file = next((a.split("=", 1)[1] for a in args if a.startswith(("--config=", "--config_path="))), None)
+    if run_file is None:
+        return parse_checked(EvalConfig, args, command="pirl eval")
+    args = [a for a in args if not a.startswith(("--config=", "--config_path="))]
+    sections = run_config_sections(run_file, args)
+    with tempfile.TemporaryDirectory(prefix="pirl_eval_") as tmp:
+        merged = Path(tmp) / f"{Path(run_file).stem} (eval sections).json"
+        merged.write_text(json.dumps(sections))
+        cfg = parse_checked(EvalConfig, args, merged, command="pirl eval")
+    cfg.config = run_file
+    return cfg
+
+
+def run_config_sections(run_file: str, args: list[str]) -> dict:
+    """The eval options a run config supplies (EvalConfig.config): its robot, teleop, safety and episode
+    sections as written, the episode seed replaced by the eval's (scenes disjoint from training's), and
+    actor.state_keys / image_keys when set. A section whose `type` the options change is not taken (a new
+    type starts from its defaults), nor is the teleop of a sim run or of a robot the options replaced."""
+    from app.eval.config import DEFAULT_EVAL_SEED
+    from app.run.errors import read_config_file
+    from app.run.parse import RECIPES_HINT, parse_run_config
+
+    parse_run_config(["--config", run_file], command="pirl eval")  # the whole file checked, errors name it
+    raw = read_config_file(run_file, RECIPES_HINT)
+
+    def retyped(section: str) -> bool:
+        given = next((a.split("=", 1)[1] for a in args if a.startswith(f"--{section}.type=")), None)
+        return given is not None and given != (raw.get(section) or {}).get("type")
+
+    out: dict = {}
+    robot = raw.get("robot")
+    if isinstance(robot, dict) and not retyped("robot"):
+        out["robot"] = robot
+        teleop = raw.get("teleop")
+        if (
+            isinstance(teleop, dict)
+            and not str(robot.get("type", "")).startswith("sim_")
+            and not retyped("teleop")
+        ):
+            out["teleop"] = teleop
+    if isinstance(raw.get("safety"), dict):
+        out["safety"] = raw["safety"]
+    out["episode"] = {**(raw.get("episode") or {}), "seed": DEFAULT_EVAL_SEED}
+    actor = raw.get("actor") or {}
+    for key in ("state_keys", "image_keys"):
+        if actor.get(key):
+            out[key] = actor[key]
+    return out
 
 
 HELP_OPTIONS = (
-    ("--policy PATH", "a LeRobot pretrained folder or a pirl learner checkpoint folder (required)"),
+    (
+        "--policy PATH",
+        "a LeRobot pretrained folder, a pirl learner checkpoint or a hub id owner/name (required)",
+    ),
+    ("--config RUN.json", "take robot, teleop, safety and episode from a run config (options override)"),
     ("--episodes N", "episodes to run (default 50)"),
     ("--robot.type=T --robot.port=... --robot.id=ID", "a real arm (default: the simulated SO-101)"),
-    ("--teleop.type=gamepad|keyboard_ee", "take over on a real arm"),
+    ("--teleop.type=gamepad|keyboard_ee|<leader>", "take over on a real arm (a leader arm: Enter toggles)"),
     ("--episode.time_limit_s=S", "episode length"),
     ("--record.root=DIR", "record every step as a LeRobotDataset"),
     ("--output=FILE", "write the result as JSON"),

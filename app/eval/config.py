@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lerobot.robots import RobotConfig
 from lerobot.teleoperators import TeleoperatorConfig
 
 from app.eval.recorder import RecordConfig
+from app.run.config import LEADER_ARMS
 from hardware.episodes import EpisodeConfig
 from hardware.safety.config import SafetyConfig
 
 # First sim reset seed: disjoint from the demo's demo/training seeds (app.demo.pipeline.EVAL_SEED0 is the
 # same number, so `pirl eval` and the demo's own evaluation see the same scenes).
 DEFAULT_EVAL_SEED = 1_000_000
-# Teleoperators that can take over during an eval: they carry their own "intervention" button and
-# success/failure/re-record events. Leader arms have no button: take over with them from `pirl console`.
-EVAL_TELEOP_TYPES = ("gamepad", "keyboard_ee")
+# Teleoperators that can take over during an eval. gamepad / keyboard_ee carry their own "intervention"
+# button and success/failure/re-record events; leader arms (as in training, see app/run/config.py) have no
+# button: Enter in the eval's terminal hands the arm to the leader and back (app/eval/runner.py).
+END_EFFECTOR_TELEOPS = ("gamepad", "keyboard_ee")
+EVAL_TELEOP_TYPES = (*END_EFFECTOR_TELEOPS, *sorted(LEADER_ARMS))
 
 
 @dataclass
@@ -25,16 +27,26 @@ class EvalConfig:
     # The policy to evaluate: a LeRobot pretrained folder (config.json + model.safetensors, e.g. the demo's
     # bc_policy/ or a final checkpoint's pretrained_model/), or a `pirl learner` checkpoint folder
     # <output_dir>/checkpoints/<version> (an intermediate one holds only the trainable state: the policy is
-    # rebuilt from the run config in its meta.json). Required.
+    # rebuilt from the run config in its meta.json); either may also be a Hugging Face hub id
+    # `owner/name[@revision]` (taken from the hub cache; downloaded once when online). Required.
     policy: str = ""
+    # A `pirl learner`/`pirl actor` run config (JSON, e.g. configs/so101_two_machines.json): its robot,
+    # teleop, safety and episode sections (and actor.state_keys / actor.image_keys) are this eval's, so a
+    # real arm's port, id, cameras, envelope and leader need not be typed again. Options given here
+    # override them; the episode seed stays this eval's (scenes disjoint from training's); a sim run's
+    # teleop is not taken (sim takeovers: --takeover_prob). Written `--config configs/<recipe>.json`.
+    config: str | None = None
     # Episodes to run. The interval shrinks with 1/sqrt(N): at a true rate of 0.9, 50 episodes give about
     # [0.79, 0.96] and 200 about [0.85, 0.93].
     episodes: int = 50
     # Robot to evaluate on (a LeRobot robot config: sim_so101, so101_follower, koch_follower, ...).
     # Default: the simulated SO-101 reach task at 30 Hz.
     robot: RobotConfig | None = None
-    # Real robot only: a teleoperator to take over with (gamepad or keyboard_ee; their intervention button
-    # hands control to the human, their success/failure buttons end the episode with that verdict).
+    # Real robot only: a teleoperator to take over with. gamepad / keyboard_ee (SO-10x arms): their
+    # intervention button hands control to the human, their success/failure buttons end the episode with
+    # that verdict. A leader arm (so100_leader / so101_leader / koch_leader, with `port`, `id` and
+    # `use_degrees` like the follower, as in the run config): Enter in the terminal takes over and hands
+    # back; the operator gives the verdict at the prompt.
     teleop: TeleoperatorConfig | None = None
     # Safety layer between every action and the robot (joint limits, rate limits, workspace box, e-stop).
     safety: SafetyConfig = field(default_factory=SafetyConfig)
@@ -75,11 +87,18 @@ class EvalConfig:
     def validate(self) -> None:
         """Checks that need no robot and no policy weights; the error says what to pass instead."""
         if not self.policy:
-            raise ValueError("give the checkpoint to evaluate: --policy PATH (a LeRobot pretrained folder)")
-        path = Path(self.policy)
+            raise ValueError(
+                "give the checkpoint to evaluate: --policy PATH (a LeRobot pretrained folder, a pirl learner "
+                "checkpoint or a Hugging Face hub id owner/name)"
+            )
+        from app.eval.policy import EvalError, policy_folder_problem, resolve_policy
+
+        try:
+            path = resolve_policy(self.policy)  # a hub id: its snapshot in the hub cache
+        except EvalError as exc:
+            raise ValueError(str(exc)) from exc
         if not path.exists():
             raise ValueError(f"--policy {self.policy}: no such folder")
-        from app.eval.policy import policy_folder_problem
 
         problem = policy_folder_problem(path)
         if problem:
@@ -108,16 +127,19 @@ class EvalConfig:
                 raise ValueError(
                     "--teleop is for real robots; in sim use --takeover_prob for scripted takeovers"
                 )
-            if self.robot.type == "koch_follower":
-                raise ValueError(
-                    "--teleop maps gamepad/keyboard end-effector moves with the SO-10x arm model; a Koch "
-                    "follower has none: take over with its leader arm from `pirl console`"
-                )
             if self.teleop.type not in EVAL_TELEOP_TYPES:
                 raise ValueError(
-                    f"--teleop.type={self.teleop.type} has no intervention button; pirl eval takes over with "
-                    f"{' or '.join(EVAL_TELEOP_TYPES)} (use `pirl console` for leader-arm takeovers)"
+                    f"--teleop.type={self.teleop.type} cannot take over in pirl eval; use one of "
+                    f"{', '.join(EVAL_TELEOP_TYPES)}"
                 )
+            if self.robot.type == "koch_follower" and self.teleop.type in END_EFFECTOR_TELEOPS:
+                raise ValueError(
+                    "--teleop maps gamepad/keyboard end-effector moves with the SO-10x arm model; a Koch "
+                    "follower has none: take over with its leader arm (--teleop.type=koch_leader)"
+                )
+            from app.run.config import _check_teleop
+
+            _check_teleop(self.teleop, self.robot)  # a leader's port, id and units, as for training
         if self.record.root is not None and not self.record.repo_id.count("/") == 1:
             raise ValueError(f"--record.repo_id must look like 'owner/name', got {self.record.repo_id!r}")
         self.episode.validate()

@@ -7,7 +7,10 @@ moves.
 - a `pirl learner` checkpoint folder (`<output_dir>/checkpoints/<version>/`): its `pretrained_model/` when
   it has one (the final checkpoint), else the policy is rebuilt from the run config in its `meta.json`
   (same seed, `policy_path` / `policy.base_path`) and its trainable tensors are loaded from `state.pt`,
-  after checking the rebuilt frozen part against the recorded `frozen_digest`.
+  after checking the rebuilt frozen part against the recorded `frozen_digest`;
+- a Hugging Face hub id `owner/name[@revision]` of either (e.g. a policy `pirl learner` pushed with
+  `--policy.push_to_hub`): resolved through the hub cache by `resolve_policy` (`app.rl.hub`; offline, the
+  cached snapshot).
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ _VLA_PATH_FIELDS = ("base_path", "stats_path", "tokenizer_path")
 
 class EvalError(RuntimeError):
     """The evaluation cannot run as configured; the message says what to change."""
+
+
+def resolve_policy(name: str | Path) -> Path:
+    """`--policy` as a local folder: the path itself, or a hub id's snapshot in the hub cache. A hub id
+    that cannot be had raises EvalError (one line); a missing local path comes back as it is."""
+    from app.rl.hub import HubError, resolve_folder
+
+    try:
+        return resolve_folder(name)
+    except HubError as exc:
+        raise EvalError(f"--policy {exc}") from exc
 
 
 def policy_folder_problem(path: str | Path) -> str | None:
@@ -76,7 +90,7 @@ def load_policy(path: str | Path) -> tuple[Any, Callable | None, Callable | None
     pirl_flow policies normalise inside the model, so they need no processors. Other LeRobot policies
     (e.g. LeRobot SAC checkpoints) are run through the processor pipelines saved next to them, when there.
     """
-    folder = Path(path)
+    folder = path = resolve_policy(path)
     if not (folder / "config.json").is_file() and (folder / CHECKPOINT_META).is_file():
         if (folder / PRETRAINED_DIR / "config.json").is_file():
             path = folder / PRETRAINED_DIR  # the final checkpoint: its LeRobot folder is the same weights
@@ -152,7 +166,9 @@ def load_checkpoint_policy(path: str | Path) -> Any:
                     setattr(pcfg, name, str(_relocate(getattr(pcfg, name), cwd)))
             pcfg.device = device if pcfg.device == "cuda" else "cpu"
         elif config.get("policy_path") is not None:
-            policy_path = _relocate(config["policy_path"], cwd)
+            from app.rl.hub import resolve_folder
+
+            policy_path = resolve_folder(_relocate(config["policy_path"], cwd))  # a hub id: the cache
             saved = json.loads((policy_path / "config.json").read_text())
             device = device if saved.get("device") == "cuda" else "cpu"
         else:

@@ -28,12 +28,16 @@ def make_policy(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> Any:
-    """The LeRobot policy both sides run, from a config (`policy`) or a pretrained folder (`policy_path`).
+    """The LeRobot policy both sides run, from a config (`policy`) or a pretrained folder (`policy_path`:
+    a local folder or a Hugging Face hub id `owner/name[@revision]`, see `app.rl.hub.resolve_folder`).
 
     Same seed + same config (or same folder) = same weights, which matters because only the trainable
     subset travels; the actor checks a digest of the rest (`app.rl.digests.frozen_digest`)."""
     register_policies()
     if policy_path is not None:
+        from app.rl.hub import resolve_folder
+
+        policy_path = resolve_folder(policy_path)
         pcfg = PreTrainedConfig.from_pretrained(policy_path)
         policy_cls = _policy_class(pcfg)
         built = policy_cls.from_pretrained(policy_path, config=pcfg)

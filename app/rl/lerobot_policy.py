@@ -35,6 +35,9 @@ class PIRLFlowConfig(PreTrainedConfig):
     rl: PIRLConfig = field(default_factory=PIRLConfig)  # PI-RL algorithm settings
     # Learning rate of LeRobot's own optimiser preset (used only if LeRobot's BC trainer drives it).
     optimizer_lr: float = 1e-3
+    # LeRobot's default is to push; pirl pushes the final policy only when asked: --policy.push_to_hub=true
+    # --policy.repo_id=owner/name (app/learner/hub.py).
+    push_to_hub: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -12,7 +12,9 @@ Saving and loading is LeRobot's: `config.json` (this config, with `rl` and the b
 `model.safetensors` (the whole PIRLModel: VLA, noise head, value head, action statistics). Loading builds
 the VLA from `base_path` again (its architecture and processors), then overwrites every weight from
 `model.safetensors`, so `base_path` (and `stats_path`, `tokenizer_path`) must still exist where the
-checkpoint is loaded. Nothing is fetched from a model hub by this module.
+checkpoint is loaded. `base_path` may also be a Hugging Face hub id (`lerobot/smolvla_base`,
+`owner/name@revision`): it is resolved through the hub cache (`app.rl.hub.resolve_folder`; offline: the
+cached snapshot), and the config keeps the id, so a saved policy loads wherever that id is cached.
 """
 
 from __future__ import annotations
@@ -69,8 +71,13 @@ class PIRLVLAConfig(PreTrainedConfig):
 
     # Which LeRobot VLA: "smolvla", "pi0" or "pi05" (must match `base_path`'s config.json).
     base_type: str = "smolvla"
-    # Local LeRobot pretrained folder of the VLA (config.json + model.safetensors), ideally already
-    # fine-tuned on the task with `lerobot-train`. Never a hub name: runs are offline.
+    # LeRobot's default is to push; pirl pushes the final policy only when asked: --policy.push_to_hub=true
+    # --policy.repo_id=owner/name (app/learner/hub.py).
+    push_to_hub: bool = False
+    # LeRobot pretrained folder of the VLA (config.json + model.safetensors), ideally already fine-tuned
+    # on the task with `lerobot-train`: a local folder or a Hugging Face hub id (`lerobot/smolvla_base`,
+    # `owner/name@revision`), taken from the hub cache (downloaded once when online; offline, only the
+    # cached snapshot).
     base_path: str | None = None
     # Local Hugging Face tokenizer folder for pi0 / pi0.5 (PaliGemma's; LeRobot would fetch it from the
     # hub). SmolVLA reads its tokenizer from its own `vlm_model_name` and ignores this.
@@ -108,21 +115,29 @@ class PIRLVLAConfig(PreTrainedConfig):
             )
             self.actor_device = "cpu"
 
-    def check_files(self) -> None:
+    def check_files(self) -> Path | None:
         """The local files the VLA is built from exist and agree (checked when the policy is built, not
-        when a config is parsed, so a recipe parses on a machine without the model)."""
+        when a config is parsed, so a recipe parses on a machine without the model). Returns the local
+        folder of `base_path` (a hub id resolved through the hub cache), None for a tiny VLA."""
         if self.tiny.enabled:
-            return
+            return None
         if self.base_path is None:
             raise ValueError(
-                "pirl_vla needs the VLA: --policy.base_path=<local LeRobot pretrained folder of a SmolVLA, "
-                "pi0 or pi0.5> (or --policy.tiny.enabled=true for a tiny random test model)"
+                "pirl_vla needs the VLA: --policy.base_path=<LeRobot pretrained folder or hub id of a "
+                "SmolVLA, pi0 or pi0.5> (or --policy.tiny.enabled=true for a tiny random test model)"
             )
-        cfg_file = Path(self.base_path) / "config.json"
+        from app.rl.hub import HubError, resolve_folder
+
+        try:
+            base = resolve_folder(self.base_path)
+        except HubError as exc:
+            raise HubError(f"policy.base_path={exc}") from exc
+        cfg_file = base / "config.json"
         if not cfg_file.is_file():
-            raise FileNotFoundError(
-                f"policy.base_path={self.base_path} is not a LeRobot pretrained folder (no config.json)"
+            what = (
+                "no such folder" if not base.exists() else "not a LeRobot pretrained folder (no config.json)"
             )
+            raise FileNotFoundError(f"policy.base_path={self.base_path}: {what}")
         found = json.loads(cfg_file.read_text()).get("type", "")
         if self.base_type != found:
             raise ValueError(f"policy.base_type={self.base_type!r} but {cfg_file} says type {found!r}")
@@ -136,6 +151,7 @@ class PIRLVLAConfig(PreTrainedConfig):
                 f"{self.base_type} needs policy.tokenizer_path, a local folder with PaliGemma's tokenizer "
                 f"(got {self.tokenizer_path}); LeRobot would otherwise fetch it from the hub"
             )
+        return base
 
     @property
     def observation_delta_indices(self) -> list[int]:
@@ -183,13 +199,16 @@ def _load_tokenizer(path: str | None) -> Any:
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
-def _build_base(cfg: PIRLVLAConfig, scratch: str | None) -> tuple[torch.nn.Module, Any]:
-    """(LeRobot VLA policy, tokenizer or None) as the config names it; processors are built by the caller
-    while a tiny SmolVLA's SmolVLM folder still exists."""
+def _build_base(
+    cfg: PIRLVLAConfig, scratch: str | None, base_dir: Path | None = None
+) -> tuple[torch.nn.Module, Any]:
+    """(LeRobot VLA policy, tokenizer or None) as the config names it (`base_dir`: `base_path` as a local
+    folder, from `check_files`); processors are built by the caller while a tiny SmolVLA's SmolVLM folder
+    still exists."""
     if cfg.base_path is not None:
         from lerobot.policies.factory import get_policy_class
 
-        policy = get_policy_class(cfg.base_type).from_pretrained(cfg.base_path)
+        policy = get_policy_class(cfg.base_type).from_pretrained(base_dir or cfg.base_path)
         return policy, _load_tokenizer(cfg.tokenizer_path)
     from app.rl.adapters.tiny import build_tiny_pi0, build_tiny_smolvla
 
@@ -211,11 +230,11 @@ class PIRLVLAPolicy(ChunkedPIRLPolicy, PreTrainedPolicy):
         super().__init__(config)
         from app.rl.adapters.factory import make_adapter, make_processors
 
-        config.check_files()
+        base_dir = config.check_files()
         self.config: PIRLVLAConfig = config
         stats = load_stats(config.stats_path)
         with self._scratch_folder() as scratch:
-            base, tokenizer = _build_base(config, scratch)
+            base, tokenizer = _build_base(config, scratch, base_dir)
             # LeRobot's own pre-processor (rename, batch, tokenise the task, device, normalise); built
             # while a tiny SmolVLA's tokenizer folder still exists.
             self.preprocessor, self.postprocessor = make_processors(base, tokenizer, stats)

@@ -74,10 +74,19 @@ class PIRLRunConfig:
                 "--policy.type=pirl_flow (fresh native policy), --policy.type=pirl_vla "
                 "--policy.base_path=<SmolVLA/pi0/pi05 folder>, or --policy_path=<pretrained dir>"
             )
-        if self.policy_path is not None and not (Path(self.policy_path) / "config.json").is_file():
-            raise ValueError(
-                f"policy_path={self.policy_path} is not a LeRobot pretrained folder (no config.json)"
-            )
+        if self.policy_path is not None:  # a local folder or a hub id `owner/name[@revision]` (app/rl/hub.py)
+            from app.rl.hub import HubError, resolve_folder
+
+            try:
+                folder = resolve_folder(self.policy_path)
+            except HubError as exc:
+                raise ValueError(f"policy_path={exc}") from exc
+            if not folder.exists():
+                raise ValueError(f"policy_path={self.policy_path}: no such folder")
+            if not (folder / "config.json").is_file():
+                raise ValueError(
+                    f"policy_path={self.policy_path} is not a LeRobot pretrained folder (no config.json)"
+                )
         if self.algorithm is None:
             self.algorithm = PIRLAlgorithmConfig()
         if not isinstance(self.algorithm, PIRLAlgorithmConfig):
@@ -92,6 +101,11 @@ class PIRLRunConfig:
         self.transport.validate()
         if side == "learner":
             self.learner.validate()
+            from app.rl.hub import push_problem
+
+            problem = push_problem(self)  # repo_id missing or malformed, offline, not logged in
+            if problem:
+                raise ValueError(problem)
         else:
             if self.robot is None:
                 raise ValueError("no robot: set --robot.type=sim_so101 (simulated) or a real follower type")

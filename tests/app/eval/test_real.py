@@ -119,7 +119,7 @@ def test_real_robot_options_are_checked_before_connecting(joints_policy, followe
     with pytest.raises(ValueError, match="--takeover_prob drives the scripted sim expert"):
         run_eval(eval_cfg(joints_policy, robot_cfg, home, 1, takeover_prob=0.5), ask=Operator([]))
     pad = GamepadTeleopConfig()
-    with pytest.raises(ValueError, match="has no intervention button"):
+    with pytest.raises(ValueError, match=r"needs an id \(teleop.id\)"):
         run_eval(eval_cfg(joints_policy, robot_cfg, home, 1, teleop=SO101LeaderConfig(port="/dev/x")))
     koch = KochFollowerConfig(port="/dev/mock_koch", id="k", use_degrees=True)
     with pytest.raises(ValueError, match="a Koch follower has none"):
