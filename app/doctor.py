@@ -11,6 +11,7 @@ import glob
 import os
 import platform
 import socket
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -106,19 +107,114 @@ def check_mujoco_render(timeout_s: float) -> Check:
     return Check("mujoco render", True, f"MUJOCO_GL={env['MUJOCO_GL']} mujoco {out.stdout.strip()}")
 
 
+def list_serial_ports() -> list[str]:
+    """USB serial devices (the arms' bus adapters): pyserial's list plus macOS's /dev/tty.usbmodem*."""
+    from serial.tools import list_ports
+
+    ports = [p.device for p in list_ports.comports()]
+    return sorted(ports + [p for p in glob.glob("/dev/tty.usbmodem*") if p not in ports])
+
+
 def check_serial_ports() -> Check:
     try:
-        from serial.tools import list_ports
-
-        ports = [p.device for p in list_ports.comports()]
+        ports = list_serial_ports()
     except Exception as exc:  # pyserial missing or broken
         return Check("serial ports", False, f"cannot list: {exc}")
-    ports += [p for p in glob.glob("/dev/tty.usbmodem*") if p not in ports]
     if not ports:
         return Check(
             "serial ports", False, "none found", hint="plug in the arm's USB bus adapter; `lerobot-find-port`"
         )
-    return Check("serial ports", True, ", ".join(sorted(ports)))
+    return Check("serial ports", True, ", ".join(ports))
+
+
+@dataclass
+class PortAccess:
+    """May this user open a serial port for reading and writing, and if not, what fixes it."""
+
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def port_access(
+    path: str, *, uid: int | None = None, gids: set[int] | None = None, user: str | None = None
+) -> PortAccess:
+    """Read+write permission on a serial device node for this user (or for `uid`/`gids`/`user`, in tests).
+
+    On Linux the arms' ports (/dev/ttyACM*, /dev/ttyUSB*) belong to a group (`dialout`; `uucp` on some
+    distributions) with mode 0660: a user outside that group cannot open them, and LeRobot then reports a
+    bare "could not connect". A group added with `usermod` only counts after logging in again.
+    """
+    if not hasattr(os, "geteuid"):  # Windows: COM ports have no Unix permissions
+        return PortAccess(True, f"{path}: permissions not checked on this OS")
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return PortAccess(False, f"{path}: {exc.strerror or exc}", "plug it in; `lerobot-find-port` finds it")
+    mine = uid is None
+    uid = os.geteuid() if uid is None else uid
+    gids = {os.getegid(), *os.getgroups()} if gids is None else set(gids)
+    mode = stat.S_IMODE(st.st_mode)
+    shift = 6 if st.st_uid == uid else 3 if st.st_gid in gids else 0
+    ok = uid == 0 or (mode >> shift) & 0o6 == 0o6
+    if not ok and mine:
+        ok = os.access(path, os.R_OK | os.W_OK)  # ACLs (e.g. systemd's uaccess) grant it too
+    if ok:
+        return PortAccess(True, f"{path}: read/write ok")
+    group = _group_name(st.st_gid)
+    detail = f"{path}: you may not read and write it (mode {mode:o}, group {group})"
+    udev = "docs/calibration.md, 'Serial-port permissions'"
+    if mode & 0o060 != 0o060:  # joining the group would not help
+        return PortAccess(
+            False, detail, f"a udev rule fixes it for good ({udev}); until unplugged: `sudo chmod 666 {path}`"
+        )
+    if (user or _user_name()) in _group_members(st.st_gid):
+        hint = f"you are in group {group} since after this login: log out and back in (or `newgrp {group}`)"
+    else:
+        hint = f"`sudo usermod -aG {group} $USER`, then log out and back in (or a udev rule: {udev})"
+    return PortAccess(False, detail, hint)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+def _group_members(gid: int) -> list[str]:
+    try:
+        import grp
+
+        return list(grp.getgrgid(gid).gr_mem)
+    except (ImportError, KeyError):
+        return []
+
+
+def _user_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (containers)
+        return ""
+
+
+def check_port_permissions(ports: list[str] | None = None) -> Check:
+    """Every listed serial port readable and writable by this user (nothing is opened)."""
+    if ports is None:
+        try:
+            ports = list_serial_ports()
+        except Exception as exc:
+            return Check("port permissions", False, f"cannot list ports: {exc}")
+    if not ports:
+        return Check("port permissions", True, "no serial ports to check")
+    denied = [a for a in (port_access(p) for p in ports) if not a.ok]
+    if not denied:
+        return Check("port permissions", True, f"read/write ok: {', '.join(ports)}")
+    return Check("port permissions", False, "; ".join(a.detail for a in denied), hint=denied[0].hint)
 
 
 def check_cameras(probe: bool) -> Check:
@@ -190,6 +286,32 @@ def check_calibration(required: bool) -> Check:
     )
 
 
+def declared_types(path: str) -> dict[str, str]:
+    """The `type` of each device section as the config file writes it.
+
+    LeRobot 0.6.1 registers one config class under both "so100_follower" and "so101_follower" (and the
+    same for the leaders), so a parsed config's `.type` says "so100_*" for an SO-101; messages and the
+    commands suggested to the user use the type the user wrote."""
+    try:
+        from app.run.errors import read_config_file
+
+        raw = read_config_file(path)
+    except Exception:  # the parse itself reports a bad file
+        return {}
+    return {
+        role: section["type"]
+        for role in ("robot", "teleop")
+        if isinstance(section := raw.get(role), dict) and isinstance(section.get("type"), str)
+    }
+
+
+def calibrate_command(role: str, device_type: str, cfg: object) -> str:
+    cmd = f"pirl calibrate --{role}.type={device_type} --{role}.port={getattr(cfg, 'port', None) or '<port>'}"
+    cmd += f" --{role}.id={getattr(cfg, 'id', None)}"
+    calib_dir = getattr(cfg, "calibration_dir", None)
+    return cmd + (f" --{role}.calibration_dir={calib_dir}" if calib_dir else "")
+
+
 def check_run_config(path: str) -> list[Check]:
     """The devices a run config names, as the actor will build them (ports, ids, calibration files)."""
     try:
@@ -203,26 +325,47 @@ def check_run_config(path: str) -> list[Check]:
     checks = [Check("run config", True, path, True)]
     from hardware import factory
 
+    declared = declared_types(path)
     devices = [("robot", run.robot, factory.make_robot)]
     teleop = getattr(run, "teleop", None)
     if teleop is not None and teleop.type != "sim_expert":
         devices.append(("teleop", teleop, factory.make_teleoperator))
     for role, dev_cfg, make in devices:
+        kind = declared.get(role, dev_cfg.type)
         port = getattr(dev_cfg, "port", None)
         if not port:
-            checks.append(Check(f"{role} ({dev_cfg.type})", True, "no serial port needed", True))
+            checks.append(Check(f"{role} ({kind})", True, "no serial port needed", True))
             continue
         if not os.path.exists(port):
             hint = f"plug it in, or fix {role}.port (`lerobot-find-port` finds it)"
-            checks.append(Check(f"{role} port", False, f"{port} does not exist", True, hint))
+            checks.append(Check(f"{role} port", False, f"{port} ({kind}) does not exist", True, hint))
         else:
-            checks.append(Check(f"{role} port", True, port, True))
-        try:
-            device = make(dev_cfg)  # builds, never connects; raises when the calibration file is missing
-            checks.append(Check(f"{role} calibration", True, str(device.calibration_fpath), True))
-        except (ValueError, FileNotFoundError) as exc:
-            checks.append(Check(f"{role} calibration", False, str(exc), True))
+            access = port_access(port)
+            if access.ok:
+                checks.append(Check(f"{role} port", True, f"{port} ({kind}), read/write ok", True))
+            else:
+                checks.append(Check(f"{role} port", False, access.detail, True, access.hint))
+        checks.append(_calibration_row(role, kind, dev_cfg, make))
     return checks
+
+
+def _calibration_row(role: str, kind: str, dev_cfg: object, make) -> Check:
+    """The device's calibration file, where LeRobot will look for it (builds the device, never connects)."""
+    name = f"{role} calibration"
+    try:
+        device = make(dev_cfg, require_calibration=False)
+    except (ValueError, FileNotFoundError) as exc:  # a corrupt file, a config the factory refuses
+        return Check(name, False, " ".join(str(exc).split()), True)
+    fpath = device.calibration_fpath
+    if fpath.is_file():
+        return Check(name, True, str(fpath), True)
+    return Check(
+        name,
+        False,
+        f"no calibration file for {kind} id={getattr(dev_cfg, 'id', None)!r}: expected {fpath}",
+        True,
+        f"calibrate it first: `{calibrate_command(role, kind, dev_cfg)}`",
+    )
 
 
 def run_checks(cfg: DoctorConfig) -> Report:
@@ -234,7 +377,7 @@ def run_checks(cfg: DoctorConfig) -> Report:
     render = check_mujoco_render(cfg.render_timeout_s)
     render.required = cfg.target == "sim"
     report.checks.append(render)
-    for check in (check_serial_ports(), check_cameras(cfg.probe_cameras)):
+    for check in (check_serial_ports(), check_port_permissions(), check_cameras(cfg.probe_cameras)):
         check.required = real
         report.checks.append(check)
     report.checks.append(check_cuda(cfg.require_cuda))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from lerobot.cameras import Camera, CameraConfig
@@ -53,6 +54,10 @@ class CalibrationMissingError(FileNotFoundError):
     """A real arm has no calibration file; run `pirl calibrate` first."""
 
 
+class CalibrationCorruptError(CalibrationMissingError):
+    """The calibration file exists but LeRobot cannot read it (half-written, edited by hand)."""
+
+
 class DeviceOpenError(ConnectionError):
     """A serial port or a camera did not open."""
 
@@ -71,11 +76,11 @@ def make_robot(config: RobotConfig, *, require_calibration: bool = True) -> Robo
     if kind == "koch_follower":
         from lerobot.robots.koch_follower import KochFollower
 
-        robot: Robot = KochFollower(config)
+        robot: Robot = _construct(KochFollower, config, "robot")
     else:
         from lerobot.robots.so_follower import SO100Follower, SO101Follower
 
-        robot = (SO100Follower if kind == "so100_follower" else SO101Follower)(config)
+        robot = _construct(SO100Follower if kind == "so100_follower" else SO101Follower, config, "robot")
     if require_calibration:
         _check_calibration_file(robot, "robot")
     return robot
@@ -141,11 +146,11 @@ def make_teleoperator(
     if kind == "koch_leader":
         from lerobot.teleoperators.koch_leader import KochLeader
 
-        teleop: Teleoperator = KochLeader(config)
+        teleop: Teleoperator = _construct(KochLeader, config, "teleop")
     elif kind in ("so100_leader", "so101_leader"):
         from lerobot.teleoperators.so_leader import SO100Leader, SO101Leader
 
-        teleop = (SO100Leader if kind == "so100_leader" else SO101Leader)(config)
+        teleop = _construct(SO100Leader if kind == "so100_leader" else SO101Leader, config, "teleop")
     elif kind == "gamepad":
         from lerobot.teleoperators.gamepad.teleop_gamepad import GamepadTeleop
 
@@ -232,15 +237,56 @@ def _check_serial_config(config: Any, role: str) -> None:
         )
 
 
+def _calibrate_command(cfg: Any, role: str) -> str:
+    return f"pirl calibrate --{role}.type={cfg.type} --{role}.port={cfg.port} --{role}.id={cfg.id}" + (
+        f" --{role}.calibration_dir={cfg.calibration_dir}" if cfg.calibration_dir else ""
+    )
+
+
 def _check_calibration_file(device: Robot | Teleoperator, role: str) -> None:
     path = device.calibration_fpath
     if not path.is_file():
         cfg = device.config
         raise CalibrationMissingError(
             f"no calibration file for {role} {cfg.type} id={cfg.id!r}: expected {path}. Calibrate the arm first: "
-            f"`pirl calibrate --{role}.type={cfg.type} --{role}.port={cfg.port} --{role}.id={cfg.id}`"
-            + (f" --{role}.calibration_dir={cfg.calibration_dir}" if cfg.calibration_dir else "")
+            f"`{_calibrate_command(cfg, role)}`"
         )
+
+
+def _construct(cls: type, config: Any, role: str) -> Any:
+    """`cls(config)` for a serial arm. LeRobot's constructor reads the calibration file and a corrupt one
+    (a crash mid-write, a hand edit) ends in a draccus traceback: say which file and what to do instead."""
+    try:
+        return cls(config)
+    except Exception as exc:
+        from lerobot.utils.constants import HF_LEROBOT_CALIBRATION, ROBOTS, TELEOPERATORS
+
+        folder = ROBOTS if role == "robot" else TELEOPERATORS
+        calib_dir = Path(config.calibration_dir) if config.calibration_dir else None
+        path = (calib_dir or HF_LEROBOT_CALIBRATION / folder / cls.name) / f"{config.id}.json"
+        problem = _unreadable_calibration(path)
+        if problem is None:
+            raise
+        raise CalibrationCorruptError(
+            f"calibration file {path} of {role} {config.type} id={config.id!r} cannot be read: {problem}. "
+            f"Recalibrate: `{_calibrate_command(config, role)}` (it moves the bad file aside first), or "
+            "restore a good copy of the file"
+        ) from exc
+
+
+def _unreadable_calibration(path: Path) -> str | None:
+    """Why LeRobot cannot load this calibration file, or None when it can (or there is no file)."""
+    if not path.is_file():
+        return None
+    import draccus
+    from lerobot.motors import MotorCalibration
+
+    try:
+        with open(path) as f, draccus.config_type("json"):
+            draccus.load(dict[str, MotorCalibration], f)  # exactly what LeRobot's _load_calibration does
+    except Exception as exc:
+        return " ".join(str(exc).split())[:200] or type(exc).__name__
+    return None
 
 
 def _calibrate_from_file_instead_of_prompting(device: Any):

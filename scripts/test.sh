@@ -5,9 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$("$ROOT/scripts/venv.sh")"
 cd "$ROOT"
-# The cached venv may serve several clones and its .pth names the last one set up; this clone comes first
-# for every process started from here (learner/actor subprocesses included).
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# $VENV is this clone's .venv layer: its python imports this clone's code (learner/actor subprocesses
+# included) and the shared cached packages, whatever the working directory.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MUJOCO_GL="${MUJOCO_GL:-egl}"
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 echo "== ruff check"; "$VENV/bin/ruff" check .

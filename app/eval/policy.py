@@ -15,6 +15,7 @@ moves.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -118,7 +119,8 @@ def load_policy(path: str | Path) -> tuple[Any, Callable | None, Callable | None
 
         policy_cls = get_policy_class(pcfg.type)
     try:
-        policy = policy_cls.from_pretrained(path, config=pcfg).eval()
+        with contextlib.redirect_stdout(None):  # LeRobot prints "Loading weights from local directory"
+            policy = policy_cls.from_pretrained(path, config=pcfg).eval()
     except Exception as exc:  # missing/mismatched tensors in model.safetensors
         raise EvalError(
             f"--policy {path}: the weights do not load into a {pcfg.type} policy ({exc})"

@@ -6,6 +6,7 @@ benchmarks all build the same policy from the same config and must get bit-ident
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ def make_policy(
         policy_path = resolve_folder(policy_path)
         pcfg = PreTrainedConfig.from_pretrained(policy_path)
         policy_cls = _policy_class(pcfg)
-        built = policy_cls.from_pretrained(policy_path, config=pcfg)
+        with contextlib.redirect_stdout(None):  # LeRobot prints "Loading weights from local directory"
+            built = policy_cls.from_pretrained(policy_path, config=pcfg)
     else:
         if policy is None:
             raise ValueError("make_policy needs a policy config or a policy_path")

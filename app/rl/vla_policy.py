@@ -208,7 +208,8 @@ def _build_base(
     if cfg.base_path is not None:
         from lerobot.policies.factory import get_policy_class
 
-        policy = get_policy_class(cfg.base_type).from_pretrained(base_dir or cfg.base_path)
+        with contextlib.redirect_stdout(None):  # LeRobot prints "Loading weights from local directory"
+            policy = get_policy_class(cfg.base_type).from_pretrained(base_dir or cfg.base_path)
         return policy, _load_tokenizer(cfg.tokenizer_path)
     from app.rl.adapters.tiny import build_tiny_pi0, build_tiny_smolvla
 

@@ -1,7 +1,12 @@
+import functools
+import json
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from app import doctor
 from app.cli import main as cli_main
@@ -116,11 +121,9 @@ def test_run_config_devices_ports_and_calibration(tmp_path, monkeypatch):
     assert rows["robot port"].ok and rows["robot calibration"].ok
     assert rows["robot calibration"].detail.endswith("arm1.json")
     assert not rows["teleop port"].ok and "lerobot-find-port" in rows["teleop port"].hint
-    assert not rows[
-        "teleop calibration"
-    ].ok and "pirl calibrate --teleop.type=so10" in (  # LeRobot 0.6.1 reports so101 configs as so100_*
-        rows["teleop calibration"].detail
-    )
+    teleop = rows["teleop calibration"]
+    assert not teleop.ok and "so101_leader id='leader1'" in teleop.detail
+    assert f"`pirl calibrate --teleop.type=so101_leader --teleop.port={tmp_path / 'ttyACM1'}" in teleop.hint
     assert all(c.required for c in rows.values())
 
 
@@ -129,3 +132,120 @@ def test_run_config_that_does_not_parse_is_one_failed_row(tmp_path):
     bad.write_text('{"robot": {"type": "no_such_robot"}}')
     (row,) = doctor.check_run_config(str(bad))
     assert row.name == "run config" and not row.ok and row.required
+
+
+# ---- the run config's arm type as written, serial-port permissions, corrupt calibration files ----------
+
+
+def _so101_config(tmp_path, *, robot_calibration: str | None = None) -> Path:
+    """configs/so101_two_machines.json with its ports and calibration folders in tmp_path."""
+    for port in ("ttyACM0", "ttyACM1"):
+        (tmp_path / port).write_text("")  # stands in for the device node
+    if robot_calibration is not None:
+        (tmp_path / "robot").mkdir()
+        (tmp_path / "robot" / "arm1.json").write_text(robot_calibration)
+    cfg = json.loads((REPO / "configs" / "so101_two_machines.json").read_text())
+    cfg["robot"].update(port=str(tmp_path / "ttyACM0"), calibration_dir=str(tmp_path / "robot"), cameras={})
+    cfg["teleop"].update(port=str(tmp_path / "ttyACM1"), calibration_dir=str(tmp_path / "leader"))
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_run_config_rows_name_the_so101_type_the_config_wrote(tmp_path, monkeypatch):
+    """LeRobot 0.6.1 parses so101_follower into a config whose .type is so100_follower; the doctor shows
+    and suggests what the user wrote."""
+    monkeypatch.setenv("PIRL_TOKEN", "x")
+    rows = {c.name: c for c in doctor.check_run_config(str(_so101_config(tmp_path)))}
+    robot = rows["robot calibration"]
+    assert not robot.ok and "so101_follower id='arm1'" in robot.detail
+    assert robot.hint == (
+        f"calibrate it first: `pirl calibrate --robot.type=so101_follower --robot.port={tmp_path / 'ttyACM0'} "
+        f"--robot.id=arm1 --robot.calibration_dir={tmp_path / 'robot'}`"
+    )
+    assert "so101_follower" in rows["robot port"].detail
+    text = doctor.render_report(doctor.Report(list(rows.values())), "real")
+    assert "so100" not in text
+
+
+def test_run_config_with_a_corrupt_calibration_file_says_which_and_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIRL_TOKEN", "x")
+    path = _so101_config(tmp_path, robot_calibration='{"shoulder_pan": {"id": 1, "drive_')  # half written
+    rows = {c.name: c for c in doctor.check_run_config(str(path))}
+    robot = rows["robot calibration"]
+    assert not robot.ok and robot.required
+    assert str(tmp_path / "robot" / "arm1.json") in robot.detail and "cannot be read" in robot.detail
+    assert "pirl calibrate --robot.type=" in robot.detail
+
+
+def test_factory_reports_a_corrupt_calibration_file_instead_of_a_traceback(tmp_path):
+    from lerobot.robots.so_follower import SO101FollowerConfig
+
+    from hardware.factory import CalibrationCorruptError, CalibrationMissingError, make_robot
+
+    (tmp_path / "arm1.json").write_text('{"shoulder_pan": [1, 2')
+    cfg = SO101FollowerConfig(port="/dev/null", id="arm1", calibration_dir=tmp_path, cameras={})
+    with pytest.raises(
+        CalibrationCorruptError, match=r"arm1\.json .* cannot be read: .*pirl calibrate"
+    ) as err:
+        make_robot(cfg)
+    assert isinstance(err.value, CalibrationMissingError)  # callers that show a missing file show this too
+    (tmp_path / "arm1.json").write_text('{"shoulder_pan": {"id": 1}}')  # valid JSON, missing fields
+    with pytest.raises(CalibrationCorruptError, match="cannot be read"):
+        make_robot(cfg, require_calibration=False)
+
+
+def _port(tmp_path, name: str, mode: int) -> Path:
+    port = tmp_path / name
+    port.write_text("")
+    port.chmod(mode)
+    return port
+
+
+def test_port_access_follows_owner_group_and_other_bits(tmp_path):
+    st = _port(tmp_path, "ttyACM0", 0o660).stat()
+    group = doctor._group_name(st.st_gid)
+    stranger = 424242 if st.st_uid != 424242 else 424243
+    denied = doctor.port_access(str(tmp_path / "ttyACM0"), uid=stranger, gids=set(), user="nobody-here")
+    assert not denied.ok and "mode 660" in denied.detail and f"group {group}" in denied.detail
+    assert f"sudo usermod -aG {group} $USER" in denied.hint and "log out" in denied.hint
+    member = doctor.port_access(str(tmp_path / "ttyACM0"), uid=stranger, gids={st.st_gid})
+    assert member.ok
+    assert doctor.port_access(str(_port(tmp_path, "ttyUSB0", 0o666)), uid=stranger, gids=set()).ok
+    owner_only = doctor.port_access(str(_port(tmp_path, "ttyACM1", 0o600)), uid=stranger, gids={st.st_gid})
+    assert not owner_only.ok and "udev" in owner_only.hint and "sudo chmod 666" in owner_only.hint
+    assert doctor.port_access(str(tmp_path / "ttyACM1"), uid=0, gids=set()).ok  # root may open anything
+
+
+def test_port_access_in_group_but_not_in_this_login_says_log_in_again(tmp_path, monkeypatch):
+    port = _port(tmp_path, "ttyACM0", 0o660)
+    monkeypatch.setattr(doctor, "_group_members", lambda gid: ["alice"])
+    access = doctor.port_access(str(port), uid=424242, gids=set(), user="alice")
+    assert not access.ok and "log out and back in" in access.hint and "newgrp" in access.hint
+
+
+def test_permission_rows_fail_with_the_fix(tmp_path, monkeypatch):
+    """A port the user may not open fails `port permissions` (every listed port) and the run config's
+    `robot port` row, each with the command that fixes it."""
+    monkeypatch.setenv("PIRL_TOKEN", "x")
+    as_stranger = functools.partial(doctor.port_access, uid=424242, gids=set(), user="nobody-here")
+    monkeypatch.setattr(doctor, "port_access", as_stranger)
+    path = _so101_config(tmp_path)
+    for port in ("ttyACM0", "ttyACM1"):
+        os.chmod(tmp_path / port, 0o660)
+    check = doctor.check_port_permissions([str(tmp_path / "ttyACM0")])
+    assert not check.ok and "usermod -aG" in check.hint
+    assert doctor.check_port_permissions([]).ok
+    rows = {c.name: c for c in doctor.check_run_config(str(path))}
+    assert not rows["robot port"].ok and "usermod -aG" in rows["robot port"].hint
+    os.chmod(tmp_path / "ttyACM0", 0o666)
+    rows = {c.name: c for c in doctor.check_run_config(str(path))}
+    assert rows["robot port"].ok and "read/write ok" in rows["robot port"].detail
+
+
+def test_real_target_has_a_required_port_permissions_row(monkeypatch):
+    monkeypatch.setattr(doctor, "check_mujoco_render", lambda t: doctor.Check("mujoco render", True, "stub"))
+    monkeypatch.setattr(doctor, "list_serial_ports", lambda: [])
+    report = doctor.run_checks(doctor.DoctorConfig(target="real"))
+    row = next(c for c in report.checks if c.name == "port permissions")
+    assert row.required and row.ok
