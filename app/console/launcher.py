@@ -25,10 +25,12 @@ class ActorProcess:
         self.log_path = Path(log_path)
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0  # the log is appended to: this run's output starts here
 
     def start(self) -> ActorProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
+            self._log_start = log.tell()
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -39,8 +41,26 @@ class ActorProcess:
             )
         return self
 
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
     def poll(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
+
+    def tail(self, lines: int = 20, max_bytes: int = 64 * 1024) -> list[str]:
+        """The last `lines` non-empty lines this run wrote to its log (an exited actor's error is there)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                end = f.seek(0, os.SEEK_END)
+                start = max(self._log_start, end - max_bytes)
+                f.seek(start)
+                data = f.read()
+        except OSError as exc:
+            return [f"cannot read {self.log_path}: {exc.strerror or exc}"]
+        text = data.decode("utf-8", errors="replace").replace("\r", "\n").expandtabs(4)
+        out = [line.rstrip() for line in text.splitlines() if line.strip()]
+        return out[-lines:]
 
     def stop(self, quit_grace_s: float = QUIT_GRACE_S, term_grace_s: float = TERM_GRACE_S) -> int | None:
         """Wait for the actor to exit after QUIT; escalate to SIGTERM, then SIGKILL. Returns its code."""

@@ -9,12 +9,15 @@ actor it starts, exactly as `pirl actor` takes them; they are checked before any
 
 The actor is a separate process in its own session, so the console freezing, crashing or losing its SSH
 connection never reaches the robot loop; the actor's output goes to `actor_log`. Quitting (q, confirmed)
-asks the actor to shut down safely and waits for it. `--attach=true` with a dead console: start a new
-console with the same `--control.port` and it picks the running actor up again.
+asks the actor to shut down safely and waits for it. An actor that exits on its own (e.g. a missing
+calibration file) is shown with the end of its log, and the console then exits with a non-zero code. A
+control port where an actor already listens is refused before anything starts. `--attach=true` with a
+dead console: start a new console with the same `--control.port` and it picks the running actor up again.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +89,12 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"{extra[0]} is an actor option; with --attach=true no actor is started")
         if extra:
             _check_actor_options(cfg, extra)
+        if not cfg.attach and (where := _listening(cfg.control)):
+            raise ValueError(
+                f"an actor already listens on {where} (started earlier, maybe by another console); watch "
+                f"it with `pirl console --attach=true{_port_option(cfg.control)}`, or stop it first, or "
+                "start this one on another --control.port"
+            )
     except (ValueError, FileNotFoundError) as exc:
         print(f"pirl console: {exc}", file=sys.stderr)
         return 2
@@ -100,6 +109,14 @@ def main(argv: list[str]) -> int:
     app = ConsoleApp(cfg.control, actor=actor)
     try:
         app.run()
+        if app.actor_exit is not None:
+            # The screen is gone: the reason the actor exited stays in the terminal as well.
+            print(
+                f"pirl console: the actor exited (rc={app.actor_exit}); the end of {cfg.actor_log}:",
+                file=sys.stderr,
+            )
+            for line in app.actor_tail:
+                print(f"  {line}", file=sys.stderr)
     finally:
         if actor is not None and actor.poll() is None and not app.quit_requested:
             # The console ended without a confirmed quit (crash, closed terminal): the actor keeps the
@@ -111,6 +128,27 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
     return int(app.return_code or 0)
+
+
+def _listening(control: ControlConfig) -> str:
+    """Where something already accepts connections on the control address ("" when nothing does): a
+    started actor could not listen there, and the console would watch that other actor instead."""
+    try:
+        if control.unix_socket:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(1.0)
+                s.connect(control.unix_socket)
+            return control.unix_socket
+        with socket.create_connection((control.host, control.port), timeout=1.0):
+            return f"{control.host}:{control.port}"
+    except OSError:
+        return ""
+
+
+def _port_option(control: ControlConfig) -> str:
+    if control.unix_socket:
+        return f" --control.unix_socket={control.unix_socket}"
+    return f" --control.port={control.port}"
 
 
 def _check_actor_options(cfg: ConsoleConfig, extra: list[str]) -> None:

@@ -1,4 +1,8 @@
-"""Episode: which one, how long it has left, reward so far, its outcome and who is driving."""
+"""Episode: which one (from 1), its state, how long it has left, reward so far, its outcome and who drives.
+
+A latched e-stop replaces the episode state at once (the actor's own state may still say "resetting"
+while the arm holds): `E-STOP: holds`, and `E-STOP SENT` from the key press until a status shows it.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,27 @@ from app.console.widgets.panel import Panel
 from app.control.protocol import ActorStatus
 
 # Short labels for states whose names do not fit a narrow panel; the key that moves on is part of it.
-STATE_LABELS = {"waiting_confirmation": "READY: p starts", "idle": "IDLE", "resetting": "RESETTING"}
+STATE_LABELS = {"waiting_confirmation": "READY: g starts", "idle": "IDLE", "resetting": "RESETTING"}
 
 
 class EpisodePanel(Panel):
     TITLE = "episode"
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.estop_pending = False  # the e-stop key was pressed; no status shows the latch yet
+
     def render_status(self, status: ActorStatus) -> Text:
         ep = status.episode
         out = Text(no_wrap=True, overflow="ellipsis")
-        out.append(f"#{ep.number:<5} ")
-        state = STATE_LABELS.get(ep.state, ep.state.upper())
-        out.append(state, style="bold reverse" if ep.state in ("holding", "stopped") else "bold")
+        out.append(f"#{ep.number:<5} " if ep.number > 0 else "#-     ")
+        if status.estop:
+            out.append("E-STOP: holds", style="bold reverse")
+        elif self.estop_pending:
+            out.append("E-STOP SENT", style="bold reverse")
+        else:
+            state = STATE_LABELS.get(ep.state, ep.state.upper())
+            out.append(state, style="bold reverse" if ep.state in ("holding", "stopped") else "bold")
         limit = f" / {ep.length_s:.0f} s" if ep.length_s else ""
         out.append(f"\nleft    {num(ep.time_left_s, '.1f', ' s')}{limit}")
         out.append(f"\nreward  {ep.reward:+.2f}")

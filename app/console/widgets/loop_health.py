@@ -1,4 +1,5 @@
-"""Loop health: is the control loop keeping its rate, how long inference takes, how many steps slipped."""
+"""Loop health: is the control loop keeping its rate, how long inference takes, how many steps slipped,
+and how much robot time the run has used (and how much of it a human drove)."""
 
 from __future__ import annotations
 
@@ -30,4 +31,7 @@ class LoopHealthPanel(Panel):
         out.append("\ndropped ")
         out.append(str(lp.dropped_steps), style="bold" if lp.dropped_steps else "")
         out.append(f"\nsteps   {lp.steps}")
+        out.append(f"\nrobot   {lp.robot_minutes:.1f} min")
+        share = f" ({lp.human_minutes / lp.robot_minutes:.0%})" if lp.robot_minutes > 0 else ""
+        self.border_subtitle = f"human {lp.human_minutes:.1f} min{share}"
         return out

@@ -75,7 +75,15 @@ def sample_status() -> ActorStatus:
             queue_depth=1,
             rtt_ms=3.0,
         ),
-        loop=LoopStatus(hz=29.7, target_hz=30.0, inference_ms=18.4, dropped_steps=2, steps=6912),
+        loop=LoopStatus(
+            hz=29.7,
+            target_hz=30.0,
+            inference_ms=18.4,
+            dropped_steps=2,
+            steps=6912,
+            robot_minutes=42.5,
+            human_minutes=6.3,
+        ),
         history=history,
         log=[
             LogLine(1, "INFO", "episode 23 done: success, return +4.25"),

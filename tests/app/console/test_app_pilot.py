@@ -38,7 +38,7 @@ async def test_estop_works_while_a_confirmation_is_open(actor_with_camera):
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.status is not None and app.status.cameras, 30, "a camera frame")
         assert "▀" in str(app.query_one(CameraPanel).render())  # a real rendered frame, in half-blocks
-        await pilot.press("p")
+        await pilot.press("g")
         await until(pilot, lambda: actor.state == "running", what="running")
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmScreen)
@@ -73,7 +73,8 @@ async def test_estop_without_an_actor_says_it_was_not_delivered():
         await until(pilot, lambda: app.acks, what="answer")
         assert not app.acks[-1].ok
         assert "E-STOP NOT DELIVERED" in log_text(app)
-        assert "actor not reachable" in str(app.query_one("#status-bar").render())
+        assert "connecting to the actor… " in str(app.query_one("#status-bar").render())
+        assert "(actor not reachable)" in str(app.query_one("#status-bar").render())
 
 
 async def test_a_console_without_the_token_says_so_and_can_still_estop(tmp_path):
@@ -105,6 +106,7 @@ async def test_no_colour_terminal_keeps_everything_readable(monkeypatch):
     async with app.run_test(size=(80, 24)) as pilot:
         status = sample_status()
         status.estop = True
+        app.show_link(True, "connected")
         app.show_status(status)
         await pilot.pause()
         assert app.no_color
@@ -137,3 +139,72 @@ async def test_loop_panel_flags_slow_realtime_loops_but_not_lockstep_sims():
         await pilot.pause()
         text = str(app.query_one(LoopHealthPanel).render())
         assert "187 Hz lockstep" in text and "SLOW" not in text
+
+
+async def test_keys_that_need_the_actor_come_once_it_is_connected():
+    """Before the actor listens only e-stop, help and quit are offered (the top line says it is
+    connecting); the real link brings the rest."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = ConsoleApp(ControlConfig(port=port, heartbeat_s=0.2))
+    actor = None
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            keys = lambda: {k for k, b in app.screen.active_bindings.items() if b.binding.show}  # noqa: E731
+            await pilot.pause(0.5)
+            assert keys() == {"space", "question_mark", "q"}
+            assert "connecting to the actor… " in str(app.query_one("#status-bar").render())
+            actor = SimActorDouble(port=port).start()
+            await until(pilot, lambda: app.connected and app.status is not None, 30, "connected")
+            await pilot.pause()
+            assert {"g", "t", "h"} <= keys() and "p" not in keys()  # idle: start, not pause
+            await pilot.press("g")
+            await until(pilot, lambda: app.status.episode.state == "running", what="running")
+            await pilot.pause()
+            assert "p" in keys() and "g" not in keys()
+            await pilot.press("p")
+            await until(pilot, lambda: actor.state == "paused", what="paused")
+            assert actor.commands == [Command.START, Command.PAUSE]
+    finally:
+        if actor is not None:
+            actor.stop()
+
+
+async def test_a_started_actor_that_exits_shows_its_error_and_the_console_exits_non_zero(tmp_path):
+    """What a missing calibration file looks like: the actor process dies at start-up, its reason in its
+    log. The console shows the end of that log, offers no actor keys, and quits with the actor's code."""
+    import sys
+
+    from app.console.launcher import ActorProcess
+    from app.console.widgets import ActorExitedScreen
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing will listen here
+    log = tmp_path / "actor.log"
+    log.write_text("an earlier run's output\n")
+    code = (
+        "import sys; print('connecting so101_follower arm1', flush=True); "
+        "sys.exit('FileNotFoundError: no calibration for so101_follower arm1; run lerobot-calibrate')"
+    )
+    proc = ActorProcess([sys.executable, "-c", code], log).start()
+    app = ConsoleApp(ControlConfig(port=port), actor=proc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ActorExitedScreen), 30, "the exit shown")
+        assert app.actor_exit == 1
+        assert app.actor_tail == [
+            "connecting so101_follower arm1",
+            "FileNotFoundError: no calibration for so101_follower arm1; run lerobot-calibrate",
+        ]  # this run's lines only
+        assert "no calibration for so101_follower arm1" in log_text(app)
+        await pilot.press("escape")
+        assert "actor EXITED (rc=1)" in str(app.query_one("#status-bar").render())
+        shown = {k for k, b in app.screen.active_bindings.items() if b.binding.show}
+        assert shown == {"space", "question_mark", "q"}
+        await pilot.press("g")
+        await pilot.pause()
+        assert "g: the actor exited (rc=1): nothing to command; q quits" in log_text(app)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 1

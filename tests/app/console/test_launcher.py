@@ -95,3 +95,29 @@ def test_other_options_go_to_the_started_actor_and_are_checked_first(capsys):
     assert "--robot.no_such_option" in capsys.readouterr().err  # named before anything starts
     assert main(["--attach=true", "--robot.realtime=true"]) == 2
     assert "is an actor option" in capsys.readouterr().err
+
+
+def test_the_tail_of_the_log_is_this_runs_output_only(tmp_path):
+    log = tmp_path / "actor.log"
+    log.write_text("an earlier actor's last words\n")
+    code = "import sys; print('ready'); print('line 2\\n\\n\\tdetail'); sys.exit('Error: the reason')"
+    proc = _process(tmp_path, code)
+    wait(lambda: proc.poll() is not None, 30, "the child to exit")
+    assert proc.poll() == 1
+    assert proc.tail() == ["ready", "line 2", "    detail", "Error: the reason"]
+    assert proc.tail(2) == ["    detail", "Error: the reason"]
+    assert "an earlier actor's last words" in log.read_text()  # kept in the file, not shown as this run's
+
+
+def test_a_port_where_an_actor_already_listens_is_refused(capsys):
+    """The started actor could not listen there, and the console would watch that other actor."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["--config=configs/sim_pirl_reach.json", f"--control.port={port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"an actor already listens on 127.0.0.1:{port}" in err
+    assert f"pirl console --attach=true --control.port={port}" in err

@@ -177,7 +177,7 @@ async def test_every_key_drives_the_real_actor(run):
         await until(pilot, lambda: app.status.episode.state == "waiting_confirmation", 60, "ready to confirm")
         assert app.status.robot == "sim_so101" and app.status.learner.connected
 
-        await pilot.press("p")  # start = confirm the next episode
+        await pilot.press("g")  # start = confirm the next episode
         await until(pilot, lambda: state() == "running", 10, "episode running")
         await until(pilot, lambda: app.status.episode.state == "running", what="console shows running")
         await until(pilot, lambda: app.status.loop.inference_ms is not None, what="a chunk sampled")
@@ -204,7 +204,7 @@ async def test_every_key_drives_the_real_actor(run):
             await until(pilot, lambda: app.status.episode.state == "waiting_confirmation", 30, "confirm")
             assert app.status.episode.outcome == ("success" if success else "failure")  # the one just ended
             assert app.status.history[-1].success is success
-            await pilot.press("p")
+            await pilot.press("g")
             await until(pilot, lambda: state() == "running", 10, "next episode")
             # the console must see it too: else its last status (waiting, the previous outcome) still stands and
             # the next round's wait for "waiting_confirmation" would pass on that stale status
@@ -220,7 +220,7 @@ async def test_every_key_drives_the_real_actor(run):
         await until(pilot, lambda: len(actor.episodes.records) > done, 30, "re-record")
         assert actor.episodes.records[-1].rerecord
         await until(pilot, lambda: app.status.episode.state == "waiting_confirmation", 30, "confirm")
-        await pilot.press("p")
+        await pilot.press("g")
         await until(pilot, lambda: state() == "running", 10, "next episode")
 
         await pilot.press("space")
@@ -246,7 +246,7 @@ async def test_every_key_drives_the_real_actor(run):
 
         await pilot.press("t")  # takeover asked between episodes: the next one starts with the human
         await until(pilot, lambda: app.status.episode.intervention, what="console shows the human is next")
-        await pilot.press("p")
+        await pilot.press("g")
         await until(pilot, lambda: actor.takeover.interventions >= 1, 10, "next episode driven by the human")
 
         await pilot.press("q", "y")
@@ -283,7 +283,7 @@ async def test_pause_and_reset_during_an_episode(run):
         await pilot.pause(1.0)
         assert a.alive, "actor died on pause"
         assert actor.env_steps == steps, "the actor stepped while paused"
-        await pilot.press("p")  # start again: reset, then the sim starts the next episode on its own
+        await pilot.press("g")  # start again: reset, then the sim starts the next episode on its own
         await until(pilot, lambda: actor.episodes.state.value == "running", 30, "running again")
         await until(pilot, lambda: actor.env_steps > steps, 30, "stepping again")
         done = len(actor.episodes.records)
