@@ -9,8 +9,11 @@ An episode ends on task success/failure (the simulator's `task_success()`, a tel
 operator's mark), on the time limit, on an e-stop, on an operator stop or re-record request, or when the
 learner link is lost (policy `on_link_lost`). Resets drive the arm home on a smooth min-jerk (or cosine)
 trajectory through the RobotGuard, so the safety layer checks every waypoint; `start()` refuses while the
-learner link is down or the e-stop is latched. Every episode yields an `EpisodeRecord` (length, success,
-reward, interventions, safety report) for the actor to log and send.
+learner link is down or the e-stop is latched, and so does `reset()`: while the link is down the arm holds
+where it is (a reset the link loss interrupts stops and holds) and the drive home starts once the link is
+back. `reset_steps_total` counts the control steps spent driving home (robot time). Every episode yields
+an `EpisodeRecord` (length, success, reward, interventions, safety report, the drive-home steps before
+it) for the actor to log and send.
 """
 
 from __future__ import annotations
@@ -115,6 +118,8 @@ class EpisodeRecord:
     intervention_steps: int
     intervention_rate: float
     safety: dict[str, Any]
+    # control steps spent driving home before this episode (all reset attempts since the previous one)
+    reset_steps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +157,10 @@ class EpisodeManager:
         self.attempt = 0
         self.records: list[EpisodeRecord] = []
         self._listeners: list[Callable[[EpisodeRecord], None]] = []
+        self.reset_steps_total = 0  # control steps of every drive home so far (robot time)
+        self._reset_steps_pending = 0  # those since the last start(), for the next episode's record
+        self._episode_reset_steps = 0
+        self.last_reset_error: float | None = None
         self._reset_ep_counters()
 
     # ------------------------------------------------------------------ queries
@@ -230,6 +239,7 @@ class EpisodeManager:
         if self.takeover is not None:
             self.takeover.reset_episode()
         self._reset_ep_counters()
+        self._episode_reset_steps, self._reset_steps_pending = self._reset_steps_pending, 0
         self._t0 = self._clock()
         self.state = EpisodeState.RUNNING
         logger.info("episode %d (attempt %d) started", self.index, self.attempt)
@@ -299,14 +309,33 @@ class EpisodeManager:
         return StepOutcome(reward, done, terminated, truncated, success, reason, intervention)
 
     def reset(self, seed: int | None = None) -> bool:
-        """Drive home smoothly through the guard, then reset the scene (sim). True when home is reached."""
+        """Drive home smoothly through the guard, then reset the scene (sim). True when home is reached.
+
+        Refused (False, nothing moves) while the e-stop is latched or the learner link is down; a link
+        lost during the drive stops it where it is and holds. The caller retries once the link is back."""
         if self.state is EpisodeState.RUNNING:
             raise EpisodeError("reset() while an episode is running; stop() it first")
         if self.guard.estopped:
             logger.warning("reset refused: e-stop latched")
             return False
         self.state = EpisodeState.RESETTING
+        if not self.link_ok:
+            logger.debug("reset deferred: learner link down (%s)", self.link.reason if self.link else "")
+            return False
         cfg = self.config
+        link_lost = False
+
+        def should_abort() -> bool:  # called once before each step of the drive: count the steps here
+            nonlocal link_lost
+            if self.guard.estopped:
+                return True
+            if not self.link_ok:
+                link_lost = True
+                return True
+            self.reset_steps_total += 1
+            self._reset_steps_pending += 1
+            return False
+
         reached, err = self.guard.move_to(
             self.home,
             duration_s=cfg.reset_duration_s,
@@ -314,9 +343,16 @@ class EpisodeManager:
             speed_fraction=cfg.reset_speed_fraction,
             tolerance=cfg.home_tolerance,
             settle_steps=max(10, round(0.5 * self.guard.layer.control_hz)),
-            should_abort=lambda: self.guard.estopped,
+            should_abort=should_abort,
         )
         self.last_reset_error = err
+        if link_lost:
+            self.guard.hold("link_lost")
+            logger.warning(
+                "reset stopped: learner link down (%s); holding until it is back",
+                self.link.reason if self.link else "",
+            )
+            return False
         if not reached:
             logger.warning("reset did not reach home (max error %.2f > %.2f)", err, cfg.home_tolerance)
             return False
@@ -365,6 +401,7 @@ class EpisodeManager:
             intervention_steps=tk.get("intervention_steps", 0),
             intervention_rate=tk.get("intervention_rate", 0.0),
             safety=self.guard.layer.report.report(),
+            reset_steps=self._episode_reset_steps,
         )
         self.records.append(record)
         if self._rerecord:

@@ -44,15 +44,19 @@ class ActionWatchdog:
 
 
 class LinkWatchdog:
-    """Health of the learner link, from heartbeats (any message from the learner) or explicit events.
+    """Health of the learner link, from heartbeats (traffic actually received from the learner) or events.
 
-    The transport calls `heartbeat()` whenever something arrives from the learner and `lost(reason)` when
-    a stream breaks; `restored()` (or a heartbeat after a loss) brings it back. `ok` is False while the
-    link is lost or silent for longer than `timeout_s`; `reason` says why. `losses` counts the
-    transitions to lost that `heartbeat`, `lost` and `poll` noticed.
+    The transport calls `heartbeat()` whenever something arrives from the learner (a Ready reply, a
+    parameter chunk, a send's acknowledgement), never merely because a connection is open: a connection
+    that is open but silent (a black-holed route, a learner frozen with SIGSTOP) must run into the timeout.
+    `lost(reason)` marks a broken stream; `restored()` (or a heartbeat after a loss) brings it back. `ok` is
+    False while the link is lost or silent for longer than `timeout_s`; `reason` says why. `losses` counts
+    the transitions to lost that `heartbeat`, `lost` and `poll` noticed.
     """
 
     def __init__(self, timeout_s: float = 5.0, clock: Clock = time.monotonic, start_ok: bool = True) -> None:
+        if not 0 < timeout_s < float("inf"):
+            raise ValueError(f"link timeout must be a finite number of seconds > 0, got {timeout_s}")
         self.timeout_s = timeout_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -61,9 +65,12 @@ class LinkWatchdog:
         self._reported_ok = start_ok
         self.losses = 0
 
-    def heartbeat(self) -> None:
+    def heartbeat(self, at: float | None = None) -> None:
+        """Something arrived from the learner (at `at` on this watchdog's clock; default: now)."""
         with self._lock:
-            self._last_beat = self._clock()
+            now = self._clock() if at is None else at
+            # never back in time, except after a loss (the time of the loss is no heartbeat)
+            self._last_beat = now if self._lost_reason is not None else max(self._last_beat, now)
             self._lost_reason = None
         self._note()
 
@@ -83,6 +90,11 @@ class LinkWatchdog:
     @property
     def reason(self) -> str:
         return self._state()[1]
+
+    def silence(self) -> float:
+        """Seconds since the last heartbeat."""
+        with self._lock:
+            return self._clock() - self._last_beat
 
     def poll(self) -> bool:
         """Re-evaluate the timeout now (counting a loss it finds); returns `ok`."""

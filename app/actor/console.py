@@ -8,6 +8,7 @@ actor serves its console; an e-stop latches at once from the control thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from app.actor.loop import Actor
 
 log = logging.getLogger("pirl.actor")
+
+_LINK_FIELDS = {f.name for f in dataclasses.fields(LearnerLinkStatus)}
 
 # Loggers whose records reach the console's log pane (the actor's own, and the robot side's safety,
 # takeover and episode messages); at the level the process logs at (INFO under `pirl actor`).
@@ -132,6 +135,29 @@ class ActorConsole:
             elif cmd is Command.QUIT:
                 a.shutdown.set()
 
+    def link_status(self, cs: Any, loaded_at: float | None) -> LearnerLinkStatus:
+        """The learner-link section. `connected` means traffic arrived within the link timeout (an open
+        but silent connection is not connected). `error` (when the protocol has it) says why the link is
+        down, or why the newest weights push was refused (kept until good weights are loaded)."""
+        a = self.actor
+        linked = a.link.ok
+        error = ""
+        if cs.weights_error:
+            error = f"weights refused: {cs.weights_error}"
+        elif not linked:
+            error = a.link.reason or cs.last_error
+        fields: dict[str, Any] = {
+            "connected": cs.connected and linked,
+            "address": a.cfg.transport.address,
+            "policy_version": a.weights.version,
+            "seconds_since_weights": None if loaded_at is None else time.monotonic() - loaded_at,
+            "queue_depth": cs.pending,
+            "rtt_ms": cs.rtt_ms,
+            "error": error,
+            "weights_refused": cs.weights_refused,
+        }
+        return LearnerLinkStatus(**{k: v for k, v in fields.items() if k in _LINK_FIELDS})
+
     def status(self) -> ActorStatus:
         """One snapshot for the console. While an episode runs it shows that episode; between episodes
         (resetting, waiting for the operator) the one that just ended, with its outcome. Episodes are
@@ -190,14 +216,7 @@ class ActorConsole:
                 interventions=int(interventions),
                 takeover_source=a.human.label,
             ),
-            learner=LearnerLinkStatus(
-                connected=cs.connected,
-                address=a.cfg.transport.address,
-                policy_version=a.weights.version,
-                seconds_since_weights=None if loaded_at is None else time.monotonic() - loaded_at,
-                queue_depth=cs.pending,
-                rtt_ms=cs.rtt_ms,
-            ),
+            learner=self.link_status(cs, loaded_at),
             # Realtime (real arm, wall-clock sim): the guard's control thread rate against its target.
             # Lockstep sim: no wall-clock target (it steps as fast as it can); the actor's own step rate.
             loop=LoopStatus(
@@ -206,6 +225,8 @@ class ActorConsole:
                 inference_ms=a.runner.infer_ms,
                 dropped_steps=pacer.dropped,
                 steps=a.runner.env_steps,
+                robot_minutes=a.robot_minutes,
+                human_minutes=a.human_minutes,
             ),
             history=history,
             log=self.log_buffer.lines(),

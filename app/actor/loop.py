@@ -12,8 +12,10 @@ each:
 - `app.actor.console.ActorConsole`: the operator console's commands and status (when one may listen).
 
 This module builds them and runs the loop: wait for the first weights, then reset -> episode -> reset.
-The actor keeps the robot safe without the learner: when the link drops, the EpisodeManager ends the
-episode and holds, and the next episode waits for the link.
+The actor keeps the robot safe without the learner: the client feeds the link watchdog with the traffic
+it actually receives (heartbeats every 0.5 s), so a broken stream or `safety.link_timeout_s` of silence
+counts as a lost link; the EpisodeManager then ends the episode and holds, and neither the drive home nor
+the next episode starts until the link is back.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class Actor:
         self.progress = progress or (lambda _line: None)
         self.shutdown = shutdown or threading.Event()
         self.paused = False
-        self._was_connected = False
+        self._was_linked = False
+        self._refusals_seen = 0
 
         # The native policy samples on the CPU; a VLA names its `actor_device` (it needs an accelerator).
         self.policy = cfg.make_policy()
@@ -76,8 +79,11 @@ class Actor:
             env_reset=self._env_reset if self.is_sim else None,
             link=self.link,
         )
-        self.client = LearnerClient(cfg.transport, cfg.actor.actor_id, max_outbox=cfg.actor.max_outbox)
+        self.client = LearnerClient(
+            cfg.transport, cfg.actor.actor_id, max_outbox=cfg.actor.max_outbox, link=self.link
+        )
         self.weights = WeightSync(self.model, self.client)
+        self.client.check = self.weights.check  # pushes are checked in the receive thread, off this loop
         self.executor = Executor(
             self.guard,
             self.episodes,
@@ -121,6 +127,17 @@ class Actor:
     @property
     def env_steps(self) -> int:
         return self.runner.env_steps
+
+    @property
+    def robot_minutes(self) -> float:
+        """Robot time spent on training episodes and the drives home: (env + reset steps) / rate / 60."""
+        steps = self.runner.env_steps + self.episodes.reset_steps_total
+        return steps / self.guard.layer.control_hz / 60.0
+
+    @property
+    def human_minutes(self) -> float:
+        """The part of the episodes' robot time a human drove: human steps / rate / 60."""
+        return self.runner.human_steps / self.guard.layer.control_hz / 60.0
 
     def _say(self, line: str) -> None:
         self.progress(f"actor {self.cfg.actor.actor_id}: {line}")
@@ -184,9 +201,12 @@ class Actor:
             self.human.disconnect()
 
     def _reset_if_due(self) -> bool:
-        """Drive home after an episode; True when that reset finished (False: none due, e-stop latched, or
-        home not reached, which the next pass retries after the idle wait)."""
+        """Drive home after an episode; True when that reset finished (False: none due, e-stop latched,
+        learner link down, or home not reached, which the next pass retries after the idle wait). While
+        the link is down the arm holds where the episode left it: the drive home waits for the link."""
         if self.episodes.state is not EpisodeState.RESETTING or self.guard.estopped:
+            return False
+        if not self.episodes.link_ok:
             return False
         if self.console is None:
             self.episodes.reset()
@@ -195,19 +215,24 @@ class Actor:
         return self.episodes.state is not EpisodeState.RESETTING
 
     def _service(self) -> None:
-        """Feed the link watchdog from the client's connection state; serve the console (never blocks)."""
-        status = self.client.status
-        if status.connected:
-            self.link.heartbeat()
-        else:
-            self.link.lost(status.last_error or "not connected to the learner")
-        if status.connected != self._was_connected and self.version is not None:
-            if status.connected:
-                self._say(f"learner link back (reconnects {status.reconnects})")
+        """Say when the link goes down or comes back, and when a weights push was refused; serve the
+        console (never blocks). The link watchdog is fed by the client's threads, from the traffic they
+        receive, not from here: it must see a silent link even while this loop is busy."""
+        linked = self.link.poll()
+        if linked != self._was_linked and self.version is not None:
+            if linked:
+                self._say(f"learner link back (reconnects {self.client.status.reconnects})")
             else:
                 self._say(
-                    f"learner link down ({status.last_error}); holding, no new episode until it is back"
+                    f"learner link down ({self.link.reason}); holding, no drive home and no new episode "
+                    "until it is back"
                 )
-        self._was_connected = status.connected
+        self._was_linked = linked
+        status = self.client.status
+        if status.weights_refused != self._refusals_seen:
+            self._refusals_seen = status.weights_refused
+            if status.weights_error:
+                kept = "no weights yet" if self.version is None else f"keeping v{self.version}"
+                self._say(f"refused a weights push ({kept}): {status.weights_error}")
         if self.console is not None:
             self.console.serve()

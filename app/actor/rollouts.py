@@ -5,6 +5,10 @@ executed by the weights that sampled it), sample a chunk with the stochastic tra
 behaviour log-prob and value), run it through the executor (app/episode/: Takeover -> RobotGuard ->
 EpisodeManager), and keep one `ChunkRecord`. A finished episode goes to the learner as one rollout
 (SendTransitions) plus one JSON stats message (SendInteractions).
+
+Robot time: `env_steps` counts every control step of every episode and `human_steps` those a human drove;
+the EpisodeManager counts the drive-home steps. Each episode's rollout meta and stats carry `steps`,
+`human_steps` and `reset_steps` (the drive home before it), at `control_hz` (also in the stats).
 """
 
 from __future__ import annotations
@@ -65,7 +69,9 @@ class EpisodeRunner:
         self.state_keys: list[str] = []  # set once the robot is connected
         self.image_keys: list[str] = []
         self.episodes_done = 0
-        self.env_steps = 0
+        self.env_steps = 0  # control steps of every episode (re-recorded ones too: robot time is spent)
+        self.human_steps = 0  # those a human drove
+        self._episode_human_steps = 0
         self.t_start = time.monotonic()
         self.infer_ms: float | None = None  # recent mean of one chunk's sampling time
         self.last_obs: dict[str, Any] | None = None
@@ -74,6 +80,9 @@ class EpisodeRunner:
 
     def _on_step(self, step: Step) -> None:
         self.env_steps += 1
+        if step.decision.intervention:
+            self.human_steps += 1
+            self._episode_human_steps += 1
         self.last_obs = step.next_obs
 
     def policy_obs(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -89,6 +98,7 @@ class EpisodeRunner:
 
     def run_episode(self) -> None:
         ep = self.episodes.start()
+        self._episode_human_steps = 0
         episode_id = self._episode_base + self.episodes_done * 1000 + self.episodes.attempt
         group_id = self.group_id()
         run = self.executor.begin(
@@ -155,13 +165,22 @@ class EpisodeRunner:
             self.say(f"episode {ep} discarded (re-record)")
             return
         batch = RolloutBatch.from_records(records, self.model.policy.action_dim)
-        meta = {"steps": record.steps, "success": bool(record.success), "policy_version": max(versions)}
+        meta = {
+            "steps": record.steps,
+            "human_steps": self._episode_human_steps,
+            "reset_steps": int(record.reset_steps),
+            "success": bool(record.success),
+            "policy_version": max(versions),
+        }
         self.client.send_rollout(Rollout(self.rollout_actor, self.episodes_done, batch.to_dict(), meta))
         stats = {
             "type": "episode",
             "actor_id": self.cfg.actor.actor_id,
             "episode": self.episodes_done,
             "steps": record.steps,
+            "human_steps": self._episode_human_steps,
+            "reset_steps": int(record.reset_steps),
+            "control_hz": float(self.episodes.guard.layer.control_hz),
             "chunks": len(records),
             "return": float(record.reward),
             "success": bool(record.success),

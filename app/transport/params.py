@@ -358,6 +358,71 @@ def decode_parameters(buf: Buffer) -> Parameters:
     return _parameters(header, view)
 
 
+# ------------------------------------------------------------------------------- against the model
+
+#: Floating dtypes a floating parameter may arrive in (the actor casts): its own, float32 or bfloat16
+#: (`algorithm.push_bf16`). Anything else (float64, float16, an integer type) is a different model.
+_FLOAT_WIRE = (torch.float32, torch.bfloat16)
+_FINITE_SLICE = 1 << 24  # elements per isfinite() pass: bounds the temporary mask to 16 MB
+
+
+def _show(names: list[str], limit: int = 4) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(repr(n) for n in names[:limit]) + more
+
+
+def _non_finite(t: torch.Tensor) -> int:
+    """How many NaN/inf values a floating tensor holds (0 for the common case, without a full-size mask)."""
+    flat = t.reshape(-1)
+    for i in range(0, flat.numel(), _FINITE_SLICE):
+        if not bool(torch.isfinite(flat[i : i + _FINITE_SLICE]).all()):
+            return int((~torch.isfinite(flat)).sum())
+    return 0
+
+
+def check_parameters(
+    params: Parameters,
+    expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    *,
+    finite: bool = True,
+) -> None:
+    """Refuse (`DecodeError`) weights that must not replace the running ones: `expected` maps every name
+    the model takes to its (shape, dtype). The push must hold exactly those names, each with that shape,
+    in that dtype (a floating one may also travel as float32 or bfloat16), and, with `finite`, only finite
+    values. The message names every kind of difference found (a few names of each)."""
+    problems = []
+    missing = [n for n in expected if n not in params.state]
+    extra = [n for n in params.state if n not in expected]
+    if missing:
+        problems.append(f"missing {len(missing)} tensor(s) the model has: {_show(missing)}")
+    if extra:
+        problems.append(f"{len(extra)} tensor(s) the model does not have: {_show(extra)}")
+    shapes, dtypes, bad = [], [], []
+    for name, t in params.state.items():
+        if name not in expected:
+            continue
+        shape, dtype = expected[name]
+        if tuple(t.shape) != tuple(shape):
+            shapes.append(f"{name!r} is {list(t.shape)}, the model's {list(shape)}")
+        ok = (t.dtype == dtype or t.dtype in _FLOAT_WIRE) if dtype.is_floating_point else t.dtype == dtype
+        if not ok:
+            dtypes.append(f"{name!r} is {_dtype_name(t.dtype)}, the model's {_dtype_name(dtype)}")
+        elif finite and t.is_floating_point():
+            n = _non_finite(t)
+            if n:
+                bad.append(f"{name!r} ({n} of {t.numel()})")
+    if shapes:
+        problems.append("wrong shape: " + "; ".join(shapes[:4]) + ("; ..." if len(shapes) > 4 else ""))
+    if dtypes:
+        problems.append("wrong dtype: " + "; ".join(dtypes[:4]) + ("; ..." if len(dtypes) > 4 else ""))
+    if bad:
+        problems.append("NaN/inf values in " + ", ".join(bad[:4]) + (", ..." if len(bad) > 4 else ""))
+    if problems:
+        raise DecodeError(
+            f"parameters v{params.version} do not fit this actor's policy: " + "; ".join(problems)
+        )
+
+
 # ----------------------------------------------------------------------------------------- reassembly
 
 

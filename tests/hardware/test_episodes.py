@@ -224,3 +224,48 @@ def test_reset_in_place_resets_the_scene_without_driving_home(sim):
     no_sim = EpisodeManager(guard, EpisodeConfig())
     with pytest.raises(EpisodeError, match="simulator"):
         no_sim.reset_in_place(1)
+
+
+def test_no_drive_home_while_the_link_is_down_and_a_link_loss_stops_a_running_one(sim):
+    """docs/safety.md: on link loss the arm holds. The reset used to start a few ms after the hold, with
+    the link still down; now it waits for the link, and a link lost mid-drive stops the drive and holds."""
+    robot, guard = sim
+    link = LinkWatchdog(timeout_s=5.0)
+    ep = EpisodeManager(guard, EpisodeConfig(), link=link, env_reset=robot.reset)
+    guard.move_to(AWAY, tolerance=3.0)
+    link.lost("learner silent")
+    steps = guard.layer.report.total_steps
+    before = guard.present()
+    assert not ep.reset() and ep.state is EpisodeState.RESETTING
+    assert guard.layer.report.total_steps == steps and ep.reset_steps_total == 0  # nothing moved
+    assert max(abs(guard.present()[k] - v) for k, v in before.items()) < 0.5
+
+    link.heartbeat()
+    step, n = guard.step, [0]
+
+    def step_then_lose(action, source="policy"):
+        n[0] += 1
+        if n[0] == 10:
+            link.lost("learner silent again")
+        return step(action, source)
+
+    guard.step = step_then_lose
+    assert not ep.reset()  # stopped after its 10th step, holding
+    assert ep.reset_steps_total == 10 and ep.state is EpisodeState.RESETTING
+    assert guard.holding and guard.status().hold_reason == "link_lost"
+    assert max(abs(guard.present()[k] - v) for k, v in AWAY.items()) > 3.0  # not home: it stopped
+
+    link.heartbeat()
+    guard.step = step
+    assert ep.reset() and ep.state is EpisodeState.IDLE  # link back: home now
+    home = {f"{m}.pos": v for m, v in robot.home_position.items()}
+    assert max(abs(guard.present()[k] - home[k]) for k in home) <= ep.config.home_tolerance
+    total = ep.reset_steps_total
+    assert total > 10
+    ep.start()
+    out = run_episode(ep, guard, policy=lambda obs: hold_policy(guard))
+    assert out.done and ep.records[-1].reset_steps == total  # both drives belong to this episode
+    assert ep.reset()
+    ep.start()
+    run_episode(ep, guard, policy=lambda obs: hold_policy(guard))
+    assert ep.records[-1].reset_steps == ep.reset_steps_total - total

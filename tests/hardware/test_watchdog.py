@@ -39,3 +39,19 @@ def test_link_watchdog_loses_on_events_or_silence_and_counts_each_loss_once():
     assert not link.poll() and link.losses == 2
     link.heartbeat()
     assert link.ok and link.losses == 2
+
+
+def test_link_watchdog_times_silence_from_when_traffic_arrived():
+    t = [10.0]
+    link = LinkWatchdog(timeout_s=2.0, clock=lambda: t[0], start_ok=False)
+    link.heartbeat(at=9.5)  # a reply that arrived 0.5 s ago
+    assert link.ok and link.silence() == pytest.approx(0.5)
+    t[0] = 11.6
+    assert not link.poll() and "for 2.1 s" in link.reason and link.losses == 1
+    link.heartbeat(at=9.0)  # an older timestamp never moves the last heartbeat back
+    assert not link.ok
+    link.heartbeat()
+    assert link.ok
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="link timeout"):
+            LinkWatchdog(timeout_s=bad)
