@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,8 +39,8 @@ class BCDatasetConfig:
     root: str = ""  # the dataset folder (required; read offline, nothing is downloaded)
     repo_id: str = "local/pirl_eval"  # the id stored in the dataset's metadata (pirl eval's default)
     episodes: list[int] = field(default_factory=list)  # episode indices to use; empty: all
-    # Only chunks that start on a human-driven step (`intervention` feature: takeovers recorded by
-    # `pirl eval` or the actor). Needs the feature in the dataset.
+    # Only chunks that start on a human-driven step (`intervention` feature: the takeovers `pirl eval
+    # --record.root` records; the actor does not record datasets). Needs the feature in the dataset.
     only_interventions: bool = False
     # Only episodes whose last frame says `next.success` (drops failed demos). Needs the feature.
     only_successful: bool = False
@@ -69,6 +71,7 @@ class BCCommandConfig:
     # The same floor for other state entries (e.g. a sim task's target position in metres).
     other_std_floor: float = 0.01
     log_every: int = 200  # print the mean loss every N steps (0: only at the end)
+    progress: bool = True  # a progress bar with ETA on stderr over the steps (only when it is a terminal)
 
     def validate(self) -> None:
         if not self.dataset.root:
@@ -180,17 +183,42 @@ def build_and_train(
     stats = floored_normalization_stats(data, floor, cfg.std_floor)
     policy.model.policy.set_normalization(stats)
     say(f"bc: {data['action'].shape[0]} chunks from {len(episodes)} episodes; {cfg.steps} steps")
-    losses = bc_pretrain(
-        policy.model.policy,
-        data,
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-        fit_normalization=False,
-        log_every=cfg.log_every,
-    )
+    with _progress_bar(cfg.steps, cfg.progress):
+        losses = bc_pretrain(
+            policy.model.policy,
+            data,
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=cfg.seed,
+            fit_normalization=False,
+            log_every=cfg.log_every,
+        )
     return policy, data, losses
+
+
+@contextmanager
+def _progress_bar(steps: int, show: bool) -> Iterator[None]:
+    """A bar with ETA on stderr over the training steps, only when stderr is a terminal and --progress is
+    on (logs, pipes and tests get just the lines). It counts optimiser steps, one per BC step; the loss
+    lines print above it."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    from tqdm import tqdm
+    from tqdm.contrib import DummyTqdmFile
+
+    bar = tqdm(
+        total=steps, desc="bc", unit="step", file=sys.stderr, disable=None if show else True, leave=False
+    )
+    if bar.disable:
+        yield
+        return
+    hook = register_optimizer_step_post_hook(lambda *_: bar.update())  # every optimiser, while BC runs
+    try:
+        with redirect_stdout(DummyTqdmFile(sys.stdout)):
+            yield
+    finally:
+        hook.remove()
+        bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:

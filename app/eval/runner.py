@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -172,7 +174,8 @@ def run_eval(
     from hardware.guard import RobotGuard
     from hardware.takeover import ExpertSource, Takeover
 
-    say = progress if (progress is not None and cfg.progress) else (lambda _line: None)
+    show = progress is not None and cfg.progress
+    say = progress if show else (lambda _line: None)
     cfg.validate()
     if cfg.robot is None:
         from hardware.sim.so101_follower import SimSO101FollowerConfig
@@ -210,6 +213,7 @@ def run_eval(
     per_episode: list[dict[str, Any]] = []
     stopped: str | None = None
     env_steps = 0
+    bars = ExitStack()  # the progress bars (a terminal only) and their logging redirect
     t0 = time.monotonic()
     try:
         if not guard.is_sim:
@@ -258,6 +262,9 @@ def run_eval(
             on_step=record_frame if recorder is not None else None,
         )
 
+        bar = _progress_bar(bars, cfg.episodes, "episode", show)
+        if not bar.disable:  # lines and prompts clear the bar while they print
+            say, ask = _above_bars(say), _above_bars(ask)
         t0 = time.monotonic()
         try:
             while len(per_episode) < cfg.episodes:
@@ -317,6 +324,7 @@ def run_eval(
                 per_episode.append(ep)
                 if recorder is not None:
                     recorder.end_episode(success, success_reward=cfg.episode.success_reward)
+                bar.update()
                 say(
                     f"eval: episode {len(per_episode)}/{cfg.episodes} {'success' if success else 'failure'} "
                     f"({record.termination}, {record.steps} steps"
@@ -328,10 +336,14 @@ def run_eval(
                     stopped = f"e-stop latched ({guard.estop_reason}); clear it and run again"
                     break
             t_eval_end = time.monotonic()
+            bar.close()
             if cfg.explore_samples and stopped is None:
                 scenes = [e["episode"] for e in per_episode]
                 executor.on_step = None  # replays are not recorded
-                exploration, stopped = _explore(cfg, guard, manager, executor, planner, plan, scenes, say)
+                bar = _progress_bar(bars, cfg.explore_samples * len(scenes), "rollout", show, "explore")
+                exploration, stopped = _explore(
+                    cfg, guard, manager, executor, planner, plan, scenes, say, bar.update
+                )
         except KeyboardInterrupt:  # Ctrl-C, at a prompt or mid-episode: keep what is finished
             if manager.state is EpisodeState.RUNNING:
                 manager.stop("operator")
@@ -341,6 +353,7 @@ def run_eval(
     finally:
         # The rate line's episodes/s is the evaluation's own; the exploration replays come after it.
         wall = (t_eval_end if t_eval_end is not None else time.monotonic()) - t0
+        bars.close()
         if recorder is not None:
             recorder.close()
         if teleop is not None and getattr(teleop, "is_connected", False):
@@ -366,7 +379,7 @@ def run_eval(
 
 
 def _explore(
-    cfg, guard, manager, executor, planner, plan, scenes, say
+    cfg, guard, manager, executor, planner, plan, scenes, say, tick=lambda: None
 ) -> tuple[Exploration | None, str | None]:
     """--explore_samples: replay every evaluated scene with the stochastic training sampler, not recorded.
     Returns the per-scene successes over the finished passes (None if none finished) and why it stopped
@@ -384,6 +397,7 @@ def _explore(
                 planner.reset(index, stream=k)
                 executor.run_episode(plan)
                 successes[j] += bool(manager.records[-1].success)
+                tick()
                 if guard.estopped:
                     return finished, f"e-stop latched ({guard.estop_reason}) during --explore_samples"
             finished = Exploration(k, list(successes))
@@ -391,6 +405,35 @@ def _explore(
     finally:
         planner.mode = "deterministic"
     return finished, None
+
+
+def _progress_bar(bars: ExitStack, total: int, unit: str, show: bool, desc: str = "eval") -> Any:
+    """A progress bar with ETA on stderr, only where someone watches it: stderr is a terminal and progress
+    is on (logs, pipes and tests get just the progress lines). Log records go above it while it shows."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # miniters=1: no redraw from tqdm's monitor thread while a prompt waits (only update() draws it)
+    bar = tqdm(
+        total=total, desc=desc, unit=unit, file=sys.stderr, disable=None if show else True,
+        leave=False, miniters=1, dynamic_ncols=True,
+    )  # fmt: skip
+    bars.callback(bar.close)
+    if not bar.disable:
+        bars.enter_context(logging_redirect_tqdm())
+    return bar
+
+
+def _above_bars(write: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`write` (a progress line, an operator prompt) with the progress bars cleared while it writes or
+    waits, and redrawn after: the text comes out exactly as without a bar."""
+    from tqdm import tqdm
+
+    def wrapped(text: str) -> Any:
+        with tqdm.external_write_mode():
+            return write(text)
+
+    return wrapped
 
 
 def _connect_teleop(cfg: EvalConfig) -> Any:

@@ -4,14 +4,13 @@ The Wilson score interval keeps its coverage near the nominal level for small N 
 1 (where the normal "p +- z*sqrt(p(1-p)/n)" interval collapses to zero width), which is exactly where
 robot evaluations live (20-100 episodes, 90 %+ success). Reference: E. B. Wilson (1927), "Probable
 inference, the law of succession, and statistical inference", JASA 22:209-212; Newcombe (1998) tabulates
-it (Statistics in Medicine 17:857-872, method 3), and tests/app/eval/test_stats.py checks his values.
+it (Statistics in Medicine 17:857-872, method 3). SciPy computes it (`scipy.stats.binomtest`);
+tests/app/eval/test_stats.py checks the result against Newcombe's values and the closed form.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from statistics import NormalDist
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,8 @@ class SuccessRate:
 
 
 def wilson_interval(successes: int, episodes: int, confidence: float = 0.95) -> SuccessRate:
-    """Wilson score interval for a binomial proportion (no continuity correction).
+    """Wilson score interval for a binomial proportion (no continuity correction), from SciPy's
+    `binomtest(k, n).proportion_ci(method="wilson")`.
 
     With no episodes the interval is the whole [0, 1] (nothing is known). At k = 0 the lower end is
     exactly 0 and at k = n the upper end is exactly 1, as the closed form gives.
@@ -50,11 +50,7 @@ def wilson_interval(successes: int, episodes: int, confidence: float = 0.95) -> 
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if episodes == 0:
         return SuccessRate(0, 0, 0.0, 1.0, confidence)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    n, p = episodes, successes / episodes
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == episodes else min(1.0, centre + half)
-    return SuccessRate(successes, episodes, low, high, confidence)
+    from scipy.stats import binomtest  # ~1 s to import: only when a rate is computed
+
+    ci = binomtest(successes, episodes).proportion_ci(confidence_level=confidence, method="wilson")
+    return SuccessRate(successes, episodes, float(ci.low), float(ci.high), confidence)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import pytest
 import torch
@@ -128,3 +130,26 @@ def test_not_a_dataset_and_existing_output(demo_dataset, tmp_path, capsys):
     (tmp_path / "taken" / "f").write_text("x")
     assert main(args(demo_dataset, tmp_path / "taken")) == 2
     assert "--overwrite=true" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("progress", ["true", "false"])
+def test_progress_bar_only_on_a_terminal_above_unchanged_lines(demo_dataset, tmp_path, monkeypatch, progress):
+    """On a terminal: a bar with ETA on stderr over the steps, the loss lines still on stdout, whole;
+    --progress=false (or stderr not a terminal, as in every other test here): no bar."""
+    err, out = _Terminal(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    argv = [a for a in args(demo_dataset, tmp_path / "bc") if not a.startswith("--log_every")]
+    assert main([*argv, "--steps=4", "--log_every=2", f"--progress={progress}"]) == 0
+    lines = out.getvalue().splitlines()
+    assert [ln[:14] for ln in lines if ln.startswith("bc step")] == ["bc step 2/4 lo", "bc step 4/4 lo"]
+    assert lines[-1].startswith("pirl bc: policy written to")
+    if progress == "true":
+        assert "bc: 100%" in err.getvalue() and "4/4 [" in err.getvalue()
+    else:
+        assert err.getvalue() == ""
