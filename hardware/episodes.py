@@ -242,7 +242,9 @@ class EpisodeManager:
         self._episode_reset_steps, self._reset_steps_pending = self._reset_steps_pending, 0
         self._t0 = self._clock()
         self.state = EpisodeState.RUNNING
-        logger.info("episode %d (attempt %d) started", self.index, self.attempt)
+        logger.info(
+            "episode %d (attempt %d) started", self.index + 1, self.attempt
+        )  # 1-based, as the console
         return self.index
 
     def record_step(
@@ -409,9 +411,17 @@ class EpisodeManager:
         else:
             self.index += 1
             self.attempt = 0
+        if self.guard.mode == "realtime" and not self.guard.estopped:
+            # an episode that ended by itself (success, time limit) stops the arm now: otherwise the
+            # realtime guard replays the last action until its watchdog fires (a warning at every boundary)
+            self.guard.hold("episode_end")
         self.state = EpisodeState.RESETTING
         logger.info(
-            "episode %d ended: %s (%d steps, reward %.2f)", record.index, reason, record.steps, record.reward
+            "episode %d ended: %s (%d steps, reward %.2f)",
+            record.index + 1,
+            reason,
+            record.steps,
+            record.reward,
         )
         for fn in self._listeners:
             fn(record)

@@ -150,7 +150,7 @@ class EpisodeRunner:
                 break
         record = self.episodes.records[-1]
         if not records:  # stopped before its first chunk: no transition to learn from
-            self.say(f"episode {ep} {record.termination} before acting")
+            self.say(f"episode {ep + 1} {record.termination} before acting")  # 1-based, as the console
             return
         self._finish(ep, record, records, versions, time.monotonic() - t0)
 
@@ -162,7 +162,7 @@ class EpisodeRunner:
         self, ep: int, record: EpisodeRecord, records: list[ChunkRecord], versions: list[int], wall_s: float
     ) -> None:
         if record.rerecord:
-            self.say(f"episode {ep} discarded (re-record)")
+            self.say(f"episode {ep + 1} discarded (re-record)")
             return
         batch = RolloutBatch.from_records(records, self.model.policy.action_dim)
         meta = {
@@ -199,7 +199,7 @@ class EpisodeRunner:
             sps = self.env_steps / max(time.monotonic() - self.t_start, 1e-9)
             link = "ok" if self.client.status.connected else "down"
             self.say(
-                f"episode {self.episodes_done} {record.termination} return {record.reward:.2f} "
+                f"episode {ep + 1} {record.termination} return {record.reward:.2f} "
                 f"steps {record.steps} v{self.weights.version} interventions {record.interventions} "
                 f"sps {sps:.0f} link {link}"
             )

@@ -196,6 +196,9 @@ class LearnerLinkStatus:
     seconds_since_weights: float | None = None
     queue_depth: int = 0  # rollouts waiting to be sent
     rtt_ms: float | None = None
+    # Why the link is down, or why the newest weights push was refused (kept until good weights load).
+    error: str = ""
+    weights_refused: int = 0  # weight pushes refused since the actor started
 
 
 @dataclass

@@ -163,7 +163,7 @@ class SafetyConfig:
     estop_signal: str = "SIGUSR1"
     # Learner link: no heartbeat for this long (s) counts as lost (see hardware/watchdog.py LinkWatchdog).
     # Finite, > 0.
-    link_timeout_s: float = 5.0
+    link_timeout_s: float = 2.0
 
     def validate(self) -> None:
         """Fail early with a one-line message that says which option is wrong and what would be right.

@@ -31,4 +31,6 @@ class LearnerLinkPanel(Panel):
         out.append(ago(ln.seconds_since_weights), style="bold" if stale else "")
         out.append(f"\nqueue   {ln.queue_depth}")
         out.append(f"\nrtt     {num(ln.rtt_ms, '.0f', ' ms')}")
+        if ln.error:  # why the link is down, or a refused weights push (stays until good weights load)
+            out.append(f"\n{ln.error}", style="bold red")
         return out
