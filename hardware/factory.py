@@ -330,3 +330,14 @@ def _camera_error(key: str, config: Any, exc: BaseException) -> DeviceOpenError:
         f"camera {key!r} ({getattr(config, 'type', '?')} {where!r}) did not open: {str(exc).strip()}. "
         f"Check the cable and list cameras with `lerobot-find-cameras {tool}`"
     )
+
+
+def leader_in_degrees(teleop: Any) -> None:
+    """LeRobot's Koch leader always reports -100..100 range units; a follower with use_degrees=true (what
+    the safety layer needs) takes degrees. Read the leader's body joints in degrees too (about the middle of
+    its calibrated range, as the follower does), so that one joint angle means the same on both arms."""
+    from lerobot.motors import MotorNormMode
+
+    for motor in teleop.bus.motors.values():
+        if motor.norm_mode is MotorNormMode.RANGE_M100_100:
+            motor.norm_mode = MotorNormMode.DEGREES

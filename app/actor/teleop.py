@@ -27,17 +27,6 @@ LABELS = {
 }
 
 
-def leader_in_degrees(teleop: Any) -> None:
-    """LeRobot's Koch leader always reports -100..100 range units; a follower with use_degrees=true (what
-    the safety layer needs) takes degrees. Read the leader's body joints in degrees too (about the middle of
-    its calibrated range, as the follower does), so that one joint angle means the same on both arms."""
-    from lerobot.motors import MotorNormMode
-
-    for motor in teleop.bus.motors.values():
-        if motor.norm_mode is MotorNormMode.RANGE_M100_100:
-            motor.norm_mode = MotorNormMode.DEGREES
-
-
 class HumanInput:
     """Builds the takeover source from the run config (nothing is opened yet; errors name the missing
     port, id or calibration file). `source` is what Takeover arbitrates with (None: nobody to take over),
@@ -67,7 +56,7 @@ class HumanInput:
         return ExpertSource(self._expert.act)
 
     def _teleop_source(self, robot: Any) -> HumanSource:
-        from hardware.factory import make_teleoperator
+        from hardware.factory import leader_in_degrees, make_teleoperator
         from hardware.takeover import EndEffectorDeltaMap, TeleopSource
 
         tcfg = self.cfg.teleop

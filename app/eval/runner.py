@@ -31,6 +31,8 @@ from app.eval.config import EvalConfig
 from app.eval.policy import EvalError, check_compatible, has_pirl_model, load_policy, policy_io
 from app.eval.recorder import EpisodeRecorder
 from app.eval.stats import SuccessRate, wilson_interval
+from app.run.config import LEADER_ARMS
+from hardware.factory import leader_in_degrees
 
 log = logging.getLogger("pirl.eval")
 
@@ -222,6 +224,10 @@ def run_eval(
         if cfg.teleop is not None and human is None:
             human = _connect_teleop(cfg)
             teleop = human.teleop
+            if cfg.teleop.type in LEADER_ARMS:
+                say(
+                    "eval: leader arm connected: press Enter during an episode to take over, Enter again to hand back"
+                )
         takeover = Takeover(human=human)
         robot_keys = list(guard.keys)
         state_keys = resolve_state_keys(robot, cfg.state_keys)
@@ -287,7 +293,8 @@ def run_eval(
                 planner.reset(i)
                 rng = random.Random(episode_seed(cfg.sample_seed, i))
                 take_at = executor.takeover_chunk(rng, cfg.takeover_prob if expert is not None else 0.0)
-                env_steps += executor.run_episode(plan, take_at).steps
+                with EnterToggles(takeover, enabled=teleop is not None and cfg.teleop.type in LEADER_ARMS):
+                    env_steps += executor.run_episode(plan, take_at).steps
                 if guard.mode != "lockstep" and not guard.estopped:
                     guard.hold("episode_end")  # hold still while the operator answers (not a watchdog hold)
                 record = manager.records[-1]
@@ -437,11 +444,54 @@ def _above_bars(write: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _connect_teleop(cfg: EvalConfig) -> Any:
+    """The takeover source: a leader arm gives joint goals in the follower's units (as in training,
+    app/actor/teleop.py); gamepad / keyboard_ee give end-effector deltas mapped through IK."""
     from hardware.factory import connect_teleoperator, make_teleoperator
     from hardware.takeover import EndEffectorDeltaMap, TeleopSource
 
-    teleop = connect_teleoperator(make_teleoperator(cfg.teleop))
-    return TeleopSource(teleop, action_map=EndEffectorDeltaMap())
+    teleop = make_teleoperator(cfg.teleop)
+    if cfg.teleop.type in LEADER_ARMS:
+        if cfg.teleop.type == "koch_leader" and getattr(cfg.robot, "use_degrees", False):
+            leader_in_degrees(teleop)  # moved from app/actor/teleop.py (app/eval may not import app.actor)
+        return TeleopSource(connect_teleoperator(teleop))
+    return TeleopSource(connect_teleoperator(teleop), action_map=EndEffectorDeltaMap())
+
+
+class EnterToggles:
+    """While an episode runs: each Enter on the terminal hands the arm to the leader, or back to the policy
+    (a leader arm has no intervention button; the console's `t` in training). Reads stdin only during the
+    episode (select, 50 ms), so the operator prompts between episodes are untouched."""
+
+    def __init__(self, takeover: Any, enabled: bool) -> None:
+        import sys
+        import threading
+
+        self.takeover = takeover
+        self.human = False  # per episode: the leader drives from the first Enter to the next
+        self.enabled = enabled and sys.stdin is not None and sys.stdin.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="eval-takeover-key", daemon=True)
+
+    def __enter__(self) -> EnterToggles:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=1.0)
+
+    def _watch(self) -> None:
+        import select
+        import sys
+
+        while not self._stop.is_set():
+            ready, _, _ = select.select([sys.stdin], [], [], 0.05)
+            if ready and not self._stop.is_set():
+                sys.stdin.readline()
+                self.human = not self.human
+                self.takeover.request(self.human)
 
 
 def _json(data: dict[str, Any]) -> str:

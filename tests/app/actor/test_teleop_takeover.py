@@ -315,8 +315,7 @@ def test_koch_leader_reads_in_the_followers_degrees(sim_ports, koch_sim, calib_d
     from lerobot.robots.koch_follower import KochFollower, KochFollowerConfig
     from lerobot.teleoperators.koch_leader import KochLeaderConfig
 
-    from app.actor.teleop import leader_in_degrees
-    from hardware.factory import connect_robot, connect_teleoperator, make_teleoperator
+    from hardware.factory import connect_robot, connect_teleoperator, leader_in_degrees, make_teleoperator
     from tests.mocks.calibration_files import KOCH_RANGES
     from tests.mocks.dynamixel_bus import koch_arm
 
