@@ -411,7 +411,7 @@ class EpisodeManager:
         else:
             self.index += 1
             self.attempt = 0
-        if self.guard.mode == "realtime" and not self.guard.estopped:
+        if self.guard.mode == "realtime" and not self.guard.estopped and not self.guard.holding:
             # an episode that ended by itself (success, time limit) stops the arm now: otherwise the
             # realtime guard replays the last action until its watchdog fires (a warning at every boundary)
             self.guard.hold("episode_end")
