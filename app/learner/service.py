@@ -13,13 +13,11 @@ Same four RPCs and message types as `lerobot.rl.learner_service.LearnerService`;
   (kept for reuse, at most `keep_buffers`). Fresh payload-sized memory costs 0.3 to 3 s per GB in page
   faults on the dev VM, several times the cast itself. StreamParameters sends pre-serialized messages (the
   same bytes as LeRobot's, see `app.transport.chunks`), so register the service with `add_to_server`.
-- Received payloads are decoded in the gRPC thread (weights-only / JSON, see `app.transport.codec`) and
-  put on bounded queues; a full queue blocks the sender (gRPC flow control pushes back to the actor) for
-  as long as that caller is still connected. Nothing from the network can stop training: payloads past
-  `max_rollout_bytes` / `max_interaction_bytes`, streams that end without END, and rollouts that fail the
-  learner's `validate` (its policy's `RolloutSpec`: fields, dtypes, shapes, finite values, unique ids) or
-  reuse an episode id already accepted are refused with INVALID_ARGUMENT and a message.
-- Re-sent episodes (an actor retries after a deadline) are recognised by (actor_id, episode) and dropped.
+- Received payloads are decoded in the gRPC thread and put on bounded queues; a full queue blocks the
+  sender (flow control) while that caller is connected. Nothing from the network can stop training:
+  payloads past `max_rollout_bytes` / `max_interaction_bytes`, streams that end without END and rollouts
+  that fail the checks of `app.learner.validate` (envelope, the learner's `validate`, episode ids already
+  used) are refused with INVALID_ARGUMENT and a message; re-sends (same actor_id, episode) are dropped.
 - An accepted rollout is written to the `RolloutSpool` (fsynced) before the call returns OK, so a learner
   killed at any moment loses no acknowledged episode. While the learner stops (`close()`, the shutdown
   event) sends are refused with UNAVAILABLE: the actor keeps the payload and re-sends it to the next one.
@@ -29,29 +27,21 @@ Same four RPCs and message types as `lerobot.rl.learner_service.LearnerService`;
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
-import torch
 from lerobot.transport import services_pb2, services_pb2_grpc
 
+from app.learner.spool import RolloutSpool
+from app.learner.validate import EpisodeWindow
 from app.transport.channel import ACTOR_ID_METADATA_KEY
 from app.transport.chunks import frame_parameters
-from app.transport.codec import (
-    DecodeError,
-    Rollout,
-    decode_interaction,
-    decode_rollout,
-    iter_payloads,
-)
+from app.transport.codec import DecodeError, Rollout, decode_interaction, iter_payloads
 from app.transport.params import Parameters, layout_parameters, write_parameters
 
 log = logging.getLogger("pirl.learner.service")
@@ -60,105 +50,6 @@ log = logging.getLogger("pirl.learner.service")
 _POLL_S = 0.2
 # Actor names kept in `ServiceStats.actors_seen` (a caller names itself: bounded against floods).
 _MAX_ACTORS_SEEN = 1024
-
-Key = tuple[str, int]  # (actor_id, episode): what a re-sent rollout repeats
-
-
-class RolloutSpool:
-    """Accepted rollouts on disk until a checkpoint holds what was trained on them.
-
-    One file per rollout under `root` (`<seq>.rollout`: the payload exactly as received, a weights-only
-    torch payload), written to a temporary name, fsynced, renamed and the folder fsynced before the
-    service acknowledges the rollout. The learner removes a file once the rollout was trained (or dropped
-    as stale) and a checkpoint that includes that update was written (`remove`); a resumed learner
-    re-reads what is left (`entries`) and trains it. A kill -9 at any moment loses nothing acknowledged:
-    either the file is complete (trained by the next learner; the actor's re-send is a duplicate) or the
-    actor got no OK (it re-sends).
-    """
-
-    SUFFIX = ".rollout"
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self._lock = threading.Lock()
-        self._names: dict[Key, str] = {}  # key -> file, for rollouts written or loaded by this process
-        self._seq = 0
-        if self.root.is_dir():
-            for tmp in self.root.glob(".*.tmp"):  # a write cut off before its rename: never acknowledged
-                tmp.unlink(missing_ok=True)
-            seqs = [int(p.stem) for p in self.root.glob(f"*{self.SUFFIX}") if p.stem.isdigit()]
-            self._seq = max(seqs, default=-1) + 1
-
-    def write(self, key: Key, payload: bytes) -> str:
-        """Store one payload durably; returns its file name."""
-        with self._lock:
-            seq, self._seq = self._seq, self._seq + 1
-        name = f"{seq:012d}{self.SUFFIX}"
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{name}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.root / name)
-            _fsync_dir(self.root)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        with self._lock:
-            self._names[key] = name
-        return name
-
-    def entries(self) -> list[tuple[str, bytes]]:
-        """(file name, payload) of every stored rollout, oldest first."""
-        if not self.root.is_dir():
-            return []
-        files = sorted(p for p in self.root.glob(f"*{self.SUFFIX}") if p.stem.isdigit())
-        return [(p.name, p.read_bytes()) for p in files]
-
-    def adopt(self, key: Key, name: str) -> None:
-        """Remember which file holds `key` (a rollout loaded from the spool)."""
-        with self._lock:
-            self._names[key] = name
-
-    def name_of(self, key: Key) -> str | None:
-        """The file of an accepted rollout (None: not spooled, e.g. put on the queue by a test)."""
-        with self._lock:
-            return self._names.get(key)
-
-    def discard(self, key: Key) -> None:
-        """Delete the file of a rollout that was not accepted after all (its caller went away)."""
-        with self._lock:
-            name = self._names.pop(key, None)
-        if name is not None:
-            self.remove([name])
-
-    def remove(self, names: Iterable[str]) -> None:
-        """Delete files (trained and checkpointed, or unusable); missing ones are fine."""
-        names = list(names)
-        with self._lock:
-            gone = set(names)
-            self._names = {k: n for k, n in self._names.items() if n not in gone}
-        for name in names:
-            (self.root / name).unlink(missing_ok=True)
-        if names and self.root.is_dir():
-            _fsync_dir(self.root)
-
-    def reject(self, name: str) -> None:
-        """Set aside a stored payload the learner cannot train on (kept as `<name>.rejected`)."""
-        path = self.root / name
-        if path.exists():
-            os.replace(path, path.with_name(name + ".rejected"))
-            _fsync_dir(self.root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -220,10 +111,9 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         self._params: _Published | None = None
         self._buffers: list[_SendBuffer] = []  # every pooled buffer in use or kept for reuse
         self._keep_buffers = keep_buffers
-        # accepted rollouts, oldest first -> their episode ids; and each episode id -> its rollout
-        self._seen: OrderedDict[Key, tuple[int, ...]] = OrderedDict()
-        self._episode_ids: dict[int, Key] = {}
-        self._dedup_window = dedup_window
+        # accepted rollouts, oldest first -> their episode ids (app.learner.validate)
+        self._window = EpisodeWindow(dedup_window)
+        self._seen = self._window.seen  # read-only view (tests, diagnostics)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -241,27 +131,16 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
     def register(self, rollout: Rollout) -> str | None:
         """Count `rollout` as accepted (a rollout reloaded from the spool, after `restore_dedup`): None if
         it is (also when its key was known already), else why not (an episode id taken by another)."""
-        why = self._accept_key(rollout.key, _episode_ids(rollout))
-        if why == "duplicate":
-            with self._lock:
-                self._seen.move_to_end(rollout.key)  # pending again: the last to leave the window
-            return None
-        return why
+        return self._window.register(rollout)
 
     def dedup_state(self) -> list[list[Any]]:
         """The de-duplication window as plain lists (stored in checkpoints: a resumed learner still drops
         re-sends and refuses reused episode ids of episodes accepted before the stop)."""
-        with self._lock:
-            return [[actor, episode, list(ids)] for (actor, episode), ids in self._seen.items()]
+        return self._window.state()
 
     def restore_dedup(self, entries: Iterable[Any]) -> None:
         """Load `dedup_state()` (entries that do not parse are skipped: it is a cache of what was seen)."""
-        for entry in entries:
-            try:
-                actor, episode, ids = entry
-                self._accept_key((str(actor), int(episode)), tuple(int(i) for i in ids))
-            except (TypeError, ValueError):
-                continue
+        self._window.restore(entries)
 
     # ------------------------------------------------------------------------------ training-loop side
 
@@ -396,24 +275,19 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         payloads = self._payloads(request_iterator, context, self.max_rollout_bytes, "transitions")
         for payload in payloads:
             self._refuse_if_closing(context)
-            try:
-                rollout = decode_rollout(payload)
-                if self.validate is not None:
-                    self.validate(rollout)
+            try:  # envelope, the learner's checks, episode ids (None: a re-send, dropped)
+                rollout = self._window.admit(payload, self.validate)
             except DecodeError as err:
                 self._refuse(context, err)
-            clash = self._accept_key(rollout.key, _episode_ids(rollout))
-            if clash == "duplicate":
+            if rollout is None:
                 with self._lock:
                     self.stats.duplicates_dropped += 1
                 continue
-            if clash is not None:
-                self._refuse(context, DecodeError(f"transitions: {clash}"))
             if self.spool is not None:
                 try:
                     self.spool.write(rollout.key, payload)
                 except OSError as err:  # disk full, ...: not stored, so not acknowledged
-                    self._forget(rollout.key)
+                    self._window.forget(rollout.key)
                     log.error("could not store a rollout from %s: %s", rollout.actor_id, err)
                     context.abort(grpc.StatusCode.UNAVAILABLE, f"learner could not store the rollout: {err}")
             del payload
@@ -421,7 +295,7 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
                 if self.spool is not None and self.closing:
                     # stored: the next learner trains it and drops the re-send as a duplicate
                     self._refuse_stopping(context)
-                self._forget(rollout.key)  # not stored: the actor's retry must be accepted
+                self._window.forget(rollout.key)  # not stored: the actor's retry must be accepted
                 if self.spool is not None:
                     self.spool.discard(rollout.key)
                 if self.closing:
@@ -482,34 +356,6 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
                 continue
         return False
 
-    def _accept_key(self, key: Key, ids: tuple[int, ...]) -> str | None:
-        """Take `key` and its episode ids: None if they were free, "duplicate" if `key` was accepted
-        before, else why an episode id cannot be used."""
-        with self._lock:
-            if key in self._seen:
-                return "duplicate"
-            for i in ids:
-                other = self._episode_ids.get(i)
-                if other is not None:
-                    return (
-                        f"episode id {i} is already used by episode {other[1]} of {other[0][:80]!r} "
-                        "(episode ids must be unique across actors and episodes)"
-                    )
-            self._seen[key] = ids
-            for i in ids:
-                self._episode_ids[i] = key
-            while len(self._seen) > self._dedup_window:
-                _, old_ids = self._seen.popitem(last=False)
-                for i in old_ids:
-                    self._episode_ids.pop(i, None)
-            return None
-
-    def _forget(self, key: Key) -> None:
-        with self._lock:
-            for i in self._seen.pop(key, ()):
-                if self._episode_ids.get(i) == key:
-                    del self._episode_ids[i]
-
     def _heard_from(self, context) -> str:
         actor = dict(context.invocation_metadata() or ()).get(ACTOR_ID_METADATA_KEY) or context.peer()
         actor = str(actor)[:128]
@@ -520,11 +366,3 @@ class PIRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
             while len(seen) > _MAX_ACTORS_SEEN:
                 del seen[next(iter(seen))]
         return actor
-
-
-def _episode_ids(rollout: Rollout) -> tuple[int, ...]:
-    """The distinct episode ids a rollout's rows carry (none if it has no `episode_id` field)."""
-    ids = rollout.batch.get("episode_id")
-    if ids is None or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        return ()
-    return tuple(int(i) for i in torch.unique(ids.reshape(-1)).tolist())

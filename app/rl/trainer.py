@@ -8,7 +8,8 @@ update(batch) does, in order:
   5. decoupled-PPO proximal log-probs and weights (if enabled) for stale-but-kept rows; AWR weights and
      targets (if `rl.awr.coef` > 0);
   6. epochs x minibatches of: re-score stored chains -> clipped surrogate + value loss - entropy bonus
-     + BC on human chunks (+ AWR + demo anchor if enabled); AdamW step with grad-norm clipping;
+     + BC on human chunks (+ AWR + demo anchor if enabled); AdamW step with grad-norm clipping; a step
+     whose loss or gradient is not finite is skipped (`losses/skipped_nonfinite`, a warning);
   7. diagnostics with cleanrl names, and the policy version moves on by one.
 Steps 1-5 are `prepare()` (no parameter changes), 6-7 the rest of `update()`.
 
@@ -24,6 +25,7 @@ replay.py, awr.py, critic.py, layers.py).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -51,6 +53,9 @@ from app.rl.replay import ReplayBuffer, UTDSchedule, minibatch_schedule
 from app.rl.sampling import evaluate_chain
 
 ANCHOR_ACTION_KEY = "action"
+SKIPPED_KEY = "losses/skipped_nonfinite"  # minibatch steps skipped in an update: loss or gradient not finite
+
+log = logging.getLogger("pirl.rl.trainer")
 
 
 @dataclass
@@ -355,23 +360,39 @@ class PIRLTrainer:
         model.train()
         sums: dict[str, float] = {}
         steps = 0
+        skipped: list[str] = []  # why each skipped minibatch step was skipped
         stopped_early = False
         for minibatches in self._passes(n, steps_budget):
             for idx in minibatches:
                 stats = self._minibatch_step(p, idx, actor_on, anchor_w)
+                steps += 1
+                if SKIPPED_KEY in stats:  # its loss terms are NaN/inf: kept out of the averages
+                    skipped.append(str(stats[SKIPPED_KEY]))
+                    continue
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
-                steps += 1
+            applied = steps - len(skipped)
             if (
                 cfg.ppo.target_kl is not None
-                and sums.get("losses/approx_kl", 0.0) / max(steps, 1) > cfg.ppo.target_kl
+                and sums.get("losses/approx_kl", 0.0) / max(applied, 1) > cfg.ppo.target_kl
             ):
                 stopped_early = True
                 break
         model.eval()
 
         # 7. diagnostics
-        metrics = {k: v / max(steps, 1) for k, v in sums.items()}
+        metrics = {k: v / max(steps - len(skipped), 1) for k, v in sums.items()}
+        if skipped:  # the key only appears when it happened (the default metrics stay as they were)
+            metrics[SKIPPED_KEY] = float(len(skipped))
+            log.warning(
+                "update of v%d: skipped %d of %d minibatch steps with a non-finite %s; the weights "
+                "stay as they were before those steps",
+                version,
+                len(skipped),
+                steps,
+                " / ".join(sorted(set(skipped))),
+            )
+        self._check_finite_parameters(version)
         if cfg.algorithm == "ppo":
             metrics["losses/explained_variance"] = explained_variance(old_value, returns)
         metrics.update(
@@ -413,8 +434,13 @@ class PIRLTrainer:
 
     def _minibatch_step(
         self, p: PreparedBatch, idx: torch.Tensor, actor_on: bool, anchor_w: float
-    ) -> dict[str, float]:
-        """One gradient step on rows idx of a prepared batch; returns its diagnostics."""
+    ) -> dict[str, Any]:
+        """One gradient step on rows idx of a prepared batch; returns its diagnostics.
+
+        Non-finite guard: a NaN/inf loss (no backward) or gradient (before the step) skips the step, so
+        neither the weights nor AdamW's moments see it; the returned dict then holds only
+        `SKIPPED_KEY: "loss" | "gradient"`. With finite weights and finite gradients AdamW's step stays
+        finite (its update is bounded by lr * m / sqrt(v)), so checking before the step suffices."""
         cfg, model = self.cfg, self.model
         device = p.reward.device
         mb = p.batch.index(idx)
@@ -475,15 +501,35 @@ class PIRLTrainer:
             loss = loss + anchor_w * anchor
             stats["losses/anchor"] = float(anchor.detach())
         self.optimizer.zero_grad(set_to_none=True)
+        if not math.isfinite(float(loss.detach())):
+            return {SKIPPED_KEY: "loss"}
         loss.backward()
+        params = [q for g in self.optimizer.param_groups for q in g["params"]]
         if cfg.ppo.max_grad_norm > 0:
-            gn = torch.nn.utils.clip_grad_norm_(
-                [q for g in self.optimizer.param_groups for q in g["params"]], cfg.ppo.max_grad_norm
-            )
-            stats["losses/grad_norm"] = float(gn)
+            gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.ppo.max_grad_norm))
+            stats["losses/grad_norm"] = gn
+        else:
+            gn = float(torch.nn.utils.get_total_norm([q.grad for q in params if q.grad is not None]))
+        if not math.isfinite(gn):  # some gradient is NaN/inf (clipping scaled them all by NaN)
+            self.optimizer.zero_grad(set_to_none=True)
+            return {SKIPPED_KEY: "gradient"}
         self.optimizer.step()
         stats["losses/total_loss"] = float(loss.detach())
         return stats
+
+    @torch.no_grad()
+    def _check_finite_parameters(self, version: int) -> None:
+        """Never let non-finite weights stand (they would be pushed to the robots): with the guard above this
+        cannot happen from finite weights, so it is an error (one reduction and one sync per update)."""
+        named = [(n, q) for n, q in self.model.named_parameters() if q.requires_grad]
+        if not named or bool(torch.stack([q.isfinite().all() for _, q in named]).all()):
+            return
+        bad = [n for n, q in named if not bool(q.isfinite().all())]
+        if bad:
+            raise FloatingPointError(
+                f"update of v{version}: trainable parameters are not finite ({', '.join(bad[:5])}); they were "
+                "before this update or an optimiser setting is not finite. Resume from the last checkpoint"
+            )
 
     def _anchor_loss(self, device: torch.device) -> torch.Tensor:
         """Flow matching on `rl.anchor.batch_size` rows drawn from the anchor batch (whole chunks)."""

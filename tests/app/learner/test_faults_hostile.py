@@ -18,7 +18,7 @@ from app.transport.channel import make_channel
 from app.transport.chunks import TransferState
 from app.transport.codec import ROLLOUT_FORMAT, Rollout, encode_interaction, encode_rollout, to_messages
 from app.transport.config import TransportConfig
-from tests.app.learner.test_algorithm import _batch
+from benchmarks import hostile
 
 INVALID, EXHAUSTED = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED
 CAP = 4 * 1024 * 1024  # transport.max_rollout_bytes in these tests (a good rollout is a few kB)
@@ -30,9 +30,8 @@ def client_cfg(port: int, **kw) -> TransportConfig:
 
 
 def good_batch(learner: Learner, episode_id: int, chunks: int = 6) -> dict[str, torch.Tensor]:
-    b = _batch(learner.policy, n_episodes=1, chunks=chunks, version=learner.algorithm.policy_version)
-    b.episode_id[:] = episode_id
-    return b.to_dict()
+    """A rollout an actor of this learner would send (shared with benchmarks/faults.py)."""
+    return hostile.good_batch(learner.policy, episode_id, chunks, version=learner.algorithm.policy_version)
 
 
 def send(port: int, messages: list, method: str = "SendTransitions") -> tuple[grpc.StatusCode, str]:
@@ -74,25 +73,8 @@ def served(run_config):
 
 
 def _hostile_batches(learner: Learner) -> dict[str, dict[str, torch.Tensor]]:
-    def edit(fn):
-        d = good_batch(learner, 900)
-        fn(d)
-        return d
-
-    k, h, a = 4, 10, 6  # tiny config: num_steps, chunk_size, action_dim
-    return {
-        "duplicate ids": edit(lambda d: d["chunk_index"].zero_()),
-        "wrong obs shape": edit(lambda d: d.update({"obs.observation.state": torch.zeros(6, 5)})),
-        "wrong chain shape": edit(lambda d: d.update({"chain": torch.zeros(6, k, h, a)})),
-        "NaN values": edit(lambda d: d["reward"].__setitem__(2, float("nan"))),
-        "infinite chain": edit(lambda d: d["chain"].view(-1).__setitem__(0, float("inf"))),
-        "unknown key": edit(lambda d: d.update({"evil": torch.zeros(6)})),
-        "missing field": edit(lambda d: d.pop("logprob")),
-        "wrong dtype": edit(lambda d: d.update({"reward": d["reward"].double()})),
-        "rows disagree": edit(lambda d: d.update({"value": torch.zeros(5)})),
-        "no rows": {k_: v[:0] for k_, v in good_batch(learner, 901).items()},
-        "sde_step out of range": edit(lambda d: d["sde_step"].fill_(99)),
-    }
+    """Every hostile rollout kind (shared with benchmarks/faults.py)."""
+    return hostile.hostile_batches(learner.policy, learner.algorithm.policy_version)
 
 
 def test_every_hostile_rollout_kind_is_refused_and_a_good_actor_keeps_training(served):
