@@ -88,6 +88,9 @@ def _live(sig: int) -> list[SignalHooks]:
 def _register(sig: int, hook: SignalHooks) -> None:
     current = signal.getsignal(sig)
     if current is not _dispatch:  # the first guard, or someone replaced our dispatcher since
+        # Guards registered before a replacement no longer get this signal (the replacement took over from
+        # them), so they must not keep our dispatcher installed once this guard closes.
+        _hooks[sig] = []
         _saved[sig] = current
         signal.signal(sig, _dispatch)
     _hooks.setdefault(sig, []).append(weakref.ref(hook))

@@ -132,3 +132,26 @@ def test_an_application_handler_installed_later_is_left_alone(keep_handlers):
     assert signal.getsignal(signal.SIGUSR1) is not keep_handlers[signal.SIGUSR1]  # theirs, not reset
     _deliver(signal.SIGUSR1)
     assert calls == [signal.SIGUSR1]
+
+
+def test_a_guard_left_open_before_a_handler_replacement_does_not_keep_the_dispatcher():
+    """A guard someone forgot to close, then a handler installed over ours (which took the signal from
+    that guard): the next guard's close must put that handler back, not leave our dispatcher in place."""
+    from hardware.safety.signals import SignalHooks
+
+    before = signal.getsignal(signal.SIGUSR1)
+    forgotten = SignalHooks(lambda reason: None, lambda: None)
+    assert forgotten.install()
+    try:
+
+        def replacement(signum, frame):
+            return None
+
+        signal.signal(signal.SIGUSR1, replacement)
+        fresh = SignalHooks(lambda reason: None, lambda: None)
+        assert fresh.install()
+        fresh.uninstall()
+        assert signal.getsignal(signal.SIGUSR1) is replacement
+    finally:
+        forgotten.uninstall()
+        signal.signal(signal.SIGUSR1, before)
