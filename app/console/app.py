@@ -17,6 +17,7 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.widgets import Footer
 
 from app.console.launcher import ActorProcess
@@ -264,6 +265,14 @@ class ConsoleApp(App[int]):
 
     def _tick(self) -> None:
         """Twice a second: elapsed times, a silent actor, an e-stop that never showed, a dead actor."""
+        if not self.is_running:  # the app is exiting: its panels may already be gone
+            return
+        try:
+            self._tick_now()
+        except NoMatches:  # the panels are being torn down (exit): a display refresh, the next tick retries
+            return
+
+    def _tick_now(self) -> None:
         if self._estop_sent_at is not None and self.clock() - self._estop_sent_at > ESTOP_PENDING_S:
             self._estop_pending(False)
         self._check_actor()
