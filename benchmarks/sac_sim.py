@@ -55,6 +55,13 @@ class SACRunConfig:
     temperature_init: float = 0.01  # LeRobot's default is 1.0; see docs/benchmarks.md section 1
     discount: float = 0.99
     eval_episodes: int = 50  # deterministic (tanh of the mean action) episodes on the fixed eval scenes
+    # Robot time (benchmarks/robot_time.py): control steps charged per episode for the drive home that a
+    # real arm (and the PI-RL runtime) spends between episodes; the lockstep sim here teleports home.
+    reset_steps_per_episode: int = 0
+    # Also stop after this much robot time ((env steps + resets) / fps / 60; 0: no limit) ...
+    max_robot_minutes: float = 0.0
+    # ... and evaluate (eval_episodes, deterministic) when the robot time passes each of these marks.
+    eval_at_robot_minutes: tuple[float, ...] = ()
 
 
 @dataclass
@@ -66,6 +73,8 @@ class SACResult:
     updates: int  # SACAlgorithm.update() calls
     wall_s: float  # whole run: demos, BC, both evals, online phase
     rl_wall_s: float  # online phase only (what the budget limits)
+    robot_minutes: float = 0.0  # (env steps + episodes x reset_steps_per_episode) / fps / 60
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (robot-minute mark, eval success)
 
 
 def _demo_transitions(envs: SimEnvs, cfg: SACRunConfig) -> list[tuple]:
@@ -231,8 +240,27 @@ def run_sac(cfg: SACRunConfig, log: Callable[[str], None] = print) -> SACResult:
         owed = 0.0  # updates earned by collected transitions and not yet run
         t_rl = time.monotonic()
         last_log = t_rl
-        while time.monotonic() - t_rl < cfg.wall_budget_s:
+        per_minute = cfg.env.fps * 60.0
+        marks = sorted(cfg.eval_at_robot_minutes)
+        curve: list[tuple[float, float]] = []
+        eval_s = 0.0  # time spent in mark evaluations, not charged to the wall budget
+
+        def robot_minutes() -> float:
+            return (env_steps + episodes * cfg.reset_steps_per_episode) / per_minute
+
+        while time.monotonic() - t_rl - eval_s < cfg.wall_budget_s:
+            while marks and robot_minutes() >= marks[0]:
+                t_eval = time.monotonic()
+                curve.append((marks.pop(0), evaluate_sac(policy, envs, norm, cfg.eval_episodes)))
+                log(f"sac seed {cfg.seed}: {curve[-1][0]:g} robot min -> {curve[-1][1]:.0%}")
+                for i in range(len(envs)):  # the evaluation used the arms: restart the training episodes
+                    steps[i] = 0
+                    envs.reset(i, next_seed)
+                    next_seed += 1
+                eval_s += time.monotonic() - t_eval
             if cfg.max_env_steps and env_steps >= cfg.max_env_steps:
+                break
+            if cfg.max_robot_minutes and robot_minutes() >= cfg.max_robot_minutes:
                 break
             s = norm.state(envs.to_tensors(envs.last_obs)[STATE_KEY])
             with torch.no_grad():
@@ -264,11 +292,21 @@ def run_sac(cfg: SACRunConfig, log: Callable[[str], None] = print) -> SACResult:
                     f"sac seed {cfg.seed}: {env_steps} steps, {episodes} episodes, {updates} updates "
                     f"[{last_log - t_rl:.0f}s]"
                 )
-        rl_wall = time.monotonic() - t_rl
+        rl_wall = time.monotonic() - t_rl - eval_s
         after = evaluate_sac(policy, envs, norm, cfg.eval_episodes)
         log(
             f"sac seed {cfg.seed}: after {after:.0%} ({episodes} episodes, {updates} updates, {rl_wall:.0f}s)"
         )
-        return SACResult(before, after, episodes, env_steps, updates, time.monotonic() - t0, rl_wall)
+        return SACResult(
+            before,
+            after,
+            episodes,
+            env_steps,
+            updates,
+            time.monotonic() - t0,
+            rl_wall,
+            robot_minutes(),
+            curve,
+        )
     finally:
         envs.close()

@@ -44,7 +44,11 @@ _VLA_FILES = sorted((REPO / "configs" / "vla").glob("*.json"))
 VLA_RUN_CONFIGS = [p for p in _VLA_FILES if "robot" in json.loads(p.read_text())]
 VLA_CONFIGS = [p for p in _VLA_FILES if p not in VLA_RUN_CONFIGS]
 # The sim recipes' policy is the BC policy `pirl demo` writes; its PI-RL method comes with it.
-SIM_RECIPES = {"sim_reach_flow_noise.json": "flow_noise", "sim_reach_flow_sde.json": "flow_sde"}
+SIM_RECIPES = {
+    "sim_reach_flow_noise.json": "flow_noise",
+    "sim_reach_flow_sde.json": "flow_sde",
+    "sim_reach_robot_minute.json": "flow_noise",  # + the demos `pirl demo` records in <output_dir>/demos
+}
 # Simulated servo buses (packet-level Dynamixel/Feetech mocks) for the real-arm recipes.
 sim_ports, calib_dir = sim_fixtures.sim_ports, sim_fixtures.calib_dir
 koch_sim, so101_sim = sim_fixtures.koch_sim, sim_fixtures.so101_sim
@@ -326,6 +330,16 @@ def test_sim_recipe_runs_one_update_through_learner_and_actor(name: str, method:
     folder = _tiny_policy_folder(tmp_path / "bc_policy", method)
     out = tmp_path / "run"
     shrink = [f"--policy_path={folder}"]
+    extra = []
+    if parse_run_config(["--config", f"configs/{name}"]).learner.demos:  # a demo file instead of a demo run
+        from app.learner.demos import save_demo_file
+
+        demo = {
+            "observation.state": torch.zeros(20, 9),
+            "action": torch.zeros(20, 6),
+            "reward": torch.zeros(20),
+        }
+        extra = [f"--learner.demos={save_demo_file(tmp_path / 'demos.pt', [demo])}"]
     run = RunProcesses.start(
         REPO / "configs" / name,
         out,
@@ -335,6 +349,7 @@ def test_sim_recipe_runs_one_update_through_learner_and_actor(name: str, method:
             "--learner.max_updates=1",
             "--algorithm.chunks_per_update=9",  # 1.5 s episodes, 5 actions per chunk: 9 chunks
             "--learner.tensorboard=false",
+            *extra,
         ],
         actor_args=[*shrink, "--actor.sample_seed=0"],
         env={"OMP_NUM_THREADS": "1"},

@@ -24,7 +24,7 @@ from app.rl.bc import bc_pretrain, floored_normalization_stats, make_chunks
 from app.rl.config import PIRLConfig
 from app.rl.lerobot_policy import PIRLFlowConfig, PIRLFlowPolicy
 from app.rl.model import PIRLModel
-from app.rl.native import NativeFlowConfig
+from app.rl.native import STATE_KEY, NativeFlowConfig
 from app.rl.trainer import PIRLTrainer
 
 # Seed ranges: demos, training episodes and evaluation episodes never share a reset.
@@ -120,11 +120,61 @@ def build_policy(cfg: DemoConfig, envs: SimEnvs) -> PIRLFlowPolicy:
     return PIRLFlowPolicy(pcfg).eval()
 
 
-def pretrain(cfg: DemoConfig, envs: SimEnvs, model: PIRLModel) -> list[EpisodeStats]:
-    """Scripted demos -> BC on the whole policy; returns the demos' episode stats."""
+def demo_episodes(cfg: DemoConfig, envs: SimEnvs) -> tuple[list[dict], list[EpisodeStats]]:
+    """The scripted expert's demos (seeded by `cfg.seed`) as per-step tensors: observation keys, "action"
+    and "reward" (1 at the step that succeeded, else 0)."""
     seeds = [DEMO_SEED0 + 1000 * cfg.seed + i for i in range(cfg.bc.demos)]
     episodes, stats = collect_demos(envs, seeds, cfg.env.task)
-    data = make_chunks(episodes, model.policy.chunk_size)
+    for ep, st in zip(episodes, stats, strict=True):
+        reward = torch.zeros(ep["action"].shape[0])
+        reward[-1] = 1.0 if st.success else 0.0
+        ep["reward"] = reward
+    return episodes, stats
+
+
+def record_demos(episodes: list[dict], envs: SimEnvs, root: Path, task: str) -> Path:
+    """Write the demos as a LeRobotDataset (what a person's demos recorded on a real arm are, and what
+    `pirl bc --dataset.root` and the learner's `learner.demos` read): `observation.state` named like the
+    actor's state, `action`, `next.reward` / `next.done` / `next.success`, `intervention` True."""
+    from app.demo.sim_envs import state_keys
+    from app.eval.recorder import EpisodeRecorder, RecordConfig
+
+    rec = EpisodeRecorder(
+        RecordConfig(root=str(root), repo_id="local/pirl_demo_demos", task=task, overwrite=True),
+        fps=envs.cfg.fps,
+        state_names=envs.keys,
+        action_names=state_keys(),
+        robot_type="sim_so101",
+    )
+    try:
+        for ep in episodes:
+            states, actions, rewards = ep[STATE_KEY], ep["action"], ep["reward"]
+            success = bool(rewards[-1] >= 1.0)
+            for t in range(actions.shape[0]):
+                last = t == actions.shape[0] - 1
+                rec.add(
+                    dict(zip(envs.keys, states[t].tolist(), strict=True)),
+                    dict(zip(state_keys(), actions[t].tolist(), strict=True)),
+                    intervention=True,
+                    reward=float(rewards[t]),
+                    done=last,
+                    success=last and success,
+                )
+            rec.end_episode(success)
+    finally:
+        rec.close()
+    return root
+
+
+def pretrain(
+    cfg: DemoConfig, envs: SimEnvs, model: PIRLModel, demos: tuple[list[dict], list] | None = None
+) -> list[EpisodeStats]:
+    """Scripted demos (or the given `demo_episodes` result) -> BC on the whole policy; returns the demos'
+    episode stats."""
+    episodes, stats = demos if demos is not None else demo_episodes(cfg, envs)
+    data = make_chunks(
+        [{k: v for k, v in ep.items() if k != "reward"} for ep in episodes], model.policy.chunk_size
+    )
     model.policy.set_normalization(floored_stats(data, envs))
     bc_pretrain(
         model.policy,

@@ -1,5 +1,11 @@
 """The PI-RL learner: serve LearnerService, batch whole episodes, update, push weights, checkpoint.
 
+At start: the run's learning recipe (`learner.preset`, `learner.rl_overrides`: app/learner/recipe.py) is
+applied to the policy before the trainer is built; `learner.demos` (app/learner/demos.py) set the anchor
+batch (also after a resume) and pre-train the critic once, before the first update. Robot time (episode
+and drive-home steps from the actors' episode stats, app/learner/robot_time.py) is logged with every update,
+saves the policy at `learner.save_at_robot_minutes` marks and stops the run at `learner.max_robot_minutes`.
+
 Top to bottom, one iteration:
 
 1. drain the service queues: rollouts (one episode of chunk rows each) and episode stats (JSON);
@@ -29,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -40,145 +45,31 @@ from pathlib import Path
 from typing import Any
 
 import draccus
-import torch
 
-from app.learner.checkpoint import PRETRAINED_DIR, CheckpointManager
+from app.learner.checkpoint import CheckpointManager
+from app.learner.hub import push_after_run
+from app.learner.metrics import MetricsSink, data_charts, progress_line, window_charts
+from app.learner.recipe import DemoSetup, apply_recipe
+from app.learner.robot_time import RobotTime
 from app.learner.service import PIRLLearnerService, RolloutSpool
+from app.learner.spec import check_meta, rollout_spec
+from app.learner.versions import PUSHED_VERSION_FILE, read_pushed_version, write_pushed_version
 from app.rl.algorithm import PIRLAlgorithm
-from app.rl.batch import OBS_PREFIX, OPTIONAL_FIELDS, ChunkRecord, RolloutBatch
+from app.rl.batch import RolloutBatch
 from app.rl.checkpoint_state import STATE_FORMAT, TRAINABLE_KEY, restore_policy_state, trainable_state
 from app.rl.digests import frozen_digest, weights_digest
 from app.run.config import PIRLRunConfig
-from app.run.sections import ENDPOINT_FILE, METRICS_FILE
+from app.run.sections import ENDPOINT_FILE, PRETRAINED_DIR
 from app.transport.channel import make_server
-from app.transport.codec import (
-    DecodeError,
-    FieldSpec,
-    Parameters,
-    Rollout,
-    RolloutSpec,
-    decode_rollout,
-)
+from app.transport.codec import DecodeError, Parameters, Rollout, decode_rollout
+
+__all__ = ["PUSHED_VERSION_FILE", "Learner", "MetricsSink", "rollout_spec"]
 
 log = logging.getLogger("pirl.learner")
 
 SPOOL_DIR = "spool"  # accepted rollouts not yet in a checkpoint (one file each)
-PUSHED_VERSION_FILE = "pushed_version.json"  # the highest policy version ever pushed from this output_dir
 SPOOL_DONE_KEY = "spool_done"  # meta.json: spool files consumed by the updates this checkpoint holds
 DEDUP_KEY = "service"  # state.pt: the service's de-duplication window
-IMAGE_OBS_PREFIX = OBS_PREFIX + "observation.images."
-
-
-def rollout_spec(policy: Any) -> RolloutSpec:
-    """What a rollout must hold to be trained by `policy`: the fields, dtypes and per-row shapes of a dry
-    `RolloutBatch` built the way an actor builds one (`ChunkRecord` -> `RolloutBatch.from_records`) from a
-    zero observation of the policy's input features (through its pre-processor for a VLA: task tokens and
-    mask). Camera frames keep their channels; their height and width are free but fixed for the run (both
-    encoders accept any size; a batch needs one). Integer ranges: chunk_index and policy_version >= 0,
-    sde_step in [-1, K), language token ids below the tokenizer's size."""
-    model = policy.model
-    pol = model.policy
-    k = int(model.cfg.num_steps)
-    obs = _dry_observation(policy)
-    record = ChunkRecord(
-        obs={key: v[0] for key, v in obs.items()},
-        reward=0.0,
-        chain=torch.zeros(k + 1, pol.chunk_size, pol.model_action_dim),
-    )
-    template = RolloutBatch.from_records([record], pol.action_dim).to_dict()
-    ranges: dict[str, tuple[int | None, int | None]] = {
-        "chunk_index": (0, None),
-        "policy_version": (0, None),
-        "sde_step": (-1, k),
-    }
-    vocab = _vocabulary_size(policy)
-    fields = {}
-    for name, t in template.items():
-        shape: tuple[int | None, ...] = tuple(int(d) for d in t.shape[1:])
-        if name.startswith(IMAGE_OBS_PREFIX) and len(shape) == 3:
-            shape = (shape[0], None, None)
-        low, high = ranges.get(name, (None, None))
-        if name.startswith(OBS_PREFIX) and not t.is_floating_point() and t.dtype != torch.bool:
-            low, high = 0, vocab  # token ids index an embedding
-        fields[name] = FieldSpec(t.dtype, shape, low, high)
-    return RolloutSpec(fields, optional=OPTIONAL_FIELDS)
-
-
-@torch.no_grad()
-def _dry_observation(policy: Any) -> dict[str, torch.Tensor]:
-    """A batch of one zero observation as the policy reads it (what the actor stores per row)."""
-    from lerobot.configs import FeatureType
-
-    feats = getattr(policy.config, "input_features", None) or {}
-    raw = {
-        key: torch.zeros(1, *feat.shape)
-        for key, feat in feats.items()
-        if key.startswith("observation.")
-        and feat.type in (FeatureType.STATE, FeatureType.ENV, FeatureType.VISUAL)
-    }
-    prepare = getattr(policy, "prepare_observation", None)  # a VLA's LeRobot pre-processor, as the actor
-    obs = prepare(raw) if prepare is not None else raw
-    return {key: v.detach().cpu() for key, v in obs.items()}
-
-
-def _vocabulary_size(policy: Any) -> int | None:
-    """Size of the tokenizer of a VLA's pre-processor (None: no tokenizer)."""
-    for step in getattr(getattr(policy, "preprocessor", None), "steps", ()) or ():
-        tokenizer = getattr(step, "input_tokenizer", None) or getattr(step, "tokenizer", None)
-        if tokenizer is not None:
-            try:
-                return len(tokenizer)
-            except TypeError:
-                return None
-    return None
-
-
-def _check_meta(rollout: Rollout) -> None:
-    steps = rollout.meta.get("steps", 0)
-    if type(steps) is not int or not 0 <= steps < 2**40:
-        raise DecodeError(
-            f"transitions: meta 'steps' must be a non-negative integer, got {str(steps)[:40]!r}"
-        )
-
-
-class MetricsSink:
-    """metrics.jsonl always; TensorBoard and wandb when enabled. One `write(step, metrics)` per update."""
-
-    def __init__(self, cfg: PIRLRunConfig, out: Path, run_id: str):
-        self.path = out / METRICS_FILE
-        self.tb = None
-        self.wandb = None
-        if cfg.learner.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(log_dir=str(out / "tb"))
-            except ImportError:  # tensorboard is a declared dependency; degrade rather than die
-                log.warning("tensorboard is not installed; TensorBoard logging is off")
-        if cfg.learner.wandb:
-            import wandb  # optional; fails loudly if asked for and missing
-
-            self.wandb = wandb.init(project=cfg.learner.wandb_project, id=run_id, resume="allow")
-
-    def write(self, step: int, metrics: dict[str, float]) -> None:
-        clean = {
-            k: (v if isinstance(v, (int, str)) or math.isfinite(v) else None) for k, v in metrics.items()
-        }
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"update": step, "time": time.time(), **clean}) + "\n")
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    self.tb.add_scalar(k, v, step)
-            self.tb.flush()
-        if self.wandb is not None:
-            self.wandb.log(metrics, step=step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-        if self.wandb is not None:
-            self.wandb.finish()
 
 
 class Learner:
@@ -189,7 +80,7 @@ class Learner:
         shutdown: threading.Event | None = None,
     ):
         cfg.validate("learner")
-        self.save_pretrained = _save_pretrained_mode(cfg)
+        self.save_pretrained = cfg.learner.save_pretrained  # "final" or "every" (validated)
         self.cfg = cfg
         self.progress = progress or (lambda _line: None)
         self.shutdown = shutdown or threading.Event()
@@ -201,6 +92,8 @@ class Learner:
                 "continue it with --learner.resume=true or pick another --learner.output_dir"
             )
         self.policy = cfg.make_policy(device=cfg.policy.device if cfg.policy is not None else "cpu")
+        self.recipe = apply_recipe(cfg, self.policy)  # learner.preset / rl_overrides, before the trainer
+        self.demos = DemoSetup(cfg, self.policy) if cfg.learner.demos else None
         self.algorithm = PIRLAlgorithm(self.policy, cfg.algorithm)
         self.algorithm.make_optimizers_and_scheduler()
         self.updates = 0
@@ -225,7 +118,7 @@ class Learner:
             max_interaction_bytes=tcfg.max_interaction_bytes,
         )
         self._pushed_path = self.out / PUSHED_VERSION_FILE
-        self._highest_pushed = _read_pushed_version(self._pushed_path)
+        self._highest_pushed = read_pushed_version(self._pushed_path)
         spool_done: list[str] = []
         if cfg.learner.resume:
             state, meta = self._resume()
@@ -233,6 +126,12 @@ class Learner:
             spool_done = [str(n) for n in meta.get(SPOOL_DONE_KEY, ())]
         self._load_spool(spool_done)
         self._continue_above_pushed()
+        self.robot_time = RobotTime(cfg, self.out)  # robot-minute totals (continued on resume) and marks
+        # demos: the anchor at every start (it is not checkpointed), the critic only before a fresh run's first update
+        self._pretrain_due = self.demos is not None and not cfg.learner.resume
+        self._pending_metrics: dict[str, float] = {}
+        if self.demos is not None:
+            self.demos.anchor(self.algorithm)
         self.server = None
         self.port: int | None = None
         self._saved_at = self.updates if cfg.learner.resume else -1
@@ -241,7 +140,7 @@ class Learner:
         """What the service runs on every rollout before accepting it: `DecodeError` if this policy cannot
         train on it (see `rollout_spec`)."""
         self.spec.check(rollout.batch)
-        _check_meta(rollout)
+        check_meta(rollout)
 
     def _load_spool(self, done: list[str]) -> None:
         """Rollouts accepted before a stop and not in the checkpoint resumed from: pending again, in the
@@ -310,9 +209,14 @@ class Learner:
         self.t_start = time.monotonic()
         self.steps_at_start = self.env_steps
         max_updates = self.cfg.learner.max_updates
+        for line in self.recipe + ([f"demos: {self.demos.describe()}"] if self.demos else []):
+            self.progress(f"learner: {line}")
         try:
+            self._pretrain_critic()  # the actor already runs on the published weights meanwhile
             while not self.shutdown.is_set():
                 self._drain(timeout=0.1)
+                if self.robot_time.check(self.policy.save_pretrained, self.progress, self._counters()):
+                    break
                 if self._pending_chunks() >= self.cfg.algorithm.chunks_per_update:
                     self._update()
                     if max_updates and self.updates >= max_updates:
@@ -320,9 +224,13 @@ class Learner:
                         break
         finally:
             self.service.close()  # sends from now on: UNAVAILABLE, re-sent to the next learner
+            self.robot_time.save()
             self._final_save()
             self.sink.close()
             self.server.stop(grace=1.0).wait(timeout=5)
+            push_after_run(
+                self.cfg, self._last_checkpoint, self.progress
+            )  # never raises; one line on failure
         return 0
 
     # -------------------------------------------------------------------------------- data in
@@ -376,6 +284,7 @@ class Learner:
             if msg.get("type") == "episode":
                 self.window.append(msg)
                 self.episodes += 1
+                self.robot_time.clock.add(msg)
 
     # ----------------------------------------------------------------------------------- update
 
@@ -397,16 +306,24 @@ class Learner:
         self._publish()
         metrics = stats.to_log_dict()
         metrics.update(self._charts(len(kept)))
+        metrics.update(data_charts(batch, version, metrics.get("rl/minibatch_steps", 0.0)))
+        metrics.update(self._pending_metrics)
+        self._pending_metrics = {}
         self.sink.write(self.updates, metrics)
+        self.robot_time.save()
         if self.cfg.learner.progress:
-            self.progress(self._line(metrics))
+            self.progress(progress_line(self.updates, self.algorithm.policy_version, self.episodes, metrics))
         every = self.cfg.learner.save_every
         if every and self.updates % every == 0:
-            self._save()
+            from app.learner.checkpoint import NonFiniteWeightsError
+
+            try:
+                self._save()
+            except NonFiniteWeightsError as err:  # the previous checkpoints (and the spool) stay
+                log.error("learner: %s", err)
 
     def _charts(self, episodes_in_batch: int) -> dict[str, float]:
         elapsed = max(time.monotonic() - self.t_start, 1e-9)
-        win = list(self.window)
         st = self.service.stats
         charts = {
             "charts/SPS": (self.env_steps - self.steps_at_start) / elapsed,
@@ -421,28 +338,21 @@ class Learner:
             "transport/duplicates_dropped": float(st.duplicates_dropped),
             "transport/parameter_pushes": float(st.parameter_pushes),
         }
-        if win:
-            charts["charts/success_rate"] = sum(bool(m.get("success")) for m in win) / len(win)
-            charts["charts/intervention_rate"] = sum(
-                float(m.get("intervention_rate", 0.0)) for m in win
-            ) / len(win)
-            charts["charts/episodic_return"] = sum(float(m.get("return", 0.0)) for m in win) / len(win)
-            charts["charts/episodic_length"] = sum(float(m.get("steps", 0)) for m in win) / len(win)
+        charts.update(window_charts(list(self.window)))
+        charts.update(self.robot_time.clock.metrics())
         return charts
 
-    def _line(self, m: dict[str, float]) -> str:
-        def f(key: str, fmt: str = ".3f") -> str:
-            v = m.get(key)
-            return "-" if v is None else format(v, fmt)
+    # ------------------------------------------------------------------------------- robot time
 
-        return (
-            f"learner: update {self.updates} v{self.algorithm.policy_version} "
-            f"chunks {int(m.get('rl/chunks', 0))} episodes {self.episodes} "
-            f"success {f('charts/success_rate', '.2f')} return {f('charts/episodic_return', '.2f')} "
-            f"interv {f('charts/intervention_rate', '.2f')} SPS {f('charts/SPS', '.0f')} "
-            f"kl {f('losses/approx_kl', '.4f')} clipfrac {f('losses/clipfrac', '.3f')} "
-            f"vloss {f('losses/value_loss', '.4f')} ev {f('losses/explained_variance', '.2f')}"
-        )
+    def _pretrain_critic(self) -> None:
+        """Once per run, before the first update (its metrics go out with the first update's)."""
+        if self._pretrain_due:
+            self._pretrain_due = False
+            self._pending_metrics = self.demos.pretrain(self.algorithm, self.progress)
+
+    def _counters(self) -> dict[str, float]:
+        return {"updates": self.updates, "policy_version": self.algorithm.policy_version,
+                "wall_s": time.monotonic() - self.t_start}  # fmt: skip
 
     # ------------------------------------------------------------------------------- weights out
 
@@ -451,7 +361,7 @@ class Learner:
         casts them into its reused payload buffer before returning, and nothing trains meanwhile."""
         version = self.algorithm.policy_version
         if self._highest_pushed is None or version > self._highest_pushed:
-            _write_pushed_version(self._pushed_path, version)  # before any actor can see it
+            write_pushed_version(self._pushed_path, version)  # before any actor can see it
             self._highest_pushed = version
         params = Parameters(
             version=version,
@@ -527,58 +437,38 @@ class Learner:
             log.exception("final checkpoint failed; the previous one is intact")
 
     def _resume(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        path = self.ckpt.latest()
-        if path is None:
+        """Restore the newest intact checkpoint: a damaged one (unreadable or pickled state.pt, a meta key
+        missing, weights that do not match their digest, ...) is skipped with one warning line naming the
+        file and why, and the next older one is tried (`CheckpointManager.load_newest_intact`); none intact
+        is a one-line error (exit 2). Episodes trained into a skipped checkpoint are not trained again (its
+        save deleted their spool files)."""
+        from app.learner.checkpoint import DamagedCheckpointError, check_learner_checkpoint
+
+        if not self.ckpt.candidates():
             raise FileNotFoundError(
                 f"--learner.resume=true but {self.ckpt.root} holds no finished checkpoint; "
                 "start without --learner.resume or point --learner.output_dir at the run to continue"
             )
-        state, meta = CheckpointManager.load(path)
-        # the policy was rebuilt from this run's config: prove its frozen part is the checkpoint's, then
-        # load the trainable tensors (a format-1 checkpoint holds the whole state dict)
-        self.frozen = restore_policy_state(self.policy, state, meta, path, frozen=self.frozen)
-        self.algorithm.load_training_state(state["algorithm"])
-        self.algorithm.trainer.generator.set_state(state["generator"])
-        self.updates = int(meta["updates"])
-        self.env_steps = int(meta["env_steps"])
-        self.episodes = int(meta["episodes"])
-        self.run_id = str(meta["run_id"])
+
+        def restore(path: Path) -> tuple[dict[str, Any], dict[str, Any], tuple[int, int, int, str]]:
+            state, meta, counters = check_learner_checkpoint(path)  # DamagedCheckpointError: try older
+            # the policy was rebuilt from this run's config: prove its frozen part is the checkpoint's, then
+            # load the trainable tensors (a format-1 checkpoint holds the whole state dict)
+            self.frozen = restore_policy_state(self.policy, state, meta, path, frozen=self.frozen)
+            try:
+                self.algorithm.load_training_state(state["algorithm"])
+                self.algorithm.trainer.generator.set_state(state["generator"])
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+                raise DamagedCheckpointError(
+                    path / "state.pt", f"its optimiser / RNG state does not load ({str(err)[:120]})"
+                ) from None
+            return state, meta, counters
+
+        path, (state, meta, counters) = self.ckpt.load_newest_intact(restore)
+        self.updates, self.env_steps, self.episodes, self.run_id = counters
         self._last_checkpoint = path
         self.progress(
             f"learner: resumed {path} policy v{self.algorithm.policy_version} updates {self.updates} "
             f"(weights {meta['weights_digest']})"
         )
         return state, meta
-
-
-def _read_pushed_version(path: Path) -> int | None:
-    try:
-        return int(json.loads(path.read_text())["highest_pushed"])
-    except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is damaged ({err}); it records the highest version pushed") from err
-
-
-def _write_pushed_version(path: Path, version: int) -> None:
-    """Atomically and durably: a learner killed right after a push still knows about it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps({"highest_pushed": int(version)}))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _save_pretrained_mode(cfg: PIRLRunConfig) -> str:
-    """learner.save_pretrained: "final" (only the checkpoint written at exit) or "every"."""
-    mode = getattr(cfg.learner, "save_pretrained", "final")
-    if mode not in ("final", "every"):
-        raise ValueError(f"learner.save_pretrained must be 'final' or 'every', got {mode!r}")
-    return mode

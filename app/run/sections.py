@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.control.protocol import ControlConfig
 
@@ -11,6 +12,16 @@ from app.control.protocol import ControlConfig
 # {"host", "port", "pid", "run_id", "version"}, written when the server is up.
 ENDPOINT_FILE = "learner.json"
 METRICS_FILE = "metrics.jsonl"
+# The checkpoint layout under <output_dir>/checkpoints/ (app/learner/checkpoint.py writes it): `LAST` names
+# the newest finished checkpoint, `pretrained_model/` in one is a LeRobot policy folder (`pirl eval`).
+LAST_FILE = "LAST"
+PRETRAINED_DIR = "pretrained_model"
+# Robot time (app/learner/robot_time.py): the running totals, and the policies saved at robot-minute marks
+# (`learner.save_at_robot_minutes`) as <output_dir>/robot_minutes/<mark>/pretrained_model + meta.json.
+ROBOT_TIME_FILE = "robot_time.json"
+MARKS_DIR = "robot_minutes"
+# `learner.preset` values: the policy's own `policy.rl` settings, or the robot-minute method on top of them.
+PRESETS = ("", "robot_minute")
 
 
 @dataclass
@@ -101,8 +112,49 @@ class LearnerConfig:
     # a small machine with the actor, give each its own core: with both spread over every core, the sim
     # demo's PPO updates took 10-24 s instead of 0.3-0.4 s on 2 cores (docs/runtime.md).
     torch_threads: int = 0
+    # Push the final policy (the final checkpoint's pretrained_model/) to the Hugging Face hub at exit. For
+    # runs started from --policy_path; with a policy section use LeRobot's --policy.push_to_hub=true
+    # --policy.repo_id=owner/name (app/learner/hub.py). Checked at start: a missing repo id, offline or
+    # not logged in is refused before any training.
+    push_to_hub: bool = False
+    # The hub repository (owner/name) to push to; created if missing.
+    repo_id: str | None = None
+    # Create the repository private (None: the hub's default, public).
+    private: bool | None = None
+    # -- the robot-minute method (docs/algorithm.md "Learning in robot minutes", docs/recipes.md) --
+    # "" trains with the policy's own `policy.rl` settings as they are (on-policy PI-RL unless they say
+    # otherwise). "robot_minute" applies app.rl.config_robot_minute.robot_minute_preset to them at start-up
+    # (replay with decoupled PPO, critic pre-training, AWR on takeovers and successes, the demo anchor) and,
+    # while algorithm.chunks_per_update is at its default (64), ROBOT_MINUTE_LEARNER_OVERRIDES (16).
+    preset: str = ""
+    # Dotted `policy.rl` overrides applied after the preset, e.g. {"anchor.coef": 0, "replay.utd": 1.0}:
+    # the way to change PI-RL settings of a policy given as `policy_path` (ablations, tuning).
+    rl_overrides: dict[str, Any] = field(default_factory=dict)
+    # Demonstrations: a LeRobotDataset folder (what `pirl bc --dataset.root` reads) or a demo file written
+    # by `pirl demo` (demos.pt). With the robot-minute preset they pre-train the critic once before the
+    # first update (Monte-Carlo returns; `policy.rl.critic_pretrain.steps`) and form the anchor batch
+    # (`policy.rl.anchor`, set again after a resume). Empty: neither.
+    demos: str = ""
+    # Save the policy (a LeRobot folder for `pirl eval`) when the robot time of the run passes each of these
+    # marks, in robot-minutes: <output_dir>/robot_minutes/<mark>/. Robot time = the actors' episode and
+    # drive-home control steps / safety.control_hz (from their episode stats).
+    save_at_robot_minutes: list[float] = field(default_factory=list)
+    # Stop (with the final checkpoint) once this much robot time was spent (0: no limit).
+    max_robot_minutes: float = 0.0
 
     def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(
+                f"learner.preset must be one of {PRESETS} ('' = the policy's own settings), got {self.preset!r}"
+            )
+        if any(not m > 0 for m in self.save_at_robot_minutes):
+            raise ValueError(
+                f"learner.save_at_robot_minutes must all be > 0, got {self.save_at_robot_minutes}"
+            )
+        if not self.max_robot_minutes >= 0:
+            raise ValueError(
+                f"learner.max_robot_minutes must be >= 0 (0 = no limit), got {self.max_robot_minutes}"
+            )
         if self.max_updates < 0:
             raise ValueError(f"learner.max_updates must be >= 0 (0 = until stopped), got {self.max_updates}")
         if self.save_every < 0:
