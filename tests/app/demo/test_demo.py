@@ -4,6 +4,7 @@ demo through the real runtime (learner + actor processes on loopback) and Ctrl-C
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -157,12 +158,13 @@ def test_summary_of_a_run_without_updates(tmp_path) -> None:
 
 # The CI-sized demo: the default recipe (the robot-minute method, no operator), 10 robot minutes,
 # fixed seed. What it must show: the whole path works (demos -> BC -> learner + actor -> marks -> summary),
-# robot time is counted (episodes and drives home) and the policy does not collapse. It does NOT show a rise:
-# measured through the runtime (docs/demo.md, 2026-12-07) the 10-minute run went 55 -> 57 % (+2) and a
-# 20-minute run 55 -> 60 % (+5, marks 50-67 %), so "at least +15 points" is not reachable on this task yet;
-# the bound is the smallest mark measured (50 %) minus a margin for the asynchrony between the processes.
+# robot time is counted (episodes and drives home) and the policy does not fall below its start. The
+# issue's "+15 points" is not reachable on this task yet: through the runtime (docs/demo.md, 2026-12-07)
+# the demo's settings were at +2 to +12 points after 10 robot minutes in four runs (one without the
+# operator: +8), so the bound is the smallest of them minus a margin for the asynchrony between the two
+# processes (which episodes land in which update differs from run to run).
 CI_ARGS = ["--quick=true", "--seed=0", "--headless=true"]
-CI_MIN_CHANGE = -0.10
+CI_MIN_CHANGE = -0.05
 
 
 @pytest.mark.slow
@@ -213,10 +215,13 @@ def test_ctrl_c_stops_learner_and_actor_and_still_summarises(tmp_path) -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
+    sent = False
     try:
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith("demo: update   2"):
+            update = re.search(r"robot min .* update\s+(\d+)", line)  # progress lines are rate-limited
+            if update and int(update.group(1)) >= 2 and not sent:
+                sent = True
                 proc.send_signal(signal.SIGINT)
                 proc.send_signal(signal.SIGINT)  # impatient user: must not leave the processes behind
         assert proc.wait(timeout=120) == 130, "".join(lines)
