@@ -4,6 +4,7 @@ method through the real runtime / in process."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -92,5 +93,6 @@ def test_quick_run_of_the_runtime_and_sac_paths(tmp_path):
         assert r["robot_minutes"] >= 0.3 and r["episodes"] > 0 and r["achieved_speedup"] > 0
     assert runs["sac"]["in_process"] and runs["sac"]["curve"][0][0] == 0.0
     text = md.read_text()
-    assert "| reach | rm_flow_noise |" in text and "sac (in-process)" in text and "Command:" in text
+    assert re.search(r"\| reach \| rm_flow_noise +\|", text)  # columns are padded to the widest name
+    assert "sac (in-process)" in text and "Command:" in text
     assert json.loads(out.read_text())["machine"]
