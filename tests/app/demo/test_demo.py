@@ -160,9 +160,9 @@ def test_summary_of_a_run_without_updates(tmp_path) -> None:
 # fixed seed. What it must show: the whole path works (demos -> BC -> learner + actor -> marks -> summary),
 # robot time is counted (episodes and drives home) and the policy does not fall below its start. The
 # issue's "+15 points" is not reachable on this task yet: through the runtime (docs/demo.md, 2026-12-07)
-# the demo's settings were at +2 to +12 points after 10 robot minutes in four runs (one without the
-# operator: +8), so the bound is the smallest of them minus a margin for the asynchrony between the two
-# processes (which episodes land in which update differs from run to run).
+# the demo's settings were at -1 (this test's run: 55 -> 54 %, 97 s), +2, +2, +8 and +12 points after 10
+# robot minutes in five runs, so the bound is the lowest of them minus a margin for the asynchrony between
+# the two processes (which episodes land in which update differs from run to run).
 CI_ARGS = ["--quick=true", "--seed=0", "--headless=true"]
 CI_MIN_CHANGE = -0.05
 
