@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 
+# A `pirl learner` checkpoint folder's layout (app/learner/checkpoint.py writes it).
+from app.run.sections import CHECKPOINT_META, CHECKPOINT_STATE, PRETRAINED_DIR
+
 STATE = "observation.state"
 IMAGES = "observation.images."
-# A `pirl learner` checkpoint folder (app/learner/checkpoint.py).
-CHECKPOINT_META = "meta.json"
-CHECKPOINT_STATE = "state.pt"
-PRETRAINED_DIR = "pretrained_model"
 # Paths in a pirl_vla policy config that a rebuild reads (relative ones: to the learner's folder).
 _VLA_PATH_FIELDS = ("base_path", "stats_path", "tokenizer_path")
 

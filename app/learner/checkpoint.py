@@ -43,13 +43,12 @@ from typing import Any, TypeVar
 import torch
 
 from app.rl.digests import weights_digest
+from app.run.sections import CHECKPOINT_META, CHECKPOINT_STATE, LAST_FILE
 
 log = logging.getLogger("pirl.learner.checkpoint")
 
-STATE_FILE = "state.pt"
-META_FILE = "meta.json"
-LAST_FILE = "LAST"
-PRETRAINED_DIR = "pretrained_model"
+STATE_FILE = CHECKPOINT_STATE
+META_FILE = CHECKPOINT_META
 # state entries that hold the policy's weights: the trainable tensors (refused by `save` when not finite)
 # and, in checkpoints of the earlier layout (format 1), the whole state dict (buffers may be inf there)
 WEIGHT_KEYS = ("trainable", "policy")

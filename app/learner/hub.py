@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.learner.checkpoint import PRETRAINED_DIR
 from app.rl.hub import hub_offline, looks_like_repo_id, push_settings
+from app.run.sections import PRETRAINED_DIR
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,9 @@ METRICS_FILE = "metrics.jsonl"
 # the newest finished checkpoint, `pretrained_model/` in one is a LeRobot policy folder (`pirl eval`).
 LAST_FILE = "LAST"
 PRETRAINED_DIR = "pretrained_model"
+# Inside one checkpoint folder: the trainable state + optimiser + counters, and the JSON summary of it.
+CHECKPOINT_STATE = "state.pt"
+CHECKPOINT_META = "meta.json"
 # Robot time (app/learner/robot_time.py): the running totals, and the policies saved at robot-minute marks
 # (`learner.save_at_robot_minutes`) as <output_dir>/robot_minutes/<mark>/pretrained_model + meta.json.
 ROBOT_TIME_FILE = "robot_time.json"
