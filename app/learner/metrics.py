@@ -2,17 +2,23 @@
 
 One `write(step, metrics)` per update (cleanrl names: `charts/*`, `losses/*`, `replay/*`, `rl/*`,
 `critic_pretrain/*`); non-finite values are written as null in the JSON lines and skipped elsewhere.
+Weights & Biases goes through LeRobot's own `WandBLogger` and `--wandb.*` section (`WandBConfig`), so a
+pirl run and a LeRobot training run are configured, tagged and resumed the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-from app.run.config import PIRLRunConfig
+from app.run.config import WANDB_MISSING, PIRLRunConfig
 from app.run.sections import METRICS_FILE
 
 log = logging.getLogger("pirl.learner")
@@ -32,10 +38,8 @@ class MetricsSink:
                 self.tb = SummaryWriter(log_dir=str(out / "tb"))
             except ImportError:  # tensorboard is a declared dependency; degrade rather than die
                 log.warning("tensorboard is not installed; TensorBoard logging is off")
-        if cfg.learner.wandb:
-            import wandb  # optional; fails loudly if asked for and missing
-
-            self.wandb = wandb.init(project=cfg.learner.wandb_project, id=run_id, resume="allow")
+        if cfg.wandb.enable:
+            self.wandb = WandbSink(cfg, out, run_id)
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         clean = {
@@ -49,13 +53,101 @@ class MetricsSink:
                     self.tb.add_scalar(k, v, step)
             self.tb.flush()
         if self.wandb is not None:
-            self.wandb.log(metrics, step=step)
+            self.wandb.write(step, metrics)
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
         if self.wandb is not None:
-            self.wandb.finish()
+            self.wandb.close()
+
+
+class WandbSink:
+    """The learner's metrics in a Weights & Biases run, through LeRobot's `WandBLogger`.
+
+    The run is `<output_dir>/wandb/` (offline: `offline-run-*`, upload later with `wandb sync`), named after
+    the output folder, tagged like a LeRobot run (`policy:<type>`, `seed:<n>`, `env:<robot type>`), with
+    the whole run config as its wandb config. Metrics go at the learner's update step as `train/<name>`
+    (LeRobot's `log_dict`), the robot-time counters (`charts/robot_minutes`, ...) with them, so either
+    can be the x-axis. Its id is `--wandb.run_id`, else pirl's run id, which the checkpoints keep, so a
+    `--learner.resume=true` run continues the same wandb run.
+    """
+
+    def __init__(self, cfg: PIRLRunConfig, out: Path, run_id: str):
+        try:
+            import wandb
+            from lerobot.common.wandb_utils import WandBLogger
+        except ImportError:
+            raise ImportError(WANDB_MISSING) from None
+        self.logger = WandBLogger(_TrainConfigShim(cfg, out, run_id))
+        self.run = wandb.run
+        self.run_id = self.run.id
+
+    def write(self, step: int, metrics: dict[str, Any]) -> None:
+        finite = {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        }
+        if finite:
+            self.logger.log_dict(finite, step=step, mode="train")
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class _TrainConfigShim:
+    """The attributes of LeRobot's `TrainPipelineConfig` that `WandBLogger` reads, filled from a pirl run.
+
+    Why a shim and not a real TrainPipelineConfig: building one needs a dataset or env and runs LeRobot's
+    training validation (policy checkpoints, optimiser presets), none of which a pirl learner has. The
+    logger only reads what is below (`wandb`, `output_dir`, `job_name`, `env`, `resume`, `to_dict()`, and
+    for its tags `policy.type`, `seed`, `dataset`, `is_reward_model_training`), so these are given as pirl
+    means them:
+
+    - `wandb`: a copy of the run's `--wandb.*` section (the logger writes the run id back into it), with
+      `run_id` defaulting to pirl's run id (kept by checkpoints, so resume finds the same wandb run without
+      LeRobot's search of `wandb/latest-run`), and `mode` defaulting to $WANDB_MODE: LeRobot turns an unset
+      mode into an explicit "online", which would override the environment variable.
+    - `resume`: `--learner.resume=true` AND this output folder already holds an online wandb run with
+      that id (`run-*-<id>/`); LeRobot then asks wandb for `resume="must"`, which fails for a run the
+      server never saw (the first run had wandb off or was offline and not synced, a fresh
+      `--wandb.run_id`). Offline, wandb ignores `resume`; the same id still joins the runs at `wandb sync`.
+    - `env`: the robot the actors drive stands in for LeRobot's env (its type is a tag); None on a learner
+      config without a robot section.
+    """
+
+    def __init__(self, cfg: PIRLRunConfig, out: Path, run_id: str):
+        wid = cfg.wandb.run_id or run_id
+        self.wandb = dataclasses.replace(
+            cfg.wandb, run_id=wid, mode=cfg.wandb.mode or os.environ.get("WANDB_MODE")
+        )
+        self.output_dir = out
+        self.job_name = out.name
+        self.resume = cfg.learner.resume and any((out / "wandb").glob(f"run-*-{wid}/run-{wid}.wandb"))
+        self.seed = cfg.seed
+        self.dataset = None
+        self.is_reward_model_training = False
+        self.policy = SimpleNamespace(type=_policy_type(cfg))
+        robot = cfg.robot
+        self.env = None if robot is None else SimpleNamespace(type=robot.type, fps=cfg.safety.control_hz)
+        self._cfg = cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run config as JSON-able data (draccus, what `TrainPipelineConfig.to_dict` does)."""
+        import draccus
+
+        return draccus.encode(self._cfg)
+
+
+def _policy_type(cfg: PIRLRunConfig) -> str:
+    """`policy.type`, else the `type` in `policy_path`'s config.json, else "pretrained" (a hub id)."""
+    if cfg.policy is not None:
+        return cfg.policy.type
+    try:
+        return str(json.loads((Path(cfg.policy_path) / "config.json").read_text())["type"])
+    except (OSError, TypeError, KeyError, ValueError):
+        return "pretrained"
 
 
 def window_charts(window: list[dict]) -> dict[str, float]:

@@ -8,7 +8,8 @@ A learner and its actors read the same file, so they agree on the policy, the po
 Sections: `policy` (LeRobot policy config, `--policy.type=pirl_flow`, with the PPO settings under
 `policy.rl`) or `policy_path` (a LeRobot pretrained folder, e.g. after BC), `algorithm`
 (`--algorithm.type=pirl`), `robot` (LeRobot robot config, `--robot.type=sim_so101`), `safety`,
-`episode`, `transport`, `learner`, `actor`, and `teleop` (the operator's takeover device, optional).
+`episode`, `transport`, `learner`, `actor`, `teleop` (the operator's takeover device, optional) and
+`wandb` (LeRobot's Weights & Biases section, read by the learner).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lerobot.configs.default import WandBConfig
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 from lerobot.robots import RobotConfig
@@ -59,6 +61,14 @@ class PIRLRunConfig:
     teleop: TeleoperatorConfig | None = None
     # Seed for policy construction (learner and actor must agree) and everything else not seeded.
     seed: int = 0
+    # Weights & Biases logging of the learner's metrics: LeRobot's own section, the class itself
+    # (lerobot.configs.default.WandBConfig, defaults included), logged through LeRobot's WandBLogger
+    # (app/learner/metrics.py). --wandb.enable=true turns it on; --wandb.project (LeRobot's default:
+    # "lerobot"), --wandb.entity (user or team; unset: your default), --wandb.mode (online; offline: no
+    # network, upload later with `wandb sync`; disabled; unset: $WANDB_MODE, else online), --wandb.notes,
+    # --wandb.run_id (unset: pirl's run id, kept across --learner.resume=true), --wandb.add_tags (policy,
+    # seed and robot type as tags). disable_artifact has no effect here: pirl uploads no checkpoints.
+    wandb: WandBConfig = field(default_factory=WandBConfig)
 
     def make_policy(self, device: str | torch.device = "cpu") -> Any:
         """The policy this run names (`app.rl.factory.make_policy`), identical on learner and actor."""
@@ -101,6 +111,7 @@ class PIRLRunConfig:
         self.transport.validate()
         if side == "learner":
             self.learner.validate()
+            _check_wandb(self.wandb)
             from app.rl.hub import push_problem
 
             problem = push_problem(self)  # repo_id missing or malformed, offline, not logged in
@@ -117,6 +128,31 @@ class PIRLRunConfig:
                 raise ValueError("actor.expert_takeover_prob is for the simulated arm only; set it to 0")
             self.safety.validate()
             self.episode.validate()
+
+
+WANDB_MODES = ("online", "offline", "disabled")
+# What a learner with --wandb.enable=true says when wandb cannot be imported (here and app/learner/metrics.py).
+WANDB_MISSING = (
+    "--wandb.enable=true needs the wandb package, which is not installed: `pip install wandb` "
+    "(LeRobot's training extra) or leave --wandb.enable=false"
+)
+
+
+def _check_wandb(wandb: WandBConfig) -> None:
+    """Refuse what LeRobot's WandBLogger would take silently (an unknown mode becomes "online") or only
+    fail on after the learner started (wandb not installed)."""
+    if not wandb.enable:
+        return
+    if wandb.mode is not None and wandb.mode not in WANDB_MODES:
+        raise ValueError(
+            f"wandb.mode must be one of {', '.join(WANDB_MODES)} (unset: $WANDB_MODE, else online), got {wandb.mode!r}"
+        )
+    if not wandb.project:
+        raise ValueError("wandb.project must name a project when wandb.enable is true")
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        raise ValueError(WANDB_MISSING)
 
 
 # Teleoperators that are leader arms (serial port, calibration id, joint-space takeover).

@@ -21,6 +21,15 @@ from app.run.errors import ConfigError
 # What a `<section>.type=<name>` names, in words (the cross-registry hint: a leader given as a robot).
 _LABELS = {"robot": "robot", "teleop": "teleoperator", "policy": "policy", "algorithm": "algorithm"}
 
+# Options that moved, old dotted path -> new one. An old spelling (a file key or a command-line option) is
+# refused with one line that names its new place instead of a "did you mean" guess, so old configs and
+# commands say how to fix themselves. Applies only where the new path exists and the old one does not.
+RENAMED = {
+    # wandb logging moved to the run config's top-level `wandb` section, LeRobot's WandBConfig
+    "learner.wandb": "wandb.enable",
+    "learner.wandb_project": "wandb.project",
+}
+
 # Kinds of a node in the option tree.
 SECTION, CHOICE, LEAF, MAPPING = "section", "choice", "leaf", "mapping"
 # a choice field whose type is not set: its node holds the options of every registered choice
@@ -163,6 +172,11 @@ def suggest(bad: str, tree: Mapping[str, str], n: int = 3, below_only: bool = Fa
         head = ""
     if below_only:
         return []
+    # a whole option under a section it does not belong to: `learner.wandb.enable` -> wandb.enable
+    for cut in range(1, len(parts) - 1):
+        tail = ".".join(parts[cut:])
+        if tail in paths:
+            return [tail]
     unions = [u for u, kind in tree.items() if kind == UNION and not bad.startswith(u + ".")]
     scored = []
     for p in paths:
@@ -173,7 +187,7 @@ def suggest(bad: str, tree: Mapping[str, str], n: int = 3, below_only: bool = Fa
         comps = p.split(".")
         best = _ratio(bad, p)
         best = max(best, 0.95 * _ratio(parts[-1], comps[-1]) if len(parts) == 1 else 0.0)
-        # a misplaced section name: `wandb.enable` -> learner.wandb
+        # an option in the wrong section: `actor.max_updates` -> learner.max_updates
         best = max(best, 0.9 * max(_ratio(a, b) for a in parts for b in comps))
         scored.append((best, -len(p), p))
     scored.sort(reverse=True)
@@ -320,6 +334,19 @@ def _unknown(
     return f"{dashes}{path}{owner}" + (did_you_mean(suggest(path, tree), dashes) or f"; {hint}")
 
 
+def renamed(path: str, value: str | None, tree: Mapping[str, str], where: str) -> str | None:
+    """The line for an option or key that `RENAMED` moved (None if `path` is not one): `where` is "--" for
+    the command line, else the "config file X: " prefix."""
+    new = RENAMED.get(path)
+    if new is None or new not in tree or path in tree:
+        return None
+    if where == "--":
+        use = f"--{new}={value}" if value is not None else f"--{new}=VALUE"
+        return f"option --{path} was renamed: use {use}"
+    section, _, rest = new.partition(".")
+    return f'{where}key {path} was renamed to {new}: write it as "{section}": {{"{rest}": ...}}'
+
+
 def check_choice(field_path: str, name: str, base: type, all_choices: Mapping[str, type], where: str) -> None:
     """`name` must be registered for `base`; else say what it is (a teleoperator given as a robot) or
     what is close."""
@@ -375,6 +402,9 @@ def check_options(
     if file_data:
         _check_sections(file_data, tree, f"config file {file_label}: ")
         for path in _flatten(file_data, tree):
+            moved = renamed(path, None, tree, f"config file {file_label}: ")
+            if moved:
+                raise ConfigError(moved)
             if not _known(path, tree):
                 raise ConfigError(
                     f"config file {file_label}: unknown key "
@@ -387,6 +417,9 @@ def check_options(
                 f"--{key}: {mapping} is a mapping, which the command line can only set whole "
                 f"(--{mapping}='{{...}}' as JSON); put it in the config file instead"
             )
+        moved = renamed(key, value, tree, "--")
+        if moved:
+            raise ConfigError(moved)
         if not _known(key, tree):
             raise ConfigError("unknown option " + _unknown(key, "--", tree, chosen, choices, help_hint))
         if value is None and tree.get(key) == LEAF:

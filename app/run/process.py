@@ -65,6 +65,7 @@ SECTIONS = (
     ("transport", "learner address (host, port), token, TLS, deadlines"),
     ("learner", "output_dir, resume, max_updates, checkpoints, logging"),
     ("actor", "actor_id, episodes, camera/state keys, console control channel"),
+    ("wandb", "Weights & Biases (LeRobot's WandBConfig): --wandb.enable=true, project, entity, mode"),
 )
 COMMON_OPTIONS = {
     "learner": (
@@ -77,6 +78,7 @@ COMMON_OPTIONS = {
         ("--policy.rl.optim.actor_lr=X", "PI-RL settings: --policy.rl.{ppo,gae,optim,noise,sde}.*"),
         ("--algorithm.chunks_per_update=N", "on-policy batch size"),
         ("--learner.torch_threads=N", "CPU threads (1 beside an actor on a small machine)"),
+        ("--wandb.enable=true --wandb.project=P", "also log metrics to Weights & Biases"),
     ),
     "actor": (
         ("--actor.actor_id=NAME", "give each of several actors its own"),

@@ -106,9 +106,8 @@ class LearnerConfig:
     stats_window: int = 20
     # Write TensorBoard event files to <output_dir>/tb.
     tensorboard: bool = True
-    # Also log to Weights & Biases (needs wandb installed and configured; off by default, offline OK).
-    wandb: bool = False
-    wandb_project: str = "pirl"
+    # (Weights & Biases is the run config's top-level `--wandb.*` section, LeRobot's WandBConfig:
+    # --wandb.enable=true; see app/run/config.py.)
     # Print one progress line per update (headless); metrics also go to <output_dir>/metrics.jsonl.
     progress: bool = True
     # CPU threads for torch in this process (0: torch's default, one per core). When the learner shares
@@ -174,5 +173,3 @@ class LearnerConfig:
             raise ValueError(f"learner.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.stats_window < 1:
             raise ValueError(f"learner.stats_window must be >= 1, got {self.stats_window}")
-        if self.wandb and not self.wandb_project:
-            raise ValueError("learner.wandb_project must name a project when learner.wandb is true")

@@ -97,8 +97,8 @@ CASES = [
     # --- options on the command line
     ("unknown_option", "learner", lambda t: [*C, "--learner.max_update=5"],
      ["unknown option --learner.max_update", "did you mean --learner.max_updates?"]),
-    ("misplaced_section", "learner", lambda t: [*C, "--wandb.enable=true"],
-     ["unknown option --wandb.enable", "did you mean --learner.wandb?"]),
+    ("misplaced_section", "learner", lambda t: [*C, "--learner.wandb.enable=true"],
+     ["unknown option --learner.wandb.enable", "did you mean --wandb.enable?"]),
     ("misspelt_nested_option", "learner", lambda t: [*C, "--policy.rl.optim.actr_lr=1e-4"],
      ["--policy.rl.optim.actr_lr", "did you mean --policy.rl.optim.actor_lr?"]),
     ("option_in_wrong_section", "learner", lambda t: [*C, "--actor.max_updates=3"],
@@ -185,7 +185,7 @@ def test_suggestions_come_from_the_real_option_tree():
     tree = option_tree(PIRLRunConfig, {"policy": "pirl_flow", "robot": "sim_so101"})
     assert "policy.rl.optim.actor_lr" in tree and "robot.fps" in tree and "learner.max_updates" in tree
     assert suggest("learner.max_update", tree) == ["learner.max_updates"]
-    assert suggest("wandb.enable", tree) == ["learner.wandb"]
+    assert suggest("learner.wandb.enable", tree) == ["wandb.enable"]
     assert suggest("policy.num_steps", tree) == ["policy.rl.num_steps"]
     assert suggest("policy.rl.optim.actorlr", tree)[0] == "policy.rl.optim.actor_lr"
     assert suggest("transport.prot", tree)[0] == "transport.port"
