@@ -27,9 +27,8 @@ from pathlib import Path
 import draccus
 import torch
 
-from app.rl.native import STATE_KEY
-
-IMAGE_PREFIX = "observation.images."
+from app.rl.datasets import ACTION_KEY, DatasetEpisodes
+from app.rl.native import IMAGE_PREFIX, STATE_KEY
 
 
 @dataclass
@@ -93,56 +92,29 @@ class BCCommandConfig:
 
 def load_episodes(cfg: BCCommandConfig) -> tuple[list[dict[str, torch.Tensor]], list[str], list[str], int]:
     """The dataset's episodes as per-step tensors (+ a per-step "keep" mask), state/action names, fps."""
-    import logging
-
-    logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    ds = LeRobotDataset(cfg.dataset.repo_id, root=cfg.dataset.root)
-    feats = ds.meta.features
-    missing = [k for k in (STATE_KEY, "action") if k not in feats]
-    missing += [IMAGE_PREFIX + k for k in cfg.image_keys if IMAGE_PREFIX + k not in feats]
-    for flag, key in (
-        (cfg.dataset.only_interventions, "intervention"),
-        (cfg.dataset.only_successful, "next.success"),
-    ):
-        if flag and key not in feats:
-            missing.append(key)
-    if missing:
-        have = ", ".join(sorted(feats))
-        raise ValueError(f"dataset {cfg.dataset.root} lacks {missing}; it has: {have}")
-    columns = [STATE_KEY, "action", "episode_index"]
-    columns += [
-        k
-        for k, flag in (
-            ("intervention", cfg.dataset.only_interventions),
-            ("next.success", cfg.dataset.only_successful),
-        )
-        if flag
-    ]
-    table = ds.hf_dataset.with_format("torch", columns=columns)[:]  # {column: stacked tensor}
-    index = table["episode_index"].long()
-    wanted = set(cfg.dataset.episodes) or set(index.unique().tolist())
-    absent = wanted - set(index.unique().tolist())
+    flags = (("intervention", cfg.dataset.only_interventions), ("next.success", cfg.dataset.only_successful))
+    data = DatasetEpisodes(
+        cfg.dataset.root,
+        where=f"dataset {cfg.dataset.root}",
+        repo_id=cfg.dataset.repo_id,
+        image_keys=cfg.image_keys,
+        required=[key for key, flag in flags if flag],
+    )
+    wanted = set(cfg.dataset.episodes) or set(data.ids)
+    absent = wanted - set(data.ids)
     if absent:
         raise ValueError(f"--dataset.episodes {sorted(absent)} are not in the dataset")
-    state = table[STATE_KEY].float()
-    action = table["action"].float()
-    keep = table["intervention"].reshape(-1).bool() if cfg.dataset.only_interventions else None
-    success = table["next.success"].reshape(-1).bool() if cfg.dataset.only_successful else None
     episodes = []
     for ep in sorted(wanted):
-        rows = (index == ep).nonzero().reshape(-1)
-        if success is not None and not bool(success[rows[-1]]):
+        if cfg.dataset.only_successful and not bool(data.column("next.success", ep).reshape(-1)[-1]):
             continue
-        item: dict[str, torch.Tensor] = {STATE_KEY: state[rows], "action": action[rows]}
-        for cam in cfg.image_keys:
-            item[IMAGE_PREFIX + cam] = torch.stack([ds[int(i)][IMAGE_PREFIX + cam] for i in rows]).float()
-        item["keep"] = keep[rows] if keep is not None else torch.ones(len(rows), dtype=torch.bool)
+        item = data.episode(ep)
+        if cfg.dataset.only_interventions:
+            item["keep"] = data.column("intervention", ep).reshape(-1).bool()
+        else:
+            item["keep"] = torch.ones(item[ACTION_KEY].shape[0], dtype=torch.bool)
         episodes.append(item)
-    names = feats[STATE_KEY].get("names") or []
-    action_names = feats["action"].get("names") or []
-    return episodes, list(names), list(action_names), int(ds.meta.fps)
+    return episodes, data.names(STATE_KEY), data.names(ACTION_KEY), data.fps
 
 
 def build_and_train(

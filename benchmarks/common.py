@@ -59,7 +59,11 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub-flavoured markdown table; floats are printed as given (format them before)."""
+    """A GitHub-flavoured markdown table; floats are printed as given (format them before).
+
+    Hand-written rather than rich's `Table(box=box.MARKDOWN)`: rich reads `[...]` in a cell as markup (a
+    range like `[0.3, 0.8]` would vanish), pads blank lines around the table and wraps at the console's
+    width, and this is the exact text docs/benchmarks.md pastes."""
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731

@@ -15,7 +15,7 @@ Checks (each prints `check <name>: tries T passes P`; all go to benchmarks/resul
   digest it reports is that checkpoint's, the weights it then serves hash to it, and training goes on;
 - actor_kill: SIGKILL of the actor, a new one started: it gets weights and its episodes are trained;
 - link_blackhole / link_sigstop: the actor's link is cut silently (a TCP proxy between actor and learner
-  that stops forwarding, or SIGSTOP of the learner): the actor must say "learner link down" (it holds)
+  that stops forwarding, benchmarks/netfaults.py, or SIGSTOP of the learner): the actor must say "learner link down" (it holds)
   within safety.link_timeout_s + 1.5 s (the hold latency is measured from the actor's log) and train
   again once the link is back;
 - damaged_checkpoint: on copies of the run folder, the newest checkpoint damaged (truncated, pickled, meta
@@ -40,11 +40,9 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +54,7 @@ sys.path.insert(0, str(REPO))  # first: site-packages may hold an unrelated `tes
 
 from app.run.launch import Proc, RunProcesses, free_port, read_metrics, spawn  # noqa: E402
 from benchmarks.common import machine_line, markdown_table, report  # noqa: E402
+from benchmarks.netfaults import BlackHoleProxy  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "faults.json"
 LINK_TIMEOUT_S = 1.0  # safety.link_timeout_s of the campaign's actor
@@ -109,80 +108,6 @@ def tiny_config(path: Path) -> Path:
     )
     path.write_text(json.dumps(cfg, indent=1))
     return path
-
-
-class BlackHoleProxy:
-    """TCP proxy on loopback between the actor and the learner. `freeze()` stops forwarding both ways
-    while every socket stays open (a black-holed route); `thaw()` resumes. A side that closes closes the
-    other (a killed learner looks like one to the actor)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = ("127.0.0.1", target_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = int(self._listener.getsockname()[1])
-        self._flowing = threading.Event()
-        self._flowing.set()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def freeze(self) -> None:
-        self._flowing.clear()
-
-    def thaw(self) -> None:
-        self._flowing.set()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._flowing.set()
-        self._listener.close()
-        with self._lock:
-            for s in self._socks:
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=1.0)
-            except OSError:  # no learner: refuse like it would
-                client.close()
-                continue
-            with self._lock:
-                self._socks = [s for s in self._socks if s.fileno() != -1] + [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(0.05)
-        try:
-            while not self._stop.is_set():
-                if not self._flowing.is_set():
-                    self._flowing.wait(0.05)
-                    continue
-                try:
-                    data = src.recv(65536)
-                except TimeoutError:
-                    continue
-                if not data:
-                    break
-                while not self._flowing.is_set() and not self._stop.is_set():  # frozen meanwhile: hold it
-                    self._flowing.wait(0.05)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    s.close()
 
 
 _WATCHER = r"""

@@ -11,8 +11,19 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.control import auth
-from app.control.protocol import MAX_LINE, PROTOCOL, Ack, ActorStatus, Command, ControlConfig, encode_line
+from app.control.protocol import (
+    MAX_LINE,
+    PROTOCOL,
+    Ack,
+    ActorStatus,
+    Command,
+    ControlConfig,
+    describe,
+    encode_line,
+)
 
 log = logging.getLogger("pirl.control.client")
 
@@ -161,10 +172,17 @@ class ControlClient:
             raw = await reader.readline()
             if not raw:
                 return
+            # The actor's own replies (ack, auth, hello) are read by hand and leniently: a missing "ok" reads
+            # as not ok, the safe reading; only the status, a big nested record, goes through pydantic.
             msg = json.loads(raw)
             kind = msg.get("type")
             if kind == "status":
-                self.latest = ActorStatus.from_dict(msg["status"])
+                try:
+                    self.latest = ActorStatus.from_dict(msg.get("status"))
+                except ValidationError as err:  # a ValueError: the connection is dropped with this reason
+                    raise ValueError(
+                        f"the actor sent a status this console cannot read: {describe(err)}"
+                    ) from err
                 self._new_status.set()
                 if self.on_status is not None:
                     self.on_status(self.latest)

@@ -46,6 +46,12 @@ and nothing else: every other command gets ok=false "not authenticated", and it 
 not count as a console for `console_alive` either. A hello with a wrong token is refused and the actor
 hangs up.
 
+What a console sends is validated with pydantic (`Hello`, `Heartbeat`, `CommandMessage`). A line that is
+not a JSON object with a "type", or has an unknown type, is logged and ignored; a command that does not
+validate (unknown command, a field missing or of the wrong type) gets `ack` ok=false with pydantic's
+errors on one line as its detail; a hello that does not validate is refused like a wrong token. Nothing a
+peer sends stops the actor's I/O thread.
+
 A command is acknowledged when the actor loop takes it (`poll_commands`), so an ack means "the actor has
 it", not "the network has it"; a stalled actor shows up on the console as a missing ack. E-stop is also
 handed to `on_estop` straight from the I/O thread, so it latches even while the loop is busy. Statuses
@@ -60,14 +66,22 @@ import enum
 import ipaddress
 import json
 import logging
+import math
 import os
-import types
-import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
 
 log = logging.getLogger("pirl.actor.control")
 
@@ -164,13 +178,22 @@ class Ack:
 # --------------------------------------------------------------------------------------------- status
 
 
+def _nan_for_null(value: Any) -> Any:
+    return math.nan if value is None else value
+
+
+# A float the actor measured. JSON has no NaN, so an unknown one travels as null (`status_payload`); the
+# console reads it back as NaN, still a float a widget can format, rather than refusing the whole status.
+Measured = Annotated[float, BeforeValidator(_nan_for_null)]
+
+
 @dataclass
 class JointStatus:
     name: str
-    present: float  # measured position (deg; gripper 0..100)
+    present: Measured  # measured position (deg; gripper 0..100)
     commanded: float | None  # last target sent to the robot after safety; None before the first
-    lower: float  # safety limits in force
-    upper: float
+    lower: Measured  # safety limits in force
+    upper: Measured
     clamped: bool = False  # the safety layer changed this joint's command since the previous status
     clamp_count: int = 0  # ... and how often in this episode
 
@@ -181,7 +204,7 @@ class EpisodeStatus:
     state: str = "idle"  # idle | running | paused | resetting | holding | done | stopped
     time_left_s: float | None = None
     length_s: float | None = None  # time limit of an episode
-    reward: float = 0.0  # return so far
+    reward: Measured = 0.0  # return so far
     outcome: str | None = None  # "success" | "failure" | None (not decided yet)
     intervention: bool = False  # a human drives right now
     interventions: int = 0  # takeovers in this episode
@@ -203,15 +226,15 @@ class LearnerLinkStatus:
 
 @dataclass
 class LoopStatus:
-    hz: float = 0.0  # measured control rate
-    target_hz: float = 0.0  # 0: no wall-clock target (a lockstep simulator steps as fast as it can)
+    hz: Measured = 0.0  # measured control rate
+    target_hz: Measured = 0.0  # 0: no wall-clock target (a lockstep simulator steps as fast as it can)
     inference_ms: float | None = None  # policy time per chunk or step, recent mean
     dropped_steps: int = 0  # steps that missed their deadline
     steps: int = 0
     # Robot time this actor has spent on training episodes and resets ((env steps + reset motion steps)
     # / control rate, evaluation excluded), and the part of it a human drove (intervened steps / rate).
-    robot_minutes: float = 0.0
-    human_minutes: float = 0.0
+    robot_minutes: Measured = 0.0
+    human_minutes: Measured = 0.0
 
 
 @dataclass
@@ -220,9 +243,9 @@ class EpisodeRecord:
 
     number: int
     success: bool | None
-    episode_return: float
+    episode_return: Measured
     interventions: int = 0
-    intervention_rate: float = 0.0  # fraction of steps a human drove
+    intervention_rate: Measured = 0.0  # fraction of steps a human drove
     steps: int = 0
 
 
@@ -284,34 +307,67 @@ class ActorStatus:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ActorStatus:
-        """Tolerant decoding: unknown keys are ignored and missing ones take defaults, so an older
-        console still reads a newer actor's status."""
-        return _build(cls, data)
+        """Tolerant where versions differ: unknown keys are ignored and missing ones take defaults, so an
+        older console still reads a newer actor's status; null in a measured float reads as NaN. A value
+        of the wrong type raises pydantic's ValidationError (a ValueError)."""
+        return _STATUS.validate_python(data)
 
 
-def _build(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    if is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ValueError(f"expected an object for {tp.__name__}, got {type(value).__name__}")
-        hints = typing.get_type_hints(tp)
-        kwargs = {f.name: _build(hints[f.name], value[f.name]) for f in fields(tp) if f.name in value}
-        return tp(**kwargs)
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is list:
-        return [_build(args[0], v) for v in value]
-    if origin is dict:
-        return {str(k): _build(args[1], v) for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        return _build(inner[0], value) if len(inner) == 1 else value
-    if tp is float and isinstance(value, int | float):
-        return float(value)
-    return value
+_STATUS = TypeAdapter(ActorStatus)  # pydantic over the dataclasses above: they stay what the actor builds
 
 
+# ------------------------------------------------------------------------------ console -> actor messages
+
+
+class _Message(BaseModel):
+    # extra="ignore": a newer console may add fields; ids, versions and tokens are strict (no "7" -> 7)
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Hello(_Message):
+    type: Literal["hello"]
+    protocol: StrictInt
+    client: StrictStr = ""
+    token: StrictStr | None = None
+
+
+class Heartbeat(_Message):
+    type: Literal["heartbeat"]
+
+
+class CommandMessage(_Message):
+    type: Literal["command"]
+    id: StrictInt | None = None  # echoed in the ack
+    command: Command
+
+
+# What a console may send, by its "type". The server reads "type" (and a hello's "protocol") from the raw
+# object itself before validating: the version must be checked before the rest of a hello is trusted to
+# have this version's shape, and an unknown type is ignored (logged), not refused like a bad command.
+CONSOLE_MESSAGES: dict[str, type[_Message]] = {
+    "hello": Hello,
+    "heartbeat": Heartbeat,
+    "command": CommandMessage,
+}
+
+
+def describe(err: ValidationError) -> str:
+    """pydantic's errors on one line: `command: Input should be 'start', ... or 'quit' (got 'fly')`."""
+    parts = []
+    for e in err.errors(include_url=False):
+        where = ".".join(str(x) for x in e["loc"]) or "message"
+        got = "" if e["type"] == "missing" else f" (got {_short(e['input'])})"
+        parts.append(f"{where}: {e['msg']}{got}")
+    return "; ".join(parts)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# Encoding stays json.dumps by hand, not pydantic's dump: the wire must stay byte-identical (json.dumps
+# escapes non-ASCII and prints floats its own way) and a status is encoded at ~10 Hz from plain dataclasses.
 def encode_line(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode()
 

@@ -19,13 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.control import auth
 from app.control.protocol import (
+    CONSOLE_MESSAGES,
     MAX_LINE,
     PROTOCOL,
     ActorStatus,
     Command,
+    CommandMessage,
     ControlConfig,
+    Hello,
+    describe,
     encode_line,
     status_payload,
 )
@@ -69,7 +75,7 @@ class ControlServer:
         # and thread-safe (e.g. RobotGuard.estop). Exceptions are logged, and the command is still queued.
         self.on_estop: Callable[[], Any] | None = None
         self._lock = threading.Lock()
-        self._commands: deque[tuple[_Peer, int, Command]] = deque()
+        self._commands: deque[tuple[_Peer, int | None, Command]] = deque()
         self._peers: dict[int, _Peer] = {}
         self._status: bytes | None = None
         self._last_publish = -1e9
@@ -306,23 +312,31 @@ class ControlServer:
         except (ValueError, KeyError, TypeError):
             log.warning("console %s sent a malformed line; ignored", peer.name)
             return
-        if kind == "hello":
-            self._hello(peer, msg)
-            return
-        if kind == "heartbeat":
-            return
-        if kind != "command":
+        model = CONSOLE_MESSAGES.get(kind) if isinstance(kind, str) else None
+        if model is None:
             log.warning("console %s sent unknown message type %r; ignored", peer.name, kind)
             return
-        cid = msg.get("id")
-        try:
-            cmd = Command(msg.get("command"))
-        except ValueError:
-            valid = ", ".join(c.value for c in Command)
-            detail = f"unknown command {msg.get('command')!r}; valid: {valid}"
-            with self._lock:
-                peer.acks.append(encode_line({"type": "ack", "id": cid, "ok": False, "detail": detail}))
+        if kind == "hello" and msg.get("protocol") != PROTOCOL:  # the version before the shape
+            self._refuse(peer, f"console speaks control protocol {msg.get('protocol')}, actor {PROTOCOL}")
             return
+        try:
+            message = model.model_validate(msg)
+        except ValidationError as err:
+            detail = f"malformed {kind}: {describe(err)}"
+            if kind == "hello":
+                self._refuse(peer, detail)
+            else:  # a command: say why in its ack (its id as sent, so the console can match it)
+                with self._lock:
+                    peer.acks.append(
+                        encode_line({"type": "ack", "id": msg.get("id"), "ok": False, "detail": detail})
+                    )
+            return
+        if isinstance(message, Hello):
+            self._hello(peer, message)
+        elif isinstance(message, CommandMessage):
+            self._command(peer, message.id, message.command)
+
+    def _command(self, peer: _Peer, cid: int | None, cmd: Command) -> None:
         if cmd is not Command.ESTOP and not peer.authenticated:
             # Anyone who can reach the port may stop the arm; only the console holding the token of this
             # run may clear an e-stop, start, or do anything else.
@@ -345,11 +359,9 @@ class ControlServer:
         with self._lock:
             self._commands.append((peer, cid, cmd))
 
-    def _hello(self, peer: _Peer, msg: dict[str, Any]) -> None:
-        if msg.get("protocol") != PROTOCOL:
-            self._refuse(peer, f"console speaks control protocol {msg.get('protocol')}, actor {PROTOCOL}")
-        elif not auth.same_token(msg.get("token"), self._token):
-            what = "wrong token" if msg.get("token") else "no token"
+    def _hello(self, peer: _Peer, hello: Hello) -> None:
+        if not auth.same_token(hello.token, self._token):
+            what = "wrong token" if hello.token else "no token"
             self._refuse(
                 peer, f"{what}; this run's token is in {self.token_path} (readable by its user only)"
             )

@@ -29,10 +29,9 @@ import torch
 
 from app.rl.batch import ChunkRecord, RolloutBatch
 from app.rl.bc import make_chunks
+from app.rl.datasets import ACTION_KEY, DatasetEpisodes
+from app.rl.native import STATE_KEY
 
-STATE_KEY = "observation.state"
-IMAGE_PREFIX = "observation.images."
-ACTION_KEY = "action"
 REWARD_KEY = "reward"
 DEMO_FILE_FORMAT = 1
 _NOT_OBS = (ACTION_KEY, REWARD_KEY)
@@ -79,38 +78,18 @@ def load_demos(path: str | Path, image_keys: Sequence[str] = (), success_reward:
 
 
 def _load_dataset(root: Path, image_keys: Sequence[str], success_reward: float) -> list[dict]:
-    """The dataset's episodes, read like `pirl bc` reads them (app/bc.py), plus their rewards."""
-    import logging
-
-    logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    info = json.loads((root / "meta" / "info.json").read_text())
-    repo_id = info.get("repo_id") or f"local/{root.name}"
-    ds = LeRobotDataset(repo_id, root=root)
-    feats = ds.meta.features
-    missing = [k for k in (STATE_KEY, ACTION_KEY) if k not in feats]
-    missing += [IMAGE_PREFIX + k for k in image_keys if IMAGE_PREFIX + k not in feats]
-    if missing:
-        raise ValueError(f"learner.demos={root} lacks {missing}; it has: {', '.join(sorted(feats))}")
-    columns = [STATE_KEY, ACTION_KEY, "episode_index"]
-    columns += [k for k in ("next.reward", "next.success") if k in feats]
-    table = ds.hf_dataset.with_format("torch", columns=columns)[:]
-    index = table["episode_index"].long()
+    """The dataset's episodes, read as `pirl bc` reads them (app/rl/datasets.py), plus their rewards."""
+    data = DatasetEpisodes(
+        root, where=f"learner.demos={root}", image_keys=image_keys, optional=("next.reward", "next.success")
+    )
     episodes = []
-    for ep in index.unique().tolist():
-        rows = (index == ep).nonzero().reshape(-1)
-        item: dict[str, torch.Tensor] = {
-            STATE_KEY: table[STATE_KEY][rows].float(),
-            ACTION_KEY: table[ACTION_KEY][rows].float(),
-        }
-        for cam in image_keys:
-            item[IMAGE_PREFIX + cam] = torch.stack([ds[int(i)][IMAGE_PREFIX + cam] for i in rows]).float()
-        if "next.reward" in table:
-            item[REWARD_KEY] = table["next.reward"][rows].reshape(-1).float()
-        elif "next.success" in table:
-            reward = torch.zeros(len(rows))
-            reward[-1] = success_reward if bool(table["next.success"][rows[-1]]) else 0.0
+    for ep in data.ids:
+        item = data.episode(ep)
+        if data.has("next.reward"):
+            item[REWARD_KEY] = data.column("next.reward", ep).reshape(-1).float()
+        elif data.has("next.success"):
+            reward = torch.zeros(item[ACTION_KEY].shape[0])
+            reward[-1] = success_reward if bool(data.column("next.success", ep).reshape(-1)[-1]) else 0.0
             item[REWARD_KEY] = reward
         episodes.append(item)
     return episodes

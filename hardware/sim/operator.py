@@ -40,14 +40,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from lerobot.teleoperators import Teleoperator, TeleoperatorConfig
+from lerobot.teleoperators import TeleoperatorConfig
 from lerobot.teleoperators.utils import TeleopEvents
 
 from hardware import so101_model
-from hardware.sim.expert import ExpertConfig, ScriptedExpert
 from hardware.sim.ik import ArmIK
 from hardware.sim.scene import CUBE_HALF_SIZE
 from hardware.sim.tasks import PickCubeTask, ReachTask
+from hardware.sim.teleop_base import SimTeleop, SimTeleopConfig, bound_task
 
 OPERATOR_TASKS = ("reach", "pick_cube")
 MODES = ("auto", "off")
@@ -63,11 +63,11 @@ _HANDBACK_REMAINING_M = {"reach": 0.035, "pick_cube": 0.02}
 
 @TeleoperatorConfig.register_subclass("sim_operator")
 @dataclass(kw_only=True)
-class SimOperatorTeleopConfig(TeleoperatorConfig):
-    task: str | None = None  # task to judge and solve; None = the bound robot's task
+class SimOperatorTeleopConfig(SimTeleopConfig):
+    # `task` (the task it judges and solves; None = the bound robot's) and `max_speed_deg_s` (its hands'
+    # joint speed cap) come from SimTeleopConfig.
     mode: str = "auto"  # "auto": watch, take over, press keys; "off": never intervenes nor presses a key
     seed: int = 0  # seed of its reaction delays and misses (episode i draws from (seed, i))
-    max_speed_deg_s: float = 120.0  # joint speed cap of its hands (the scripted expert's commands)
     # -- when it takes over --
     progress_window_s: float = 1.5  # no progress = remaining distance not reduced by progress_min_m in this
     progress_min_m: float = 0.01
@@ -139,18 +139,9 @@ class OperatorView:
 
     @classmethod
     def of_robot(cls, robot: Any, task: str | None = None) -> OperatorView:
-        robot_task = getattr(robot.config, "task", None)
-        if robot_task is None:
-            raise TypeError(
-                f"sim_operator teleop needs a simulated robot (robot.type=sim_so101), got {type(robot).__name__}"
-            )
-        wanted = task or robot_task
-        if wanted != robot_task:
-            raise ValueError(
-                f"sim_operator is configured for task {wanted!r} but the robot runs {robot_task!r}"
-            )
+        wanted, fps = bound_task(robot, task, "sim_operator")
         get_observation = robot.get_observation
-        return cls(lambda: get_observation(), wanted, float(getattr(robot.config, "fps", 30)))
+        return cls(lambda: get_observation(), wanted, fps)
 
     def __call__(self) -> dict[str, float]:
         obs = self._observe()
@@ -445,19 +436,17 @@ class SimulatedOperator:
         return kind
 
 
-class SimOperatorTeleop(Teleoperator):
-    """A simulated person at the console for a simulated follower (see the module docstring)."""
+class SimOperatorTeleop(SimTeleop):
+    """A simulated person at the console for a simulated follower (see the module docstring); the
+    Teleoperator plumbing it shares with `sim_expert` is in hardware/sim/teleop_base.py."""
 
     config_class = SimOperatorTeleopConfig
     name = "sim_operator"
 
     def __init__(self, config: SimOperatorTeleopConfig):
         super().__init__(config)
-        self.config = config
         self.view: OperatorView | None = None
         self.operator: SimulatedOperator | None = None
-        self.expert: ScriptedExpert | None = None
-        self._connected = False
 
     def bind(self, robot: Any) -> None:
         """Look at the simulated follower through an `OperatorView` (the operator never holds the robot)."""
@@ -465,41 +454,12 @@ class SimOperatorTeleop(Teleoperator):
 
     def bind_view(self, view: OperatorView) -> None:
         self.view = view
-        self.expert = ScriptedExpert(
-            ExpertConfig(task=view.task, fps=view.fps, max_speed_deg_s=self.config.max_speed_deg_s)
-        )
+        self.make_expert(view.task, view.fps)
         self.operator = SimulatedOperator(self.config, view)
         self.operator.on_takeover = self.expert.reset
 
-    @property
-    def action_features(self) -> dict[str, type]:
-        return {f"{m}.pos": float for m in so101_model.MOTORS}
-
-    @property
-    def feedback_features(self) -> dict:
-        return {}
-
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
-
-    @property
-    def is_calibrated(self) -> bool:
-        return True
-
-    def connect(self, calibrate: bool = True) -> None:
-        if self.operator is None:
-            raise RuntimeError(
-                "sim_operator teleop is not bound to a robot; call bind(robot) before connect()"
-            )
-        self.reset()
-        self._connected = True
-
-    def calibrate(self) -> None:
-        """No-op: nothing to calibrate."""
-
-    def configure(self) -> None:
-        """No-op."""
+    def is_bound(self) -> bool:
+        return self.operator is not None
 
     def reset(self) -> None:
         """A new episode: the operator's clock and the expert's plan start again."""
@@ -509,22 +469,14 @@ class SimOperatorTeleop(Teleoperator):
 
     def get_action(self) -> dict[str, float]:
         """The operator's hands: the scripted expert's action for what it sees now."""
-        if not self._connected:
-            raise RuntimeError("sim_operator teleop is not connected")
+        self.check_connected()
         return self.expert.act(self.view())
 
     def get_teleop_events(self) -> dict[TeleopEvents, bool]:
         """Call once per control step: the operator looks, decides, and answers (takeover, keys)."""
-        if not self._connected:
-            raise RuntimeError("sim_operator teleop is not connected")
+        self.check_connected()
         return self.operator.events()
 
     def stats(self) -> dict[str, Any]:
         """Counters for benchmarks: takeovers, intervened steps, key presses, hand-backs, misses."""
         return self.operator.stats() if self.operator is not None else {}
-
-    def send_feedback(self, feedback: dict) -> None:
-        """No-op."""
-
-    def disconnect(self) -> None:
-        self._connected = False

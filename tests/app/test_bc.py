@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app.bc import main
-from app.eval.recorder import EpisodeRecorder, RecordConfig
+from app.episode.recorder import EpisodeRecorder, RecordConfig
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,30 @@ def test_filters_interventions_and_failed_episodes(demo_dataset, tmp_path):
     everything = json.loads((everything_out / "bc_report.json").read_text())
     assert 0 < only_human["chunks"] < everything["chunks"]
     assert only_ok["episodes"] == 3 and only_ok["chunks"] < everything["chunks"]
+
+
+def test_the_learner_reads_a_dataset_of_demos_as_pirl_bc_does(demo_dataset):
+    """`learner.demos=<dataset folder>` and `pirl bc` share one reader (app/rl/datasets.py): the same
+    episodes, states and actions; the learner adds each episode's `next.reward` column as its reward."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from app.bc import BCCommandConfig, BCDatasetConfig, load_episodes
+    from app.learner.demos import load_demos
+
+    cfg = BCCommandConfig(dataset=BCDatasetConfig(root=str(demo_dataset), repo_id="local/demos"))
+    cloned, state_names, _, fps = load_episodes(cfg)
+    demos = load_demos(demo_dataset)
+    assert len(demos) == len(cloned) == 4 and fps == 30 and state_names[0] == "shoulder_pan.pos"
+    cols = LeRobotDataset("local/demos", root=demo_dataset).hf_dataset.with_format(
+        "torch", columns=["episode_index", "next.reward"]
+    )[:]
+    for ep, (b, d) in enumerate(zip(cloned, demos, strict=True)):
+        assert torch.equal(b["observation.state"], d["observation.state"])
+        assert torch.equal(b["action"], d["action"]) and d["action"].dtype == torch.float32
+        assert b["keep"].all() and "keep" not in d
+        assert torch.equal(d["reward"], cols["next.reward"][cols["episode_index"] == ep].reshape(-1))
+    with pytest.raises(ValueError, match=r"learner.demos=.* lacks \['observation.images.front'\]"):
+        load_demos(demo_dataset, image_keys=["front"])
 
 
 @pytest.mark.parametrize(

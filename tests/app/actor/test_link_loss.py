@@ -3,8 +3,8 @@
 Two ways a link dies quietly, both of which once left the actor acting on stale weights for 22 s and more
 (655 policy actions, no hold) because its watchdog was fed from "the connection is open":
 
-- a black-holed route: TCP stays open, nothing is forwarded (`FreezableProxy.freeze()`, between the
-  actor and a real learner's gRPC server);
+- a black-holed route: TCP stays open, nothing is forwarded (`BlackHoleProxy.freeze()` of
+  benchmarks/netfaults.py, between the actor and a real learner's gRPC server);
 - a learner process frozen with SIGSTOP (its kernel still acknowledges TCP; nothing answers).
 
 The actor's heartbeat (Ready() every 0.5 s at most, every reply feeding the LinkWatchdog) must hold the arm
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,69 +29,12 @@ from app.actor.client import LearnerClient
 from app.actor.loop import Actor
 from app.learner.loop import Learner
 from app.transport.config import TransportConfig
+from benchmarks.netfaults import BlackHoleProxy
 from hardware.episodes import EpisodeState
 from hardware.watchdog import LinkWatchdog
 
 REPO = Path(__file__).resolve().parents[3]
 SLACK_S = 0.5  # scheduling slack on a loaded 2-core CI machine, on top of the timeout and one period
-
-
-class FreezableProxy:
-    """A TCP proxy on loopback; `freeze()` stops forwarding in both directions while every socket stays
-    open (a black hole: the peer's kernel still acknowledges what is sent), `thaw()` resumes."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = ("127.0.0.1", target_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        self._flowing = threading.Event()
-        self._flowing.set()
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def freeze(self) -> None:
-        self._flowing.clear()
-
-    def thaw(self) -> None:
-        self._flowing.set()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._flowing.set()
-        self._listener.close()
-        for s in self._socks:
-            s.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            upstream = socket.create_connection(self.target)
-            self._socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(0.05)
-        while not self._stop.is_set():
-            if not self._flowing.wait(0.05):
-                continue  # frozen: read nothing, so nothing is forwarded either way
-            try:
-                data = src.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            try:
-                dst.sendall(data)
-            except OSError:
-                return
 
 
 @pytest.fixture
@@ -109,7 +51,7 @@ def served_learner(run_config):
 def test_a_black_holed_learner_holds_the_arm_within_the_link_timeout_and_resets_only_once_it_is_back(
     run_config, served_learner, link_timeout_s
 ):
-    proxy = FreezableProxy(served_learner.port)
+    proxy = BlackHoleProxy(served_learner.port)
     cfg = run_config(
         f"--transport.port={proxy.port}",
         f"--safety.link_timeout_s={link_timeout_s}",
@@ -178,6 +120,7 @@ import sys, threading
 from app.learner.service import PIRLLearnerService
 from app.transport.channel import make_server
 from app.transport.config import TransportConfig
+from benchmarks.netfaults import BlackHoleProxy
 server, port = make_server(TransportConfig(port=0))
 PIRLLearnerService(threading.Event()).add_to_server(server)
 server.start()

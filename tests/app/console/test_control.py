@@ -90,12 +90,46 @@ async def test_non_finite_numbers_arrive_as_unknown(server):
     task = asyncio.create_task(client.run())
     await wait_for(lambda: server.clients == 1, what="connect")
     server.publish(
-        ActorStatus(loop=LoopStatus(inference_ms=math.nan), joints=[JointStatus("a", 1.0, math.inf, 0, 2)])
+        ActorStatus(
+            loop=LoopStatus(inference_ms=math.nan, hz=math.inf),
+            joints=[JointStatus("a", math.nan, math.inf, 0, 2)],
+        )
     )
     got = await client.next_status(3)
-    assert got.loop.inference_ms is None and got.joints[0].commanded is None
+    assert got.loop.inference_ms is None and got.joints[0].commanded is None  # optional: unknown is None
+    assert math.isnan(got.loop.hz) and math.isnan(got.joints[0].present)  # measured: a float, NaN
+    assert got.joints[0].upper == 2.0 and isinstance(got.joints[0].upper, float)
     client.close()
     await task
+
+
+async def test_a_status_the_console_cannot_read_drops_the_connection_and_says_why(tmp_path):
+    """An actor (here a stand-in) whose status does not fit this console's protocol: the console reports
+    pydantic's reason on one line and reconnects; it never shows a half-read status."""
+    reasons: list[tuple[bool, str]] = []
+
+    async def actor(reader, writer):
+        writer.write(encode_line({"type": "hello", "protocol": PROTOCOL}))
+        writer.write(encode_line({"type": "auth", "ok": True}))
+        writer.write(encode_line({"type": "status", "status": {"robot": "r", "loop": {"hz": "fast"}}}))
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    fake = await asyncio.start_server(actor, "127.0.0.1", 0)
+    token = tmp_path / "token"
+    write_token(token, "secret")
+    cfg = ControlConfig(port=fake.sockets[0].getsockname()[1], token_file=str(token), **FAST)
+    client = ControlClient(cfg, on_connection=lambda ok, why: reasons.append((ok, why)), retry_s=0.05)
+    task = asyncio.create_task(client.run())
+    await wait_for(lambda: sum(not ok and "cannot read" in why for ok, why in reasons) >= 2, what="reconnect")
+    why = next(why for ok, why in reasons if "cannot read" in why)
+    assert "loop.hz: Input should be a valid number" in why and "(got 'fast')" in why and "\n" not in why
+    assert client.latest is None and (True, "connected") in reasons
+    client.close()
+    await task
+    fake.close()
+    await fake.wait_closed()
 
 
 async def test_command_is_acknowledged_when_the_actor_loop_takes_it(server):
@@ -141,12 +175,86 @@ async def test_unknown_and_malformed_messages_are_refused_without_dropping_the_c
     while not any(m.get("type") == "ack" for m in msgs):
         msgs.append(json.loads(await asyncio.wait_for(reader.readline(), 3)))
     ack = next(m for m in msgs if m["type"] == "ack")
-    assert ack["id"] == 1 and ack["ok"] is False and "valid: start" in ack["detail"]
+    assert ack["id"] == 1 and ack["ok"] is False and "'start', 'pause'" in ack["detail"]
+    assert "(got 'self_destruct')" in ack["detail"]
     assert server.poll_commands() == []
     writer.write(b'{"type": "command", "id": 2, "command": "pause"}\n')
     await writer.drain()
     await wait_for(lambda: server._commands, what="second command")
     assert server.poll_commands() == [Command.PAUSE]
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "detail"),
+    [
+        ({"type": "command", "id": 3, "command": 5}, "malformed command: command: Input should be 'start'"),
+        ({"type": "command", "id": "3", "command": "pause"}, "id: Input should be a valid integer (got '3')"),
+        ({"type": "command", "id": 3}, "malformed command: command: Field required"),
+        ({"type": "command", "id": 3, "command": "self_destruct"}, "(got 'self_destruct')"),
+    ],
+    ids=["wrong type", "wrong id type", "missing field", "unknown command"],
+)
+async def test_a_malformed_command_is_refused_with_pydantics_reason_and_the_server_carries_on(
+    server, message, detail
+):
+    """Refused in its ack (ok=false, the id as sent, one line saying which field and why), nothing queued
+    for the loop; the same connection's next good command is taken, and other consoles are unaffected."""
+    latched = []
+    server.on_estop = lambda: latched.append(1)
+    client = client_for(server)
+    task = asyncio.create_task(client.run())
+    await wait_for(lambda: client.connected, what="connect")
+    reader, writer = await asyncio.open_connection(*server.address)
+    writer.write(hello(server))
+    assert (await read_until(reader, "auth"))["ok"] is True
+    writer.write(encode_line(message))
+    await writer.drain()
+    ack = await read_until(reader, "ack")
+    assert ack["ok"] is False and ack["id"] == message["id"] and detail in ack["detail"], ack
+    assert "\n" not in ack["detail"] and server.poll_commands() == [] and not latched
+    assert server._thread.is_alive() and server.connections == 2
+    writer.write(encode_line({"type": "command", "id": 4, "command": "pause"}))
+    await writer.drain()
+    await wait_for(lambda: server._commands, what="the next good command")
+    assert server.poll_commands() == [Command.PAUSE]
+    assert (await read_until(reader, "ack")) == {
+        "type": "ack",
+        "id": 4,
+        "ok": True,
+        "detail": "taken by the actor",
+    }
+    pending = asyncio.create_task(client.send(Command.ESTOP, timeout=3))
+    await wait_for(lambda: latched, what="e-stop from the other console")
+    assert server.poll_commands() == [Command.ESTOP] and (await pending).ok
+    writer.close()
+    client.close()
+    await task
+
+
+async def test_a_malformed_hello_is_refused_and_other_junk_is_ignored(server, caplog):
+    """A hello of the right version but the wrong shape is refused like a wrong token (the actor says why
+    and hangs up); lines that are not messages, or of unknown type, are logged and ignored."""
+    host, port = server.address
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(encode_line({"type": "hello", "protocol": PROTOCOL, "token": 12345}))
+    await writer.drain()
+    refusal = await read_until(reader, "auth")
+    assert refusal["ok"] is False and refusal["detail"].startswith("malformed hello: token: Input should be")
+    assert await asyncio.wait_for(reader.read(), 3) == b""  # hung up
+    writer.close()
+    reader, writer = await asyncio.open_connection(host, port)
+    for junk in (b"[1, 2]", b'"type"', b'{"type": ["command"]}', b'{"type": "reboot"}', b"{"):
+        writer.write(junk + b"\n")
+    writer.write(hello(server))
+    await writer.drain()
+    assert (await read_until(reader, "auth"))["ok"] is True  # the same connection, still served
+    assert server.clients == 1 and server._thread.is_alive()
+    warned = [r.getMessage() for r in caplog.records if r.name == "pirl.control.server"]
+    assert (
+        sum("malformed line" in w for w in warned) == 3
+        and sum("unknown message type" in w for w in warned) == 2
+    )
     writer.close()
 
 
