@@ -391,6 +391,7 @@ def run_checks(cfg: DoctorConfig) -> Report:
 
 def render_report(report: Report, target: str) -> str:
     """A plain-text table (readable without colour, over SSH, in logs)."""
+    # Not rich's Table: in a pipe it wraps to 80 columns (splitting fix commands) and parses [..] as markup.
     rows = [("check", "status", "required", "detail")]
     for c in report.checks:
         status = "ok" if c.ok else ("FAIL" if c.required else "missing")

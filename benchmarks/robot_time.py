@@ -25,8 +25,9 @@ human minutes and takeovers come from the actors' episode stats.
     .venv/bin/python benchmarks/robot_time.py --methods baseline rm_flow_noise --seeds 0 --robot_minutes 15
     .venv/bin/python benchmarks/robot_time.py --quick          # the smoke test's tiny budget
 
-Writes the per-run results and the summary as JSON (`--out`) and the markdown block docs/benchmarks.md pastes
-(`--md`): command, machine, date, load, the table (mean +- std over seeds).
+Writes the per-run results and the summary as JSON (`--out`), the markdown block docs/benchmarks.md pastes
+(`--md`): command, machine, date, load, the table (mean +- std over seeds), and beside the JSON a picture of
+it (`--out` with `.png`): success against robot minutes, one curve per method (`write_plot`).
 """
 
 from __future__ import annotations
@@ -364,6 +365,52 @@ def report(
     return "\n".join(lines)
 
 
+def plot_curves(payload: dict) -> dict[str, list[tuple[float, float, float, float]]]:
+    """label -> points (robot minutes, success, low, high) for `write_plot`: per task and method, the mean
+    success over the seeds at each robot minute any of them reached, and the 95 % Wilson interval of the
+    pooled evaluation episodes there (seeds x eval_episodes; it does not include the spread between seeds,
+    which the table's +- std shows)."""
+    from app.eval.stats import wilson_interval
+
+    n = int(payload["args"]["eval_episodes"])
+    results = payload["results"]
+    tasks = {r["task"] for r in results}
+    out: dict[str, list[tuple[float, float, float, float]]] = {}
+    for task, method in dict.fromkeys((r["task"], r["method"]) for r in results):
+        runs = [r for r in results if (r["task"], r["method"]) == (task, method)]
+        at: dict[float, list[float]] = {}
+        for r in runs:
+            for minutes, success in r["curve"]:
+                at.setdefault(float(minutes), []).append(float(success))
+        points = []
+        for minutes in sorted(at):
+            rates = at[minutes]
+            ci = wilson_interval(sum(round(x * n) for x in rates), n * len(rates))
+            points.append((minutes, statistics.fmean(rates), ci.low, ci.high))
+        label = (
+            f"{method}{f' {task}' if len(tasks) > 1 else ''} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+        )
+        out[label] = points
+    return out
+
+
+def write_plot(payload: dict, path: str | Path) -> Path | None:
+    """The results (`payload` as written to `--out`) as a PNG at `path`: success against robot minutes, one
+    curve per method (`plot_curves`). A plot that fails is one warning line, never a failed benchmark."""
+    from app.report.plots import safely, success_vs_robot_minutes
+
+    def draw() -> Path:
+        n = int(payload["args"]["eval_episodes"])
+        return success_vs_robot_minutes(
+            path,
+            plot_curves(payload),
+            title=f"Robot time: deterministic success on {n} held-out scenes",
+            band="95 % Wilson CI, pooled seeds",
+        )
+
+    return safely("robot-time plot", draw, warn=lambda msg: print(f"warning: {msg}", flush=True))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -446,6 +493,9 @@ def main(argv: list[str] | None = None) -> dict:
         "results": [asdict(r) for r in results],
     }
     out.write_text(json.dumps(payload, indent=1))
+    png = write_plot(payload, out.with_suffix(".png"))
+    if png is not None:
+        print(f"plot: {png}", flush=True)
     if args.md:
         Path(args.md).parent.mkdir(parents=True, exist_ok=True)
         Path(args.md).write_text(md + "\n")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import signal
 import sys
@@ -47,7 +48,9 @@ from app.demo.pipeline import (
     train_seed,
 )
 from app.demo.sim_envs import SimEnvConfig, SimEnvs
-from app.run.sections import LAST_FILE, MARKS_DIR, PRETRAINED_DIR, ROBOT_TIME_FILE
+from app.demo.summary import format_summary, make_summary, pct, write_plots
+from app.report import progress
+from app.run.sections import LAST_FILE, MARKS_DIR, PRETRAINED_DIR
 
 
 @dataclass
@@ -167,7 +170,7 @@ def run_config(
         "max_updates": cfg.updates,
         "save_every": 10 if cfg.baseline else 50,
         "keep_checkpoints": 2,
-        "tensorboard": False,
+        "tensorboard": True,  # <output_dir>/run/tb: `tensorboard --logdir` it while the demo runs
         "stats_window": STATS_WINDOW,
         "torch_threads": 1,  # one core each: on torch's default, updates took 10-24 s, not 0.3-0.4 s
         "save_at_robot_minutes": marks(cfg),
@@ -223,10 +226,6 @@ def demo_config(cfg: DemoCLIConfig, out: Path) -> DemoConfig:
     return dcfg
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f} %"
-
-
 def parse(argv: list[str]) -> DemoCLIConfig:
     """Options -> a validated config (ValueError says what is wrong); `--quick` fills in QUICK's values
     (and the method's) for the options not given explicitly, then the method's defaults fill the rest."""
@@ -271,17 +270,21 @@ def run(cfg: DemoCLIConfig, headless: bool = True) -> int:
     demos_dir = out / "demos"
 
     # 1-2. demos, BC, "before"
+    bars = bars_shown()
     try:
         envs = SimEnvs(8, cfg.sim)
         try:
             policy = build_policy(dcfg, envs)
+            say(f"recording {cfg.demos} scripted demos, then behaviour cloning ({cfg.bc_steps} steps) ...")
             demos = demo_episodes(dcfg, envs)
-            stats = pretrain(dcfg, envs, policy.model, demos)
+            with progress.bar(cfg.bc_steps, "bc", "step", bars) as b:
+                stats = pretrain(dcfg, envs, policy.model, demos, on_step=b.update)
             if not cfg.baseline:
                 record_demos(demos[0], envs, demos_dir, f"sim {cfg.sim.task}")
             say(f"{len(stats)} scripted demos, {cfg.bc_steps} BC steps ({time.monotonic() - t0:.0f} s)")
-            before = evaluate(policy.model, envs, cfg.eval_episodes, cfg.seed)
-            say(f"BC policy: {_pct(before)} success over {cfg.eval_episodes} evaluation episodes (ODE)")
+            with progress.bar(cfg.eval_episodes, "eval before", "episode", bars) as b:
+                before = evaluate(policy.model, envs, cfg.eval_episodes, cfg.seed, lambda _: b.update())
+            say(f"BC policy: {pct(before)} success over {cfg.eval_episodes} evaluation episodes (ODE)")
         finally:
             envs.close()
     except KeyboardInterrupt:
@@ -301,13 +304,20 @@ def run(cfg: DemoCLIConfig, headless: bool = True) -> int:
         return 130 if interrupted else 1
     after: float | None = None
     curve: list[dict] = []
+    found = saved_marks(run_dir)
+    n = cfg.eval_episodes
+    say(f"evaluating the final checkpoint and {len(found)} robot-minute marks ({n} episodes each, ODE)")
     try:
         envs = SimEnvs(8, cfg.sim)
         try:
-            after = evaluate(load_checkpoint(ckpt).model, envs, cfg.eval_episodes, cfg.seed)
-            for mark, path, meta in saved_marks(run_dir):
-                rate = evaluate(load_checkpoint(path).model, envs, cfg.eval_episodes, cfg.seed)
-                curve.append({"robot_minutes": mark, "success": rate, **_mark_meta(meta)})
+            with progress.bar(n * (1 + len(found)), "eval after", "episode", bars) as b:
+                tick = lambda _: b.update()  # noqa: E731
+                after = evaluate(load_checkpoint(ckpt).model, envs, n, cfg.seed, tick)
+                say(f"final checkpoint: {pct(after)} success")
+                for mark, path, meta in found:
+                    rate = evaluate(load_checkpoint(path).model, envs, n, cfg.seed, tick)
+                    curve.append({"robot_minutes": mark, "success": rate, **_mark_meta(meta)})
+                    say(f"policy at {mark:g} robot min: {pct(rate)} success")
         finally:
             envs.close()
     except KeyboardInterrupt:
@@ -316,9 +326,20 @@ def run(cfg: DemoCLIConfig, headless: bool = True) -> int:
     summary = make_summary(cfg, before, after, run_dir, bc_dir, ckpt, time.monotonic() - t0, rl_wall)
     summary["curve"] = curve
     summary["interrupted"] = interrupted
+    try:
+        summary["plots"] = write_plots(out, summary)
+    except KeyboardInterrupt:  # Ctrl-C while drawing: skip the pictures, keep the summary
+        interrupted = summary["interrupted"] = True
+        summary["plots"] = {}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(format_summary(summary), flush=True)
     return 130 if interrupted else 0
+
+
+def bars_shown() -> bool:
+    """Progress bars only for a person at a terminal (stdout and stderr both one): logs, pipes and tests
+    get the progress lines alone."""
+    return sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def _mark_meta(meta: dict) -> dict:
@@ -394,121 +415,55 @@ def _deferred_interrupts():
             signal.signal(sig, handler)
 
 
-def make_summary(
-    cfg: DemoCLIConfig,
-    before: float,
-    after: float | None,
-    run_dir: Path,
-    bc_dir: Path,
-    ckpt: Path,
-    wall_s: float,
-    rl_wall_s: float,
-) -> dict:
-    """summary.json: both success rates, how much PI-RL ran (robot and human minutes, updates, episodes)
-    and how fast, and where everything is."""
-    from app.run.launch import read_metrics
-
-    metrics = read_metrics(run_dir)
-    last = metrics[-1] if metrics else {}
-    update_s = [float(m["rl/update_seconds"]) for m in metrics if "rl/update_seconds" in m]
-    span = float(metrics[-1]["time"]) - float(metrics[0]["time"]) if len(metrics) > 1 else 0.0
-    robot = _robot_time(run_dir, last)
-    return {
-        "method": cfg.method,
-        "recipe": cfg.recipe,
-        "operator": bool(cfg.operator),
-        "seed": cfg.seed,
-        "success_before": before,
-        "success_after": after,
-        "eval_episodes": cfg.eval_episodes,
-        "demos": cfg.demos,
-        "robot_minutes": robot["robot_minutes"],
-        "human_minutes": robot["human_minutes"],
-        "updates": len(metrics),
-        "episodes": int(last.get("charts/episodes", 0)),
-        "env_steps": int(last.get("charts/env_steps", 0)),
-        # the learner's count of actor env steps over its own running time (charts/SPS)
-        "env_steps_per_s": float(last.get("charts/SPS", 0.0)),
-        # updates per second of PI-RL wall time between the first and the last update
-        "updates_per_s": (len(metrics) - 1) / span if span > 0 else 0.0,
-        "update_compute_s_mean": sum(update_s) / len(update_s) if update_s else 0.0,
-        "train_success_last": last.get("charts/success_rate"),
-        "wall_s": wall_s,
-        "rl_wall_s": rl_wall_s,
-        "checkpoint": str(ckpt),
-        "bc_policy": str(bc_dir),
-        "metrics": str(run_dir / "metrics.jsonl"),
-        "logs": str(run_dir / "logs"),
-    }
-
-
-def _robot_time(run_dir: Path, last: dict) -> dict[str, float]:
-    """Robot and human minutes of the run: the learner's robot_time.json (written at exit), else the last
-    update's metrics."""
-    path = run_dir / ROBOT_TIME_FILE
-    if path.is_file():
-        data = json.loads(path.read_text())
-        return {"robot_minutes": float(data["robot_minutes"]), "human_minutes": float(data["human_minutes"])}
-    return {
-        "robot_minutes": float(last.get("charts/robot_minutes", 0.0)),
-        "human_minutes": float(last.get("charts/human_minutes", 0.0)),
-    }
-
-
-def format_summary(s: dict) -> str:
-    before, after = s["success_before"], s["success_after"]
-    if after is None:
-        after_line = "not measured (interrupted)"
-    else:
-        after_line = (
-            f"{_pct(after)}  ({'+' if after >= before else ''}{100 * (after - before):.0f} points, "
-            f"deterministic ODE, {s['eval_episodes']} fixed scenes)"
-        )
-    recipe = "on-policy baseline" if s.get("recipe") == "baseline" else "robot-minute method"
-    lines = [
-        "",
-        f"== pirl demo summary ({s['method']}, {recipe}{', simulated operator' if s.get('operator') else ''}, "
-        f"seed {s['seed']})" + ("  [interrupted]" if s.get("interrupted") else ""),
-        f"   success before PI-RL (BC on {s['demos']} demos): {_pct(before)}",
-        f"   success after PI-RL:  {after_line}",
-        f"   robot time: {s.get('robot_minutes', 0.0):.1f} robot minutes (episodes and drives home at 30 Hz), "
-        f"{s.get('human_minutes', 0.0):.1f} of them driven by the operator",
-    ]
-    curve = s.get("curve") or []
-    if curve:
-        points = ", ".join(f"{c['robot_minutes']:g} min {_pct(c['success'])}" for c in curve)
-        lines.append(f"   success at robot minutes: {points}")
-    lines += [
-        f"   PI-RL: {s['updates']} updates, {s['episodes']} episodes, {s['env_steps']} env steps in "
-        f"{s['rl_wall_s']:.0f} s (actor {s['env_steps_per_s']:.0f} steps/s, learner "
-        f"{s['updates_per_s']:.2f} updates/s); whole demo {s['wall_s']:.0f} s",
-        f"   checkpoint: {s['checkpoint']}",
-        f"   metrics:    {s['metrics']}",
-        f"   logs:       {s['logs']}",
-        f"   evaluate again: pirl eval --policy {s['checkpoint']} --episodes 100",
-    ]
-    return "\n".join(lines)
-
-
 PROGRESS_EVERY_S = 5.0  # at most one progress line per this many seconds (updates come every second or so)
 
 
 def _follow(run, cfg: DemoCLIConfig, t_rl: float) -> None:
-    """Headless: a progress line every few seconds with robot minutes and the rolling training success."""
+    """Headless: a progress line every few seconds with robot minutes and the rolling training success,
+    and at a terminal a bar towards the run's stop (robot minutes, else updates, else wall seconds)."""
     shown = [0.0]
-    while not run.finished:
-        # A bounded wait: once the learner has stopped the actor only holds (silently), so an unbounded
-        # wait for the next line would never return.
-        for name, line in run.lines(timeout=1.0):
+    if cfg.robot_minutes:
+        spec = (cfg.robot_minutes, "robot min", 2)
+    elif cfg.updates:
+        spec = (cfg.updates, "update", None)
+    else:
+        spec = (cfg.wall_budget_s, "s", 0)
+    with progress.bar(spec[0], "PI-RL", spec[1], bars_shown(), decimals=spec[2]) as b:
+
+        def show(name: str, line: str) -> None:
             _show(run, name, line, t_rl, shown)
-        if cfg.wall_budget_s and time.monotonic() - t_rl > cfg.wall_budget_s:
-            say(f"wall budget of {cfg.wall_budget_s:.0f} s reached")
-            return
-        if not any(a.alive for a in run.actors):
-            say(f"the actor exited early; see {run.actors[0].log_path}")
-            break
-    for name, line in run.lines(timeout=0.5):  # what the learner printed last
-        _show(run, name, line, t_rl, shown)
+            _advance(b, cfg, line, t_rl)
+
+        while not run.finished:
+            # A bounded wait: once the learner has stopped the actor only holds (silently), so an unbounded
+            # wait for the next line would never return.
+            for name, line in run.lines(timeout=1.0):
+                show(name, line)
+            if not cfg.robot_minutes and not cfg.updates:
+                _advance(b, cfg, "", t_rl)
+            if cfg.wall_budget_s and time.monotonic() - t_rl > cfg.wall_budget_s:
+                say(f"wall budget of {cfg.wall_budget_s:.0f} s reached")
+                return
+            if not any(a.alive for a in run.actors):
+                say(f"the actor exited early; see {run.actors[0].log_path}")
+                break
+        for name, line in run.lines(timeout=0.5):  # what the learner printed last
+            show(name, line)
+
+
+# The learner's per-update line (app/learner/metrics.py progress_line): its update count and robot minutes.
+UPDATE_LINE = re.compile(r"^learner: update (\d+)\b(?:.*\brobot_min ([0-9.]+))?")
+
+
+def _advance(b, cfg: DemoCLIConfig, line: str, t_rl: float) -> None:
+    """Move the PI-RL bar to where the run is: robot minutes or updates from a learner line, else time."""
+    if not cfg.robot_minutes and not cfg.updates:
+        progress.advance_to(b, min(time.monotonic() - t_rl, cfg.wall_budget_s))
+        return
+    m = UPDATE_LINE.match(line)
+    value = (m.group(2) if cfg.robot_minutes else m.group(1)) if m else None
+    if value is not None:
+        progress.advance_to(b, min(float(value), cfg.robot_minutes or cfg.updates))
 
 
 def _show(run, name: str, line: str, t_rl: float, shown: list[float] | None = None) -> None:
@@ -524,7 +479,7 @@ def _show(run, name: str, line: str, t_rl: float, shown: list[float] | None = No
             f"{float(last.get('charts/robot_minutes', 0.0)):5.1f} robot min "
             f"(human {float(last.get('charts/human_minutes', 0.0)):4.1f})  update {len(m):4d}  "
             f"episodes {int(last.get('charts/episodes', 0)):5d}  training success (last {STATS_WINDOW} episodes) "
-            f"{_pct(float(last.get('charts/success_rate', 0.0))):>5}  "
+            f"{pct(float(last.get('charts/success_rate', 0.0))):>5}  "
             f"actor {float(last.get('charts/SPS', 0.0)):4.0f} steps/s  [{now - t_rl:.0f} s]"
         )
     elif name == "learner" and ("robot-minute mark" in line or "reached" in line):

@@ -137,7 +137,7 @@ def record_demos(episodes: list[dict], envs: SimEnvs, root: Path, task: str) -> 
     `pirl bc --dataset.root` and the learner's `learner.demos` read): `observation.state` named like the
     actor's state, `action`, `next.reward` / `next.done` / `next.success`, `intervention` True."""
     from app.demo.sim_envs import state_keys
-    from app.eval.recorder import EpisodeRecorder, RecordConfig
+    from app.episode.recorder import EpisodeRecorder, RecordConfig
 
     rec = EpisodeRecorder(
         RecordConfig(root=str(root), repo_id="local/pirl_demo_demos", task=task, overwrite=True),
@@ -167,24 +167,37 @@ def record_demos(episodes: list[dict], envs: SimEnvs, root: Path, task: str) -> 
 
 
 def pretrain(
-    cfg: DemoConfig, envs: SimEnvs, model: PIRLModel, demos: tuple[list[dict], list] | None = None
+    cfg: DemoConfig,
+    envs: SimEnvs,
+    model: PIRLModel,
+    demos: tuple[list[dict], list] | None = None,
+    on_step: Callable[[], object] | None = None,
 ) -> list[EpisodeStats]:
     """Scripted demos (or the given `demo_episodes` result) -> BC on the whole policy; returns the demos'
-    episode stats."""
+    episode stats. `on_step()` is called after every BC optimiser step (a progress bar)."""
     episodes, stats = demos if demos is not None else demo_episodes(cfg, envs)
     data = make_chunks(
         [{k: v for k, v in ep.items() if k != "reward"} for ep in episodes], model.policy.chunk_size
     )
     model.policy.set_normalization(floored_stats(data, envs))
-    bc_pretrain(
-        model.policy,
-        data,
-        steps=cfg.bc.steps,
-        batch_size=cfg.bc.batch_size,
-        lr=cfg.bc.lr,
-        seed=cfg.seed,
-        fit_normalization=False,
-    )
+    hook = None
+    if on_step is not None:  # bc_pretrain has no callback: count its optimiser's steps, as `pirl bc` does
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        hook = register_optimizer_step_post_hook(lambda *_: on_step())
+    try:
+        bc_pretrain(
+            model.policy,
+            data,
+            steps=cfg.bc.steps,
+            batch_size=cfg.bc.batch_size,
+            lr=cfg.bc.lr,
+            seed=cfg.seed,
+            fit_normalization=False,
+        )
+    finally:
+        if hook is not None:
+            hook.remove()
     return stats
 
 
@@ -206,11 +219,17 @@ def load_checkpoint(path: str | Path) -> PIRLFlowPolicy:
     return PIRLFlowPolicy.from_pretrained(path, config=pcfg).eval()
 
 
-def evaluate(model: PIRLModel, envs: SimEnvs, n: int, seed: int = 0) -> float:
-    """Deterministic-ODE success rate over `n` fixed evaluation resets."""
+def evaluate(
+    model: PIRLModel,
+    envs: SimEnvs,
+    n: int,
+    seed: int = 0,
+    on_episode: Callable[[EpisodeStats], object] | None = None,
+) -> float:
+    """Deterministic-ODE success rate over `n` fixed evaluation resets (`on_episode` as each one ends)."""
     g = torch.Generator().manual_seed(seed)
     seeds = [EVAL_SEED0 + i for i in range(n)]
-    _, stats = run_episodes(model, envs, seeds, mode="deterministic", generator=g)
+    _, stats = run_episodes(model, envs, seeds, mode="deterministic", generator=g, on_episode=on_episode)
     return success_rate(stats)
 
 

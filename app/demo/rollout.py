@@ -9,7 +9,7 @@ are the actor's `ChunkRecord`s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,9 +64,11 @@ def run_episodes(
     episode_id_start: int = 0,
     group_ids: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
+    on_episode: Callable[[EpisodeStats], object] | None = None,
 ) -> tuple[RolloutBatch | None, list[EpisodeStats]]:
     """Run one episode per seed, `len(envs)` at a time. mode "train" samples stochastic chains and returns
-    a RolloutBatch; "deterministic" runs the ODE (evaluation) and returns no batch."""
+    a RolloutBatch; "deterministic" runs the ODE (evaluation) and returns no batch. `on_episode(stats)` is
+    called as each episode ends (in finishing order; progress bars)."""
     model.eval()
     n = len(envs)
     executors = [
@@ -124,6 +126,8 @@ def run_episodes(
                     truncated.append((record, run.obs))
             if not run.active:
                 stats.append((s["k"], EpisodeStats(s["seed"], result.terminated, run.steps, s["ret"])))
+                if on_episode is not None:
+                    on_episode(stats[-1][1])
                 start(i)
     ordered = [e for _, e in sorted(stats, key=lambda kv: kv[0])]
     if mode != "train":

@@ -11,7 +11,7 @@ the robot, teleop, safety and episode sections of a run config; options given on
 Evaluation uses deterministic ODE sampling and the same path to the motors as training (policy ->
 Takeover -> RobotGuard -> robot, EpisodeManager); see app/eval/runner.py. The result is the Wilson score
 interval (app/eval/stats.py); `--output` writes it as JSON; `--record.root` writes every step to a
-LeRobotDataset (app/eval/recorder.py). Options: app/eval/config.py; guide: docs/eval.md.
+LeRobotDataset (app/episode/recorder.py). Options: app/eval/config.py; guide: docs/eval.md.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from app.episode.recorder import EpisodeRecorder, RecordConfig
 from app.eval.config import EvalConfig
-from app.eval.recorder import EpisodeRecorder, RecordConfig
 from app.eval.runner import EvalError, EvalResult, run_eval
 from app.eval.stats import SuccessRate, wilson_interval
 
@@ -134,6 +134,7 @@ HELP_OPTIONS = (
     ("--record.root=DIR", "record every step as a LeRobotDataset"),
     ("--output=FILE", "write the result as JSON"),
     ("--explore_samples=N", "sim: also measure the stochastic sampler's exploration"),
+    ("--plot=FILE.png", "write the success per scene as a PNG"),
 )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from lerobot.robots import RobotConfig
 from lerobot.teleoperators import TeleoperatorConfig
 
-from app.eval.recorder import RecordConfig
+from app.episode.record_config import RecordConfig
 from app.run.config import LEADER_ARMS
 from hardware.episodes import EpisodeConfig
 from hardware.safety.config import SafetyConfig
@@ -77,10 +77,15 @@ class EvalConfig:
     # scenes never, sometimes and always succeed. PI-RL's sparse reward only has a gradient on the
     # "sometimes" scenes; "never" ones improve only as their neighbours do (docs/eval.md). 0: off.
     explore_samples: int = 0
-    # Record every step to a LeRobotDataset (see app/eval/recorder.py).
+    # Record every step to a LeRobotDataset (see app/episode/recorder.py).
     record: RecordConfig = field(default_factory=RecordConfig)
     # Write the result (rate, interval, per-episode records, config) as JSON here. None: print only.
     output: str | None = None
+    # Write a picture of the result here (a .png): a bar per evaluated scene with its success and Wilson
+    # interval (with --explore_samples: the stochastic replays' rate, the deterministic outcome marked
+    # above), takeovers hatched, the overall rate and interval as a band. None: no picture. A plot that
+    # cannot be written is one warning line, never a failed evaluation.
+    plot: str | None = None
     # Print one line per episode.
     progress: bool = True
 
@@ -140,6 +145,8 @@ class EvalConfig:
             from app.run.config import _check_teleop
 
             _check_teleop(self.teleop, self.robot)  # a leader's port, id and units, as for training
+        if self.plot is not None and not self.plot.lower().endswith(".png"):
+            raise ValueError(f"--plot writes a PNG: give a path ending in .png, got {self.plot!r}")
         if self.record.root is not None and not self.record.repo_id.count("/") == 1:
             raise ValueError(f"--record.repo_id must look like 'owner/name', got {self.record.repo_id!r}")
         self.episode.validate()

@@ -10,6 +10,7 @@ tests/app/eval/test_stats.py checks the result against Newcombe's values and the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -54,3 +55,20 @@ def wilson_interval(successes: int, episodes: int, confidence: float = 0.95) -> 
 
     ci = binomtest(successes, episodes).proportion_ci(confidence_level=confidence, method="wilson")
     return SuccessRate(successes, episodes, float(ci.low), float(ci.high), confidence)
+
+
+def scene_rates(
+    outcomes: Sequence[bool],
+    confidence: float = 0.95,
+    stochastic: Sequence[int] | None = None,
+    samples: int = 0,
+) -> list[SuccessRate]:
+    """Each evaluated scene's success with its Wilson interval, in evaluation order: its one deterministic
+    episode (k of 1), or with `stochastic` (`--explore_samples`: successes per scene out of `samples`
+    stochastic replays) those replays. One scene's interval is wide (one episode: [0, 79 %] or [21, 100 %]
+    at 95 %); what the picture shows is which scenes fail, and how reliably."""
+    if stochastic is None:
+        return [wilson_interval(int(bool(ok)), 1, confidence) for ok in outcomes]
+    if len(stochastic) != len(outcomes):
+        raise ValueError(f"{len(stochastic)} stochastic counts for {len(outcomes)} scenes")
+    return [wilson_interval(int(k), samples, confidence) for k in stochastic]

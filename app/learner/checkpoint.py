@@ -20,6 +20,10 @@ is only checked between steps, so Ctrl-C never interrupts a save (it triggers a 
 `add_folder` adds a folder (e.g. `pretrained_model/`) to a finished checkpoint the same way: written under a
 temporary name, fsynced, renamed into place; a crash leaves the checkpoint as it was.
 
+A save of a big policy (a VLA's optimiser state, a whole `pretrained_model/`) can take many seconds, in
+which the learner prints nothing else: one that is still writing after SLOW_SAVE_S logs a start line, and
+then a done line with the size written and the seconds it took (`_timed`). Quick saves stay one line.
+
 Non-finite weights are never saved: `save` refuses a state whose trainable weights (`state["trainable"]`)
 hold NaN or inf (`NonFiniteWeightsError`, before anything is written), so the
 kept checkpoints are never all poisoned. Damage is an error, never a traceback or an unpickle: `load` names
@@ -36,7 +40,10 @@ import logging
 import os
 import pickle
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +62,8 @@ WEIGHT_KEYS = ("trainable", "policy")
 # what the learner's resume reads (app/learner/loop.py `_save`): a checkpoint without one is damaged
 RESUME_META_KEYS = ("updates", "env_steps", "episodes", "run_id")
 RESUME_STATE_KEYS = ("algorithm", "generator")
+# A save still writing after this many seconds logs a start line, and a done line with size and time.
+SLOW_SAVE_S = 1.0
 
 T = TypeVar("T")
 
@@ -108,6 +117,49 @@ def _fsync_tree(root: Path) -> None:
         _fsync_path(Path(dirpath))
 
 
+def _tree_bytes(root: Path) -> int:
+    """Bytes in the files under `root` (0 when it is gone)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:  # removed meanwhile
+                continue
+    return total
+
+
+@contextmanager
+def _timed(what: str, folder: Path, slow_s: float | None = None) -> Iterator[None]:
+    """Around a save into `folder`: if it is still running after `slow_s` (SLOW_SAVE_S), log "<what>: saving ..." and,
+    when it ends, "<what>: saved <MB> in <s> s" (the size of `folder` then). A save that finishes sooner
+    logs neither; the done line (or a failure line) comes exactly when the start line came."""
+    slow_s = SLOW_SAVE_S if slow_s is None else slow_s
+    t0 = time.monotonic()
+    started = threading.Event()
+
+    def start() -> None:
+        started.set()
+        log.info("%s: saving (still writing after %.0f s) ...", what, slow_s)
+
+    timer = threading.Timer(slow_s, start)
+    timer.daemon = True
+    timer.start()
+    done = False
+    try:
+        yield
+        done = True
+    finally:
+        timer.cancel()
+        timer.join()
+        if started.is_set():
+            seconds = time.monotonic() - t0
+            if done:
+                log.info("%s: saved %.1f MB in %.1f s", what, _tree_bytes(folder) / 1e6, seconds)
+            else:
+                log.warning("%s: save failed after %.1f s", what, seconds)
+
+
 class CheckpointManager:
     def __init__(self, root: Path, keep: int = 3):
         if keep < 1:
@@ -145,17 +197,18 @@ class CheckpointManager:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        torch.save(state, tmp / STATE_FILE)
-        if write_extra is not None:
-            write_extra(tmp)
-        (tmp / META_FILE).write_text(json.dumps({"version": int(version), **meta}, indent=2, default=str))
-        _fsync_tree(tmp)
-        if final.exists():  # re-saving the same version (e.g. final save right after a periodic one)
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        _fsync_path(self.root)
-        self._write_last(name)
-        self._prune()
+        with _timed(f"checkpoint {final}", final):
+            torch.save(state, tmp / STATE_FILE)
+            if write_extra is not None:
+                write_extra(tmp)
+            (tmp / META_FILE).write_text(json.dumps({"version": int(version), **meta}, indent=2, default=str))
+            _fsync_tree(tmp)
+            if final.exists():  # re-saving the same version (e.g. final save right after a periodic one)
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            _fsync_path(self.root)
+            self._write_last(name)
+            self._prune()
         log.info("checkpoint saved: %s", final)
         return final
 
@@ -167,13 +220,14 @@ class CheckpointManager:
         for stale in checkpoint.glob(f".tmp-{name}-*"):  # left by a process killed while adding it
             shutil.rmtree(stale, ignore_errors=True)
         tmp = checkpoint / f".tmp-{name}-{os.getpid()}"
-        write(tmp)
-        _fsync_tree(tmp)
         final = checkpoint / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        _fsync_path(checkpoint)
+        with _timed(f"checkpoint {checkpoint}: {name}", final):
+            write(tmp)
+            _fsync_tree(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            _fsync_path(checkpoint)
         log.info("checkpoint %s: added %s", checkpoint, name)
         return final
 

@@ -1,6 +1,7 @@
 import functools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -249,3 +250,35 @@ def test_real_target_has_a_required_port_permissions_row(monkeypatch):
     report = doctor.run_checks(doctor.DoctorConfig(target="real"))
     row = next(c for c in report.checks if c.name == "port permissions")
     assert row.required and row.ok
+
+
+def test_report_rows_keep_status_and_whole_fix_on_one_line():
+    """Each row is one line: name, status, required, then the detail and (when it failed) the fix, whole,
+    so a long command can be copy-pasted from a log or pipe; no colour codes, brackets printed as written."""
+    cmd = (
+        "pirl calibrate --robot.type=so101_follower --robot.port=/dev/ttyACM0 --robot.id=arm1 "
+        "--robot.calibration_dir=/home/someone/.cache/huggingface/lerobot/calibration/robots/so101_follower"
+    )
+    report = doctor.Report(
+        [
+            doctor.Check("python", True, "3.12.1", True, "never shown: the row passed"),
+            doctor.Check(
+                "robot calibration", False, "no file [/dev/ttyACM0]", True, f"calibrate it: `{cmd}`"
+            ),
+            doctor.Check(
+                "cuda", False, "not available (CPU only)", False, "a learner for pi0/pi05 needs a GPU"
+            ),
+        ]
+    )
+    text = doctor.render_report(report, "real")
+    lines = text.splitlines()
+    assert lines[0].split() == ["check", "status", "required", "detail"]
+    expected = [
+        ("python", "ok", "yes", "3.12.1"),
+        ("robot calibration", "FAIL", "yes", f"no file [/dev/ttyACM0]  -> calibrate it: `{cmd}`"),
+        ("cuda", "missing", "no", "not available (CPU only)  -> a learner for pi0/pi05 needs a GPU"),
+    ]
+    for line, (name, status, required, detail) in zip(lines[2:5], expected, strict=True):
+        assert re.fullmatch(rf"{name} +{status} +{required} +{re.escape(detail)}", line), line
+    assert lines[-1] == "pirl doctor: NOT ready for target 'real'"
+    assert "\x1b" not in text

@@ -15,16 +15,17 @@ from app.demo.cli import (
     QUICK_BASELINE,
     QUICK_ROBOT_MINUTE,
     STATS_WINDOW,
+    UPDATE_LINE,
     DemoCLIConfig,
+    _advance,
     demo_config,
-    format_summary,
     main,
-    make_summary,
     marks,
     parse,
     run_config,
 )
 from app.demo.pipeline import train_seed
+from app.demo.summary import PLOTS, format_summary, make_summary, write_plots
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -81,6 +82,7 @@ def test_run_config_parses_and_matches_the_in_process_pipeline(tmp_path) -> None
     assert rc.learner.max_updates == d.run.updates == cfg.updates
     assert rc.learner.stats_window == STATS_WINDOW
     assert rc.transport.port == 12345 and rc.transport.host == "127.0.0.1"
+    assert rc.learner.tensorboard  # the demo writes TensorBoard (run/tb) like any learner run
     assert d.pirl.method == "flow_sde"
     assert rc.learner.preset == "" and rc.learner.demos == "" and rc.teleop is None  # the baseline as before
 
@@ -156,6 +158,58 @@ def test_summary_of_a_run_without_updates(tmp_path) -> None:
     assert "+0 points" in format_summary(s)
 
 
+def _png_size(path: Path) -> tuple[int, int]:
+    from matplotlib.image import imread
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return imread(path).shape[:2]
+
+
+def test_plots_of_a_run_and_a_failed_one_is_a_warning(tmp_path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir)
+    cfg = DemoCLIConfig(eval_episodes=50)
+    s = make_summary(cfg, 0.4, 0.75, run_dir, tmp_path / "bc_policy", tmp_path / "ckpt", 300.0, 200.0)
+    s["curve"] = [{"robot_minutes": 1.0, "success": 0.5}, {"robot_minutes": 2.0, "success": 0.7}]
+    written = write_plots(tmp_path, s)
+    assert written == {k: str(tmp_path / v) for k, v in PLOTS.items()}
+    for path in written.values():
+        h, w = _png_size(Path(path))
+        assert h > 300 and w > 500
+    text = format_summary({**s, "plots": written})
+    assert f"plot:       {tmp_path / PLOTS['success']}" in text and str(tmp_path / PLOTS["learning"]) in text
+    assert "tensorboard" not in text  # no run/tb folder in this fake run
+
+    (run_dir / "metrics.jsonl").unlink()
+    s["success_after"] = None  # interrupted before the final evaluation: the marks alone
+    assert list(write_plots(tmp_path, s)) == ["success"]
+    out = capsys.readouterr().out
+    assert out.count("demo: warning:") == 1 and "learning curve plot not written: FileNotFoundError" in out
+
+
+class _Bar:
+    n = 0.0
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+
+
+def test_the_pi_rl_bar_follows_the_learners_lines() -> None:
+    from app.learner.metrics import progress_line
+
+    line = progress_line(7, 7, 40, {"charts/robot_minutes": 3.456})
+    assert UPDATE_LINE.match(line).groups() == ("7", "3.46")
+    bar = _Bar()
+    _advance(bar, parse([]), line, 0.0)  # robot-minute method: towards --robot_minutes
+    _advance(bar, parse([]), "actor0: episode 3 ...", 0.0)
+    assert bar.n == pytest.approx(3.46)
+    _advance(bar, parse(["--robot_minutes=2"]), line, 0.0)  # never past the stop
+    assert bar.n == pytest.approx(3.46)
+    base = _Bar()
+    _advance(base, parse(["--baseline=true"]), progress_line(7, 7, 40, {}), 0.0)  # baseline: updates
+    assert base.n == 7
+
+
 # The CI-sized demo: the default recipe (the robot-minute method, no operator), 10 robot minutes,
 # fixed seed. What it must show: the whole path works (demos -> BC -> learner + actor -> marks -> summary),
 # robot time is counted (episodes and drives home) and the policy does not fall below its start. The
@@ -184,6 +238,11 @@ def test_quick_demo_through_the_runtime(tmp_path, monkeypatch, capsys) -> None:
     assert (tmp_path / "demos" / "meta" / "info.json").is_file()  # the demos, as a LeRobotDataset
     assert (tmp_path / "run" / "logs" / "learner.log").is_file()
     assert (tmp_path / "run" / "logs" / "actor0.log").is_file()
+    assert any((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))  # TensorBoard, on by default
+    assert summary["tensorboard"] == str(tmp_path / "run" / "tb") and "tensorboard --logdir" in out
+    for name in PLOTS.values():  # the two pictures, named in the summary
+        assert _png_size(tmp_path / name)[0] > 300 and f"plot:       {tmp_path / name}" in out
+    assert "final checkpoint:" in out and "policy at 10 robot min:" in out  # the final evaluation's lines
     change = summary["success_after"] - summary["success_before"]
     assert change >= CI_MIN_CHANGE, (
         f"success {summary['success_before']:.2f} -> {summary['success_after']:.2f}"

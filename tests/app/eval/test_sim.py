@@ -311,3 +311,35 @@ def test_explore_samples_line_and_errors(reach_policy, capsys):
     ]:
         assert main(["--policy", reach_policy, *args]) == 2
         assert message in capsys.readouterr().err
+
+
+def _png_size(path) -> tuple[int, int]:
+    from matplotlib.image import imread
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return imread(path).shape[:2]
+
+
+def test_plot_writes_the_per_scene_png_and_the_json_names_it(reach_policy, tmp_path, capsys):
+    png, out = tmp_path / "plots" / "scenes.png", tmp_path / "r.json"
+    args = ["--policy", reach_policy, "--episodes", "3", "--episode.time_limit_s=0.3"]
+    assert main([*args, f"--plot={png}", f"--output={out}", "--progress=false"]) == 0
+    h, w = _png_size(png)
+    assert h > 300 and w > 500
+    assert f"eval: per-scene plot written to {png}" in capsys.readouterr().out  # even with --progress=false
+    assert json.loads(out.read_text())["plot"] == str(png)
+    # with --explore_samples the bars are the stochastic replays' rates
+    result = run_eval(cfg(reach_policy, episodes=2, explore_samples=2, plot=str(tmp_path / "x.png")))
+    assert result.plot == str(tmp_path / "x.png") and _png_size(tmp_path / "x.png")[0] > 300
+    assert main([*args, "--plot=scenes.jpg"]) == 2
+    assert "--plot writes a PNG: give a path ending in .png" in capsys.readouterr().err
+
+
+def test_a_plot_that_cannot_be_written_is_a_warning_not_a_failed_eval(reach_policy, tmp_path, caplog):
+    (tmp_path / "file").write_text("")
+    with caplog.at_level("WARNING", logger="pirl.eval"):
+        result = run_eval(
+            cfg(reach_policy, episodes=1, time_limit_s=0.2, plot=str(tmp_path / "file" / "p.png"))
+        )
+    assert result.plot is None and len(result.episodes) == 1 and result.stopped is None
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["per-scene plot not written"]
