@@ -4,9 +4,9 @@
     pirl bc --dataset.root=... --image_keys='["front"]' --method=flow_sde --steps=3000
 
 PI-RL fine-tunes a policy that already does the task sometimes (the paper's few-shot SFT): on a real arm
-the demos come from a LeRobot dataset — recorded with `lerobot-record` and a leader arm, or with
-`pirl eval --record.root=...` (takeovers are flagged `intervention` there, and `--dataset.only_interventions`
-keeps just the human-driven steps). The result is a LeRobot policy folder (`config.json` +
+the demos come from a LeRobot dataset — recorded with `lerobot-record` and a leader arm, or by pirl
+itself (`--actor.record.root=...` on the actor or console, `pirl eval --record.root=...`): takeovers are
+flagged `intervention` there, and `--dataset.only_interventions` keeps just the human-driven steps. The result is a LeRobot policy folder (`config.json` +
 `model.safetensors`, type `pirl_flow`) that a run config names as `policy_path`.
 
 Frames are grouped by episode; each frame starts one chunk of the next `chunk_size` actions (the tail of
@@ -38,8 +38,8 @@ class BCDatasetConfig:
     root: str = ""  # the dataset folder (required; read offline, nothing is downloaded)
     repo_id: str = "local/pirl_eval"  # the id stored in the dataset's metadata (pirl eval's default)
     episodes: list[int] = field(default_factory=list)  # episode indices to use; empty: all
-    # Only chunks that start on a human-driven step (`intervention` feature: the takeovers `pirl eval
-    # --record.root` records; the actor does not record datasets). Needs the feature in the dataset.
+    # Only chunks that start on a human-driven step (`intervention` feature: the takeovers the actor's
+    # `--actor.record.root` and `pirl eval --record.root` record). Needs the feature in the dataset.
     only_interventions: bool = False
     # Only episodes whose last frame says `next.success` (drops failed demos). Needs the feature.
     only_successful: bool = False

@@ -51,13 +51,15 @@ RULES: dict[str, Rule] = {
         allow=("app.console", "app.control", "app.run"), deny=("torch", "grpc", "lerobot", "mujoco")
     ),
     # Neutral shared config, registry, parsing, process front end, launcher, SAC hand-off. From hardware
-    # only the config pieces the run config composes: EpisodeConfig, SafetyConfig, the teleop type table.
+    # only the config pieces the run config composes: EpisodeConfig, SafetyConfig, the teleop type table;
+    # from app/episode only the recording section (`actor.record`, plain dataclasses).
     "app/run": Rule(
         allow=(
             "app.run",
             "app.rl",
             "app.transport",
             "app.control",
+            "app.episode.record_config",
             "hardware.episodes",
             "hardware.safety.config",
             "hardware.factory",
@@ -75,12 +77,16 @@ RULES: dict[str, Rule] = {
     # The one chunk/episode executor: observation -> policy or human -> safety guard -> robot -> episodes.
     "app/episode": Rule(allow=("app.episode", "app.rl", "hardware"), deny=("grpc", "textual")),
     "app/eval": Rule(
-        allow=("app.eval", "app.episode", "app.run", "app.rl", "hardware"), deny=("grpc", "textual")
-    ),
-    "app/demo": Rule(
-        allow=("app.demo", "app.episode", "app.run", "app.rl", "app.eval", "hardware"),
+        allow=("app.eval", "app.episode", "app.run", "app.rl", "app.report", "hardware"),
         deny=("grpc", "textual"),
     ),
+    "app/demo": Rule(
+        allow=("app.demo", "app.episode", "app.run", "app.rl", "app.eval", "app.report", "hardware"),
+        deny=("grpc", "textual"),
+    ),
+    # Plots and progress bars: plain numbers in, PNGs and bars out; nothing first-party, no torch or robot
+    # stack (the demo, eval and the benchmarks use it; benchmarks/ has no rule of its own).
+    "app/report": Rule(allow=("app.report",), deny=("torch", "lerobot", "grpc", "textual", "mujoco")),
     "hardware": Rule(allow=("hardware",), deny=("grpc", "textual")),
     "calibration": Rule(allow=("calibration", "hardware"), deny=("grpc", "textual")),
     # Top-level files of app/: exactly what each imports (cli.py imports its commands by name, lazily).

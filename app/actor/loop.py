@@ -9,7 +9,9 @@ each:
 - `app.actor.rollouts.EpisodeRunner`: one episode through the executor (app/episode/) -> ChunkRecords ->
   one rollout and one stats message;
 - `app.actor.teleop.HumanInput`: who drives during a takeover (teleoperator or sim expert);
-- `app.actor.console.ActorConsole`: the operator console's commands and status (when one may listen).
+- `app.actor.console.ActorConsole`: the operator console's commands and status (when one may listen);
+- `app.episode.recorder.EpisodeRecorder` (`actor.record.root`): every episode as it ran, takeover steps
+  flagged `intervention`, saved to a LeRobot dataset as each episode ends (cameras as videos).
 
 This module builds them and runs the loop: wait for the first weights, then reset -> episode -> reset.
 The actor keeps the robot safe without the learner: the client feeds the link watchdog with the traffic
@@ -20,6 +22,7 @@ the next episode starts until the link is back.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
@@ -31,6 +34,7 @@ from app.actor.teleop import HumanInput
 from app.actor.weights import ActorError, WeightSync
 from app.episode import Executor
 from app.episode.observation import resolve_state_keys
+from app.episode.recorder import EpisodeRecorder
 from app.rl.algorithm import pirl_model_of
 from app.run.config import PIRLRunConfig
 from hardware.episodes import EpisodeManager, EpisodeState
@@ -109,6 +113,7 @@ class Actor:
 
             self.console = ActorConsole(self, cfg.actor.control)
             self.control = self.console.server
+            self.runner.while_blocked = self.console.while_blocked  # status keeps coming while it saves
             self.progress = self.console.tee(self.progress, f"actor {cfg.actor.actor_id}: ")
 
     # What other parts read off the actor (the console's tests, benchmarks, recipes).
@@ -153,11 +158,16 @@ class Actor:
 
     def run(self) -> int:
         """Run episodes until done or stopped. Returns a process exit code."""
-        self.human.connect(self._say)  # first: a leader that does not open fails before the follower's torque
+        self._open_recording()  # first: a dataset folder it may not write is refused before anything moves
         try:
-            self.guard.connect()
+            self.human.connect(self._say)  # a leader that does not open fails before the follower's torque
+            try:
+                self.guard.connect()
+            except BaseException:
+                self.human.disconnect()
+                raise
         except BaseException:
-            self.human.disconnect()
+            self._close_recording()
             raise
         self.runner.state_keys = resolve_state_keys(self.robot, self.cfg.actor.state_keys)
         # A VLA names the cameras it reads; the native policy's come from actor.image_keys.
@@ -192,13 +202,60 @@ class Actor:
             self._close()
 
     def _close(self) -> None:
-        self.client.close(flush_timeout_s=5.0)
-        if self.console is not None:
-            self.console.close()
         try:
-            self.guard.close()  # the follower first: it stops moving before its leader is let go
+            self.client.close(flush_timeout_s=5.0)
+            if self.console is not None:
+                self.console.close()
+            try:
+                self.guard.close()  # the follower first: it stops moving before its leader is let go
+            finally:
+                self.human.disconnect()
         finally:
-            self.human.disconnect()
+            self._close_recording()  # the episodes saved so far were final already; this closes the files
+
+    @property
+    def record_config(self) -> Any:
+        """`actor.record` (None, or its root None: no recording)."""
+        return getattr(self.cfg.actor, "record", None)
+
+    def _open_recording(self) -> None:
+        """Start the dataset recorder when `actor.record.root` is set: the robot's joints and task keys as
+        `observation.state` (the policy's state keys), every camera of the robot (`record.images`)."""
+        rc = self.record_config
+        if rc is None or not rc.root:
+            return
+        task = rc.task or getattr(self.cfg.robot, "task", "") or ""
+        cfg = dataclasses.replace(rc, task=task if task and task != "none" else "pirl actor")
+        features = self.robot.observation_features
+        cameras = {k: tuple(v) for k, v in features.items() if isinstance(v, tuple) and len(v) == 3}
+        state_keys = resolve_state_keys(self.robot, self.cfg.actor.state_keys)
+        rec = EpisodeRecorder(
+            cfg,
+            round(self.cfg.safety.control_hz),
+            state_keys,
+            list(self.guard.keys),
+            cameras if rc.images else {},
+            self.cfg.robot.type,
+            option="--actor.record",
+        )
+        self.runner.recorder = rec
+        there = rec.dataset.num_episodes
+        self._say(
+            f"recording every episode to {rec.root}"
+            + (f" (appending to its {there} episodes)" if there else "")
+            + (
+                f", cameras {', '.join(rec.image_keys)} as {'video' if rec.encoder else 'PNG'}"
+                if rec.image_keys
+                else ""
+            )
+        )
+
+    def _close_recording(self) -> None:
+        rec, self.runner.recorder = self.runner.recorder, None
+        if rec is None:
+            return
+        rec.close()
+        self._say(f"recorded {rec.episodes} episodes ({rec.frames} frames) to {rec.root}")
 
     def _reset_if_due(self) -> bool:
         """Drive home after an episode; True when that reset finished (False: none due, e-stop latched,

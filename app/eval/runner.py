@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
+from app.episode.recorder import EpisodeRecorder
 from app.eval.config import EvalConfig
 from app.eval.policy import EvalError, check_compatible, has_pirl_model, load_policy, policy_io
-from app.eval.recorder import EpisodeRecorder
-from app.eval.stats import SuccessRate, wilson_interval
+from app.eval.stats import SuccessRate, scene_rates, wilson_interval
 from app.run.config import LEADER_ARMS
 from hardware.factory import leader_in_degrees
 
@@ -47,6 +47,7 @@ class EvalResult:
     dataset: str | None  # LeRobotDataset folder, when recording
     stopped: str | None  # why the run ended before `episodes` (operator quit, e-stop, reset failure)
     exploration: Exploration | None = None  # --explore_samples: stochastic successes per scene
+    plot: str | None = None  # --plot: the per-scene PNG, when it was written
 
     @property
     def episodes_per_s(self) -> float:
@@ -68,6 +69,7 @@ class EvalResult:
             "dataset": self.dataset,
             "stopped": self.stopped,
             "exploration": None if self.exploration is None else asdict(self.exploration),
+            "plot": self.plot,
             "per_episode": self.episodes,
         }
 
@@ -378,11 +380,43 @@ def run_eval(
         stopped=stopped,
         exploration=exploration,
     )
+    if cfg.plot:
+        result.plot = plot_scenes(cfg, result)
+        if result.plot and progress is not None:  # a result line, printed whatever --progress says
+            progress(f"eval: per-scene plot written to {result.plot}")
     if cfg.output:
         out = Path(cfg.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(_json({**result.as_dict(), "config": asdict(cfg)}))
     return result
+
+
+def plot_scenes(cfg: EvalConfig, result: EvalResult) -> str | None:
+    """--plot: the success per scene as a PNG (app/report/plots.py); its path, or None and one warning
+    line when it could not be written (the evaluation's result stands either way)."""
+    from app.report.plots import SceneBar, per_scene_success, safely
+
+    def draw() -> Path:
+        x = result.exploration
+        outcomes = [e["success"] for e in result.episodes]
+        rates = scene_rates(outcomes, cfg.confidence, x.successes if x else None, x.samples if x else 0)
+        bars = [
+            SceneBar(str(e["episode"]), r.successes, r.episodes, r.low, r.high, bool(e["counted"]),
+                     bool(e["success"]) if x is not None else None)
+            for e, r in zip(result.episodes, rates, strict=True)
+        ]  # fmt: skip
+        s = result.success
+        return per_scene_success(
+            cfg.plot,
+            bars,
+            (s.rate, s.low, s.high) if s.episodes else None,
+            title=f"pirl eval {'/'.join(Path(cfg.policy).parts[-3:])}: {s}",
+            trials_label="stochastic rollout" if x is not None else "deterministic (ODE) episode",
+            interval_label=f"{cfg.confidence:.0%} Wilson CI",
+        )
+
+    path = safely("per-scene plot", draw, warn=log.warning)
+    return None if path is None else str(path)
 
 
 def _explore(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.control.protocol import ControlConfig
+from app.episode.record_config import ActorRecordConfig
 
 # Files the learner writes into learner.output_dir that other processes read (launchers, the demo).
 # {"host", "port", "pid", "run_id", "version"}, written when the server is up.
@@ -58,6 +59,9 @@ class ActorConfig:
     control: ControlConfig | None = None
     # Print one progress line per this many episodes (0: silent).
     progress_every: int = 1
+    # Record every episode this actor runs as a LeRobot dataset (--actor.record.root=DIR): each control
+    # step, takeover steps flagged `intervention`, cameras as videos (app/episode/record_config.py).
+    record: ActorRecordConfig = field(default_factory=ActorRecordConfig)
     # CPU threads for torch in this process (0: torch's default, one per core). Beside a learner on the
     # same small machine, 1 leaves it a core (see learner.torch_threads).
     torch_threads: int = 0
