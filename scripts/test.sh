@@ -11,9 +11,17 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MUJOCO_GL="
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 echo "== ruff check"; "$VENV/bin/ruff" check .
 echo "== ruff format --check"; "$VENV/bin/ruff" format --check .
-echo "== pytest"
+# Parallel workers (pytest-xdist): one per core, at most 4 (each end-to-end test starts a learner and an
+# actor process of its own; more workers than that mostly add memory). PIRL_TEST_WORKERS=N overrides;
+# 0 runs in this one process (what a debugger or `-s` wants). Tests stealing work from each other's queues
+# (worksteal) keep both cores busy to the end.
+WORKERS="${PIRL_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+[ "$WORKERS" -gt 4 ] && WORKERS=4
+XDIST=()
+[ "$WORKERS" -gt 1 ] && XDIST=(-n "$WORKERS" --dist worksteal)
+echo "== pytest (${WORKERS} worker(s))"
 set +e
-"$VENV/bin/python" -m pytest --timeout="${PIRL_TEST_TIMEOUT:-600}" "$@"
+"$VENV/bin/python" -m pytest --timeout="${PIRL_TEST_TIMEOUT:-600}" "${XDIST[@]}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

@@ -29,3 +29,14 @@ def _restore_signal_handlers():
     for sig, handler in saved.items():
         if signal.getsignal(sig) is not handler and handler is not None:
             signal.signal(sig, handler)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end tests (`slow`, each a minute or more) first, in collection order, then the rest.
+
+    With parallel workers (scripts/test.sh runs pytest-xdist) a long test that starts last keeps one worker
+    busy after the others have finished; started first, the short tests fill in around it. Every worker
+    collects the same order, as xdist requires. Without xdist the order changes nothing that a test may
+    rely on: tests are independent.
+    """
+    items[:] = sorted(items, key=lambda item: 0 if item.get_closest_marker("slow") else 1)

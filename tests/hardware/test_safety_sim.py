@@ -105,7 +105,9 @@ def test_stalled_source_holds_within_the_watchdog_time_on_a_realtime_sim(tmp_pat
             assert time.monotonic() - t_last < 1.0, "watchdog never fired"
             time.sleep(0.002)
         latency = time.monotonic() - t_last
-        assert 0.1 <= latency < 0.1 + 2 / 30 + 0.05  # timeout + up to two control periods (+ CI jitter)
+        assert (
+            0.1 <= latency < 0.1 + 2 / 30 + 0.1
+        )  # timeout + up to two control periods (+ jitter of a loaded 2-core CI)
         hold = dict(guard.last_result.action)
         time.sleep(0.4)  # the arm settles on the hold target and stays there
         a = guard.present()
