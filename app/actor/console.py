@@ -26,6 +26,7 @@ from app.control.protocol import (
     EpisodeStatus,
     LearnerLinkStatus,
     LoopStatus,
+    RecordStatus,
 )
 from app.control.protocol import EpisodeRecord as CurvePoint
 from app.control.server import ControlServer
@@ -158,6 +159,18 @@ class ActorConsole:
         }
         return LearnerLinkStatus(**{k: v for k, v in fields.items() if k in _LINK_FIELDS})
 
+    def record_status(self) -> RecordStatus:
+        """The recording section. The folder stays named after an error stopped the recording (the
+        episodes saved before it are kept there); "" only when the actor was not asked to record."""
+        runner = self.actor.runner
+        rec = runner.recorder
+        if rec is not None:
+            root = str(rec.root)
+        else:
+            rc = self.actor.record_config
+            root = str(rc.root) if runner.record_error and rc is not None and rc.root else ""
+        return RecordStatus(root=root, episodes=int(runner.episodes_recorded), error=runner.record_error)
+
     def status(self) -> ActorStatus:
         """One snapshot for the console. While an episode runs it shows that episode; between episodes
         (resetting, waiting for the operator) the one that just ended, with its outcome. Episodes are
@@ -228,6 +241,7 @@ class ActorConsole:
                 robot_minutes=a.robot_minutes,
                 human_minutes=a.human_minutes,
             ),
+            record=self.record_status(),
             history=history,
             log=self.log_buffer.lines(),
             cameras=cameras,

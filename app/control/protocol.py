@@ -85,7 +85,10 @@ from pydantic import (
 
 log = logging.getLogger("pirl.actor.control")
 
-PROTOCOL = 2  # 2: the console authenticates with the run's token (1 had no authentication)
+# 2: the console authenticates with the run's token (1 had no authentication). Status sections added
+# since (`ActorStatus.record`) have defaults and decoding is tolerant, so they did not change the version:
+# an older console ignores them and a newer console reads an older actor's status with them defaulted.
+PROTOCOL = 2
 MAX_LINE = 1 << 20  # a status with camera thumbnails is ~20 KB; anything near 1 MiB is garbage
 
 
@@ -238,6 +241,16 @@ class LoopStatus:
 
 
 @dataclass
+class RecordStatus:
+    """The actor's LeRobotDataset recording (`--actor.record.root`). Added within protocol 2: every field
+    has a default, so an actor that predates it reads as "not recording"."""
+
+    root: str = ""  # dataset folder the episodes go to; "" when the actor records nothing
+    episodes: int = 0  # episodes this actor saved to it so far (re-recorded ones are left out)
+    error: str = ""  # why the recording stopped (the run goes on); "" while it records
+
+
+@dataclass
 class EpisodeRecord:
     """One finished episode, for the learning curves."""
 
@@ -298,6 +311,7 @@ class ActorStatus:
     episode: EpisodeStatus = field(default_factory=EpisodeStatus)
     learner: LearnerLinkStatus = field(default_factory=LearnerLinkStatus)
     loop: LoopStatus = field(default_factory=LoopStatus)
+    record: RecordStatus = field(default_factory=RecordStatus)  # the episodes as a LeRobot dataset
     history: list[EpisodeRecord] = field(default_factory=list)  # recent finished episodes, oldest first
     log: list[LogLine] = field(default_factory=list)  # recent log lines, oldest first
     cameras: dict[str, CameraThumbnail] = field(default_factory=dict)  # only cameras that exist

@@ -24,6 +24,7 @@ from app.control.protocol import (
     EpisodeStatus,
     LogLine,
     LoopStatus,
+    RecordStatus,
 )
 from app.control.server import ControlServer
 
@@ -51,6 +52,7 @@ class SimActorDouble:
         self.state = "idle"
         self.episode = EpisodeStatus(number=0, length_s=episode_s)
         self.history: list[EpisodeRecord] = []
+        self.record = RecordStatus()  # what it says about recording (it records nothing; tests set it)
         self.log: list[LogLine] = []
         self.commands: list[Command] = []
         self.steps = 0
@@ -212,6 +214,7 @@ class SimActorDouble:
             loop=LoopStatus(
                 hz=gs.loop_hz or self.hz, target_hz=self.hz, inference_ms=step_s * 1e3, steps=self.steps
             ),
+            record=RecordStatus(**vars(self.record)),
             history=list(self.history),
             log=list(self.log),
             cameras=cams,

@@ -13,6 +13,7 @@ from app.control.protocol import (
     LearnerLinkStatus,
     LogLine,
     LoopStatus,
+    RecordStatus,
 )
 
 
@@ -84,6 +85,7 @@ def sample_status() -> ActorStatus:
             robot_minutes=42.5,
             human_minutes=6.3,
         ),
+        record=RecordStatus(root="outputs/run/episodes", episodes=23),
         history=history,
         log=[
             LogLine(1, "INFO", "episode 23 done: success, return +4.25"),

@@ -208,3 +208,40 @@ async def test_a_started_actor_that_exits_shows_its_error_and_the_console_exits_
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 1
+
+
+async def test_the_curves_panel_says_where_the_episodes_are_recorded_and_why_it_stopped(actor_with_camera):
+    """The actor's recording, as it comes over the real channel: the folder and the count on the rec line,
+    `off` when it records nothing, and an error that stopped it in the warning colour, spelled out: on
+    its own line where the panel has room (132x40), on the rec line at 80x24."""
+    from app.console.widgets import CurvesPanel
+    from app.control.protocol import EpisodeRecord, RecordStatus
+
+    actor = actor_with_camera
+    app = console_for(actor)
+    panel_lines = lambda: str(app.query_one(CurvesPanel).render()).split("\n")  # noqa: E731
+    async with app.run_test(size=(132, 40)) as pilot:
+        await until(pilot, lambda: app.status is not None, 30, "first status")
+        await pilot.pause()
+        assert panel_lines()[1].split() == ["rec", "off"]  # below "no finished episode yet"
+        actor.record = RecordStatus(root="outputs/run/episodes", episodes=12)
+        await until(pilot, lambda: app.status.record.episodes == 12, what="the count")
+        await pilot.pause()
+        assert panel_lines()[1] == "rec     12 ep -> outputs/run/episodes"
+        error = "OSError: [Errno 28] No space left on device"
+        actor.record = RecordStatus(root="outputs/run/episodes", episodes=12, error=error)
+        await until(pilot, lambda: app.status.record.error, what="the error")
+        await pilot.pause()
+        shown = app.query_one(CurvesPanel).render()
+        assert panel_lines()[1:3] == ["rec     STOPPED at 12 ep -> outputs/run/episodes", " " * 8 + error]
+        warned = [shown.plain[s.start : s.end] for s in shown.spans if str(s.style) == "bold yellow"]
+        assert any(error in text for text in warned) and any("STOPPED" in text for text in warned)
+        await pilot.resize_terminal(80, 24)  # 4 lines inside: room for the error below "no finished ..."
+        await pilot.pause()
+        assert panel_lines()[1].startswith("rec     STOPPED at 12 ep -> …") and panel_lines()[2].strip()
+        actor.history.append(EpisodeRecord(1, True, 1.0, 0, 0.0, 30))  # three curves: one line left
+        await until(pilot, lambda: app.status.history, what="a finished episode")
+        await pilot.pause()
+        lines = panel_lines()
+        assert len(lines) == 4 and lines[3].startswith("rec     STOPPED: OSError: [Errno 2")
+        assert lines[3].endswith("…") and len(lines[3]) == app.query_one(CurvesPanel).inner_width

@@ -26,7 +26,9 @@ from app.control.protocol import (
     ControlConfig,
     JointStatus,
     LoopStatus,
+    RecordStatus,
     encode_line,
+    status_payload,
 )
 from app.control.server import ControlServer
 from tests.app.console.sample import sample_frame, sample_status
@@ -83,6 +85,23 @@ async def test_status_round_trip_keeps_every_field(server):
     assert np.array_equal(got.cameras["front"].to_array(), sent.cameras["front"].to_array())
     client.close()
     await task
+
+
+def test_the_recording_section_survives_the_wire_and_an_older_actor_reads_as_not_recording():
+    """`record` came within protocol 2: encoded and decoded as the channel does it, its fields arrive as
+    sent; a status from an actor that predates it (no "record" key) decodes with the defaults, and a
+    newer actor's extra keys in it are ignored."""
+    sent = sample_status()
+    sent.record = RecordStatus(root="outputs/run/episodes", episodes=12, error="OSError: disk full")
+    line = encode_line({"type": "status", "status": status_payload(sent)})
+    got = ActorStatus.from_dict(json.loads(line)["status"])
+    assert got.record == RecordStatus("outputs/run/episodes", 12, "OSError: disk full") and got == sent
+    older = status_payload(sample_status())
+    del older["record"]
+    assert ActorStatus.from_dict(older).record == RecordStatus(root="", episodes=0, error="")
+    newer = status_payload(sent)
+    newer["record"]["frames"] = 3600
+    assert ActorStatus.from_dict(newer).record == sent.record
 
 
 async def test_non_finite_numbers_arrive_as_unknown(server):
@@ -283,16 +302,22 @@ async def test_frozen_console_never_blocks_publish_and_gets_only_the_latest(serv
     await task
 
 
-async def test_heartbeat_tells_the_actor_whether_a_console_is_alive(server):
-    assert not server.console_alive and not server.status_due()
-    client = client_for(server)
-    task = asyncio.create_task(client.run())
-    await wait_for(lambda: server.console_alive, what="heartbeat")
-    await asyncio.sleep(0.5)  # longer than console_timeout_s: heartbeats keep it alive
-    assert server.console_alive
-    client.close()
-    await task
-    await wait_for(lambda: not server.console_alive, what="console gone")
+async def test_heartbeat_tells_the_actor_whether_a_console_is_alive():
+    # heartbeats every 0.05 s against a 1 s timeout: a loaded CI machine's scheduling gaps stay well inside
+    timing = {**FAST, "console_timeout_s": 1.0}
+    server = ControlServer(ControlConfig(port=0, **timing)).start()
+    try:
+        assert not server.console_alive and not server.status_due()
+        client = ControlClient(ControlConfig(port=server.address[1], **timing), retry_s=0.05)
+        task = asyncio.create_task(client.run())
+        await wait_for(lambda: server.console_alive, what="heartbeat")
+        await asyncio.sleep(1.5)  # longer than console_timeout_s: heartbeats keep it alive
+        assert server.console_alive
+        client.close()
+        await task
+        await wait_for(lambda: not server.console_alive, what="console gone")
+    finally:
+        server.close()
 
 
 async def test_console_reconnects_to_a_restarted_actor():
