@@ -4,6 +4,7 @@ simulated SO-101: rollout rows, safe-point weight swaps, takeover rows, refusal 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -23,6 +24,20 @@ def _actor(run_config, learner, *extra):
 
 def test_episodes_become_rollouts_and_weights_change_only_between_chunks(run_config, learner):
     actor, sent, lines = _actor(run_config, learner, "--actor.episodes=8")
+    # 12 chunks per update = 4 episodes of 1 s: after the 5th the learner can train. On a loaded machine
+    # it may not have yet, so the actor waits there for its first update (as it never would on a robot),
+    # and the last 3 episodes have new weights to pick up between chunks.
+    send = actor.client.send_rollout
+
+    def send_then_let_the_learner_catch_up(r):
+        out = send(r)
+        if len(sent) == 5:
+            deadline = time.monotonic() + 60
+            while learner.learner.updates < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return out
+
+    actor.client.send_rollout = send_then_let_the_learner_catch_up
     trace: list[tuple[str, int | None]] = []
     apply, update = actor.executor.pacer.apply, actor.weights.update
     actor.executor.pacer.apply = lambda d: (trace.append(("step", actor.version)), apply(d))[1]

@@ -97,7 +97,12 @@ def test_bad_pushes_are_refused_reported_and_the_actor_keeps_acting_on_its_weigh
     run_config, served_learner
 ):
     cfg = run_config(
-        f"--transport.port={served_learner.port}", "--actor.episodes=0", "--actor.control.port=0"
+        f"--transport.port={served_learner.port}",
+        "--actor.episodes=0",
+        "--actor.control.port=0",
+        # a refusal must not break the stream (that counts as a loss at once); the silence timeout is long
+        # so that a loaded machine's scheduling gaps are not counted as link losses here
+        "--safety.link_timeout_s=10",
     )
     lines: list[str] = []
     actor = Actor(cfg, progress=lines.append)
