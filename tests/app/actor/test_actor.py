@@ -4,7 +4,6 @@ simulated SO-101: rollout rows, safe-point weight swaps, takeover rows, refusal 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import torch
@@ -23,21 +22,22 @@ def _actor(run_config, learner, *extra):
 
 
 def test_episodes_become_rollouts_and_weights_change_only_between_chunks(run_config, learner):
-    actor, sent, lines = _actor(run_config, learner, "--actor.episodes=8")
-    # 12 chunks per update = 4 episodes of 1 s: after the 5th the learner can train. On a loaded machine
-    # it may not have yet, so the actor waits there for its first update (as it never would on a robot),
-    # and the last 3 episodes have new weights to pick up between chunks.
+    # Episodes until two have run on new weights: how many the learner needs for its first update and push
+    # depends on the machine's load, so the count is not fixed (capped at 200 so a learner that never
+    # pushes fails the assertion below instead of hanging).
+    actor, sent, lines = _actor(run_config, learner, "--actor.episodes=0")
     send = actor.client.send_rollout
+    on_new_weights: list[int] = []
 
-    def send_then_let_the_learner_catch_up(r):
+    def send_and_stop_two_episodes_after_new_weights(r):
         out = send(r)
-        if len(sent) == 5:
-            deadline = time.monotonic() + 60
-            while learner.learner.updates < 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
+        if actor.version and not on_new_weights:
+            on_new_weights.append(len(sent))
+        if (on_new_weights and len(sent) >= on_new_weights[0] + 2) or len(sent) >= 200:
+            actor.shutdown.set()  # at an episode's end: the loop stops before the next one
         return out
 
-    actor.client.send_rollout = send_then_let_the_learner_catch_up
+    actor.client.send_rollout = send_and_stop_two_episodes_after_new_weights
     trace: list[tuple[str, int | None]] = []
     apply, update = actor.executor.pacer.apply, actor.weights.update
     actor.executor.pacer.apply = lambda d: (trace.append(("step", actor.version)), apply(d))[1]
@@ -50,9 +50,9 @@ def test_episodes_become_rollouts_and_weights_change_only_between_chunks(run_con
             current = version
         else:
             assert version == current
-    assert len({v for _, v in trace}) > 1, "no weight update reached the actor during 8 episodes"
+    assert len({v for _, v in trace}) > 1, f"no weight update reached the actor during {len(sent)} episodes"
     assert any("first chunk with policy v0" in line for line in lines)
-    assert len(sent) == 8
+    assert len(sent) >= 3
     for r in sent:
         b = r.batch
         n = b["reward"].shape[0]
