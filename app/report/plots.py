@@ -65,7 +65,7 @@ def success_vs_robot_minutes(
     is None (not measured) is left out; points are drawn in robot-minute order. `band` names the band in
     the legend (what the interval is)."""
     checked = {label: _check_points(label, points) for label, points in curves.items()}
-    fig = _figure(7.0, 4.4)
+    fig = _figure(7.0, 4.4 + 0.25 * ((len(checked) + 1) // 2))  # room for the legend below
     ax = fig.add_subplot()
     drawn = False
     for label, points in checked.items():
@@ -77,7 +77,7 @@ def success_vs_robot_minutes(
         if len(banded) == 1:  # a band needs two points: one interval is an error bar
             (m, y, lo, hi) = banded[0]
             ax.errorbar([m], [100 * y], yerr=[[100 * (y - lo)], [100 * (hi - y)]], fmt="none", capsize=4,
-                        ecolor=line.get_color(), label=f"{label} ({band})")  # fmt: skip
+                        ecolor=line.get_color())  # fmt: skip
         elif banded:
             ax.fill_between(
                 [p[0] for p in banded],
@@ -86,7 +86,6 @@ def success_vs_robot_minutes(
                 color=line.get_color(),
                 alpha=0.18,
                 linewidth=0,
-                label=f"{label} ({band})",
             )
         drawn = True
     if not drawn:
@@ -97,7 +96,10 @@ def success_vs_robot_minutes(
         ax.set_ylim(-2, 102)
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
+        # one legend row per curve, below the axes so it never hides a curve; the bands share one caption
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, fontsize="small", frameon=False)
+        ax.text(0.99, 0.01, f"shaded: {band}", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize="x-small", color="dimgrey")  # fmt: skip
     ax.set_title(title)
     return _save(fig, path)
 
