@@ -21,6 +21,8 @@ from hardware import so101_model
 SCENE_CAMERAS: tuple[str, ...] = ("front", "top", "side", "wrist")
 
 TARGET_BODY = "target"
+FLOOR_MATERIAL = "floor_mat"  # the table top's colour (randomised in hardware/sim/randomization.py)
+SCENE_LIGHT = "scene_light"  # the one overhead light (its intensity and direction are randomised there too)
 CUBE_BODY = "cube"
 CUBE_HALF_SIZE = 0.0125  # m; a 25 mm cube fits the SO-101 jaws with room to spare
 CUBE_MASS = 0.03  # kg
@@ -118,16 +120,18 @@ def build_model(scene: SceneSpec) -> mujoco.MjModel:
     spec.visual.headlight.diffuse = [0.4, 0.4, 0.4]
 
     world = spec.worldbody
-    spec.add_material(name="floor_mat", rgba=[0.25, 0.3, 0.35, 1.0])
+    spec.add_material(name=FLOOR_MATERIAL, rgba=[0.25, 0.3, 0.35, 1.0])
     world.add_geom(
         name="floor",
         type=mujoco.mjtGeom.mjGEOM_PLANE,
         size=[1.0, 1.0, 0.01],
-        material="floor_mat",
+        material=FLOOR_MATERIAL,
         contype=1,
         conaffinity=1,
     )
-    world.add_light(pos=[0.2, 0.0, 1.5], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8], castshadow=False)
+    world.add_light(
+        name=SCENE_LIGHT, pos=[0.2, 0.0, 1.5], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8], castshadow=False
+    )
 
     for name, pos, look in (
         ("front", [0.6, 0.0, 0.35], [0.15, 0.0, 0.1]),

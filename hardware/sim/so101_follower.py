@@ -14,6 +14,12 @@ Two clocks:
   the simulation up to "now" (at most `max_catchup_s` at once, so a stalled process does not fast-forward).
 
 Sim-only extras (reset, task success, task info) are described by `hardware.sim.protocol.SimTaskRobot`.
+
+A randomized twin (`randomize.enable=true`, `hardware/sim/randomization.py`) or the held-out stand-in arm
+(`variant="stand_in"`, `hardware/sim/stand_in.py`) changes the arm, cameras, light and object at each
+reset; the calibration offsets, latency, backlash and control-period jitter live in this file's command
+path, as they would in a real arm's controller. With neither, that path is never entered: the nominal
+simulator runs exactly as it did before they existed.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -35,7 +42,9 @@ from lerobot.utils.decorators import check_if_already_connected, check_if_not_co
 
 from hardware import so101_model
 from hardware.sim.cameras import SimCamera, SimCameraConfig
+from hardware.sim.randomization import RandomizationConfig, SimParams, TwinModel
 from hardware.sim.scene import build_model
+from hardware.sim.stand_in import VARIANTS
 from hardware.sim.tasks import make_task
 
 logger = logging.getLogger(__name__)
@@ -54,6 +63,12 @@ class SimSO101FollowerConfig(RobotConfig):
     max_relative_target: float | dict[str, float] | None = None
     use_degrees: bool = True  # must stay True: the sim speaks degrees like so101_follower(use_degrees=True)
     max_catchup_s: float = 0.25  # realtime only: most simulated time advanced in one catch-up
+    # Domain randomization (`--robot.randomize.enable=true`, ranges `--robot.randomize.<name>=[lo,hi]`): a new
+    # twin of the arm, cameras, light and object at every reset, drawn from this robot's seeded RNG.
+    randomize: RandomizationConfig = field(default_factory=RandomizationConfig)
+    # "default" (the nominal sim) or "stand_in": the fixed held-out arm that plays the real one
+    # (hardware/sim/stand_in.py); it cannot be combined with randomize.enable.
+    variant: str = "default"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +83,13 @@ class SimSO101FollowerConfig(RobotConfig):
                     "the simulator renders only cameras of type 'sim_mujoco'"
                 )
         make_task(self.task)  # validates the task name early
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown sim_so101 variant {self.variant!r}; choose one of {sorted(VARIANTS)}")
+        if self.variant != "default" and self.randomize.enable:
+            raise ValueError(
+                f"sim_so101 variant {self.variant!r} is one fixed arm; it cannot be combined with "
+                "randomize.enable=true (the training distribution)"
+            )
 
 
 class SimSO101Follower(Robot):
@@ -96,6 +118,13 @@ class SimSO101Follower(Robot):
         self._wall_anchor = 0.0
         self._sim_anchor = 0.0
         self._limits = so101_model.motor_limits()
+        self._twin: TwinModel | None = None
+        self._params: SimParams | None = None  # this episode's twin; None = nominal, untouched command path
+        self._offset = np.zeros(len(so101_model.MOTORS))  # calibration offset per motor (robot units)
+        self._command: dict[str, float] = {}  # last goal per motor, robot units (twin only)
+        self._pending: deque[np.ndarray] = deque()  # latency: goals (rad) not yet at the servos
+        self._play = np.zeros(len(so101_model.MOTORS))  # backlash: where the gear train holds the joint (rad)
+        self._period_rng = np.random.default_rng(0)
 
     # ---- LeRobot Robot interface -------------------------------------------------------------------
     @cached_property
@@ -139,6 +168,7 @@ class SimSO101Follower(Robot):
         self._qadr = np.array([model.joint(m).qposadr[0] for m in so101_model.MOTORS])
         self._vadr = np.array([model.joint(m).dofadr[0] for m in so101_model.MOTORS])
         self._act = np.array([model.actuator(m).id for m in so101_model.MOTORS])
+        self._twin = TwinModel(model, self._act, self._vadr)
         self.cameras = {key: SimCamera(cfg, model) for key, cfg in self.config.cameras.items()}
         for cam in self.cameras.values():
             cam.connect()
@@ -185,6 +215,9 @@ class SimSO101Follower(Robot):
                 goal = ensure_safe_goal_position(
                     {m: (g, present[m]) for m, g in goal.items()}, self.config.max_relative_target
                 )
+            if self._params is not None:
+                self._send_twin(goal)
+                return {f"{m}.pos": v for m, v in goal.items()}
             for motor, value in goal.items():
                 self.data.ctrl[self._act[so101_model.MOTORS.index(motor)]] = so101_model.motor_to_rad(
                     motor, value
@@ -216,17 +249,41 @@ class SimSO101Follower(Robot):
     def sim_time_s(self) -> float:
         return float(self.data.time) if self.data is not None else 0.0
 
+    @property
+    def sim_params(self) -> SimParams | None:
+        """This episode's twin (randomized draw or the fixed variant); None = the nominal simulator."""
+        return self._params
+
     @check_if_not_connected
-    def reset(self, seed: int | None = None) -> None:
-        """Put the arm at home (goals too), re-randomise the task; `seed` restarts the sim's RNG."""
+    def reset(self, seed: int | None = None, params: SimParams | None = None) -> None:
+        """Put the arm at home (goals too), re-randomise the task; `seed` restarts the sim's RNG.
+
+        With `randomize.enable` a new twin is drawn from the same RNG first (before the task), with a
+        `variant` its fixed twin is applied; `params` pins this episode's twin instead (tests, studies).
+        """
         with self._lock:
             if seed is not None:
                 self.rng = np.random.default_rng(seed)
             mujoco.mj_resetData(self.model, self.data)
+            if params is None:
+                if self.config.randomize.enable:
+                    params = self.config.randomize.sample(self.rng)
+                else:
+                    params = VARIANTS[self.config.variant]
+            self._use_params(params)
             home = so101_model.positions_to_rad(so101_model.HOME_POSITION)
+            if params is not None:  # a miscalibrated arm at "home" reads home; it truly stands offset
+                home = so101_model.positions_to_rad(
+                    {m: v - self._offset[i] for i, (m, v) in enumerate(so101_model.HOME_POSITION.items())}
+                )
+                self._command = dict(so101_model.HOME_POSITION)
+                self._pending = deque([home.copy() for _ in range(params.latency_steps)])
+                self._play = home.copy()
             self.data.qpos[self._qadr] = home
             self.data.ctrl[self._act] = home
             self.task.reset(self.rng)
+            if params is not None:
+                self.task.nudge(*params.object_xy_jitter_m, params.object_yaw_jitter_deg)
             mujoco.mj_forward(self.model, self.data)
             self._wall_anchor, self._sim_anchor = time.monotonic(), float(self.data.time)
             for cam in self.cameras.values():
@@ -253,7 +310,56 @@ class SimSO101Follower(Robot):
     # ---- internals ---------------------------------------------------------------------------------
     def _present(self) -> dict[str, float]:
         q = self.data.qpos[self._qadr]
+        if self._params is not None:  # what a miscalibrated encoder reads
+            return {
+                m: so101_model.rad_to_motor(m, q[i]) + self._offset[i]
+                for i, m in enumerate(so101_model.MOTORS)
+            }
         return {m: so101_model.rad_to_motor(m, q[i]) for i, m in enumerate(so101_model.MOTORS)}
+
+    def true_joint_positions(self) -> dict[str, float]:
+        """Joints as the model truly stands (no calibration offset): for the expert and tests, never a policy."""
+        with self._lock:
+            q = self.data.qpos[self._qadr]
+            return {f"{m}.pos": so101_model.rad_to_motor(m, q[i]) for i, m in enumerate(so101_model.MOTORS)}
+
+    def _use_params(self, params: SimParams | None) -> None:
+        """Write this episode's twin into the model (nominal first) and the command path."""
+        unknown = set(params.joint_offset) - set(so101_model.MOTORS) if params is not None else set()
+        if unknown:
+            raise ValueError(
+                f"sim params name unknown joints {sorted(unknown)}; expected {list(so101_model.MOTORS)}"
+            )
+        self._params = params
+        self._twin.apply(params)
+        self.task.set_object_scale(params.object_size_scale if params is not None else 1.0)
+        if params is None:
+            return
+        self._offset = np.array([float(params.joint_offset.get(m, 0.0)) for m in so101_model.MOTORS])
+        self._period_rng = np.random.default_rng(params.period_seed)
+
+    def _send_twin(self, goal: dict[str, float]) -> None:
+        """The twin's command path: offset -> latency queue -> backlash -> servos -> one (jittered) period."""
+        params = self._params
+        self._command.update(goal)
+        target = np.array(
+            [
+                so101_model.motor_to_rad(m, self._command[m] - self._offset[i])
+                for i, m in enumerate(so101_model.MOTORS)
+            ]
+        )
+        self._pending.append(target)
+        target = self._pending.popleft()  # k goals ahead of it in the queue: k periods late
+        half_play = math.radians(params.backlash_deg) / 2
+        self._play = np.clip(self._play, target - half_play, target + half_play)
+        self.data.ctrl[self._act] = self._play
+        if self.config.realtime:
+            return
+        steps = self.substeps
+        if params.period_jitter > 0:
+            u = self._period_rng.uniform(-params.period_jitter, params.period_jitter)
+            steps = max(1, round(self.substeps * (1.0 + u)))
+        mujoco.mj_step(self.model, self.data, nstep=steps)
 
     def _catch_up(self) -> None:
         """Realtime mode: advance physics to the wall clock (bounded by max_catchup_s)."""

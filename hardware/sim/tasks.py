@@ -41,6 +41,13 @@ class SimTask:
     def reset(self, rng: np.random.Generator) -> None:
         """Randomise the world (the arm is already at home, physics reset)."""
 
+    def set_object_scale(self, scale: float) -> None:
+        """The randomized twin resized the task's object (hardware/sim/randomization.py); 1 = nominal."""
+
+    def nudge(self, dx: float, dy: float, dyaw_deg: float) -> None:
+        """Shift the object's start pose after `reset` (domain randomization). No-op without a free object:
+        reach targets are already drawn over the whole reachable range, and a nudge could leave it."""
+
     def success(self) -> bool:
         return False
 
@@ -123,6 +130,7 @@ class PickCubeTask(SimTask):
     radius_m: tuple[float, float] = (0.16, 0.26)  # cube distance from the base axis
     azimuth_deg: tuple[float, float] = (-35.0, 35.0)
     yaw_deg: tuple[float, float] = (-45.0, 45.0)  # cube rotation about z
+    half_size: float = CUBE_HALF_SIZE  # m; the cube's half edge (its resting height), set by the twin's scale
 
     def scene_spec(self) -> SceneSpec:
         return SceneSpec(cube=True)
@@ -153,15 +161,29 @@ class PickCubeTask(SimTask):
         r = rng.uniform(*self.radius_m)
         a = math.radians(rng.uniform(*self.azimuth_deg))
         yaw = math.radians(rng.uniform(*self.yaw_deg))
-        self.data.qpos[self._qadr : self._qadr + 3] = [r * math.cos(a), r * math.sin(a), CUBE_HALF_SIZE]
+        self.data.qpos[self._qadr : self._qadr + 3] = [r * math.cos(a), r * math.sin(a), self.half_size]
         self.data.qpos[self._qadr + 3 : self._qadr + 7] = [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]
         self.data.qvel[self._vadr : self._vadr + 6] = 0.0
+
+    def set_object_scale(self, scale: float) -> None:
+        self.half_size = CUBE_HALF_SIZE * scale
+
+    def nudge(self, dx: float, dy: float, dyaw_deg: float) -> None:
+        q = self.data.qpos
+        q[self._qadr] += dx
+        q[self._qadr + 1] += dy
+        turn = np.array(
+            [math.cos(math.radians(dyaw_deg) / 2), 0.0, 0.0, math.sin(math.radians(dyaw_deg) / 2)]
+        )
+        quat = np.zeros(4)
+        mujoco.mju_mulQuat(quat, turn, q[self._qadr + 3 : self._qadr + 7].copy())
+        q[self._qadr + 3 : self._qadr + 7] = quat
 
     def height(self) -> float:
         return float(self.data.xpos[self._body][2])
 
     def success(self) -> bool:
-        return self.height() >= CUBE_HALF_SIZE + self.lift_m
+        return self.height() >= self.half_size + self.lift_m
 
     def info(self) -> dict:
         pos, yaw = self.cube_pose()
@@ -169,7 +191,7 @@ class PickCubeTask(SimTask):
             **super().info(),
             "cube": pos.tolist(),
             "cube_yaw_deg": yaw,
-            "lift_m": pos[2] - CUBE_HALF_SIZE,
+            "lift_m": pos[2] - self.half_size,
         }
 
 
