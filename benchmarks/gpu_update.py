@@ -10,6 +10,14 @@ the whole batch: seconds per update, chunks/s, and peak GPU memory.
     python benchmarks/gpu_update.py --tiny               # tiny models on CPU: a smoke test of the script
     python benchmarks/gpu_update.py --models pi0 --batch 32 --method flow_sde
     python benchmarks/gpu_update.py --models smolvla --device cpu --batch 1 --iters 1   # full size, slow
+    python benchmarks/gpu_update.py --models pi0 --ranks 8        # data parallel: 1 rank, then 8 (NCCL)
+    python benchmarks/gpu_update.py --tiny --models pi05 --ranks 2 # gloo on CPU: a smoke test of that mode
+
+`--ranks N` times the learner's data-parallel update (app/learner/distributed.py: every rank runs
+`PIRLTrainer.update` on the same global batch, computing its share of each minibatch, gradients all-reduced)
+at 1 rank and at N ranks, each rank a process (torch.multiprocessing spawn; NCCL on CUDA, gloo on CPU):
+seconds per update, updates/s, chunks/s (global batch / update time) and peak memory per rank (GPU GiB
+allocated on CUDA; peak RSS MiB of the process on CPU). `--batch` is the global batch.
 
 Random weights give the same cost as trained ones; nothing here says anything about task success.
 """
@@ -139,6 +147,119 @@ def bench(name: str, args: argparse.Namespace, device: torch.device) -> dict[str
     }
 
 
+def _rank_worker(rank: int, world: int, port: int, name: str, opts: dict[str, Any], out: str) -> None:
+    """One rank of `--ranks`: the model, then timed data-parallel updates; results to <out>/<rank>.pt."""
+    import os
+    import resource
+
+    from app.rl.config import PIRLConfig, PPOConfig
+    from app.rl.model import PIRLModel
+    from app.rl.sampling import sample
+    from app.rl.trainer import PIRLTrainer
+
+    args = argparse.Namespace(**opts)
+    cuda = args.device.startswith("cuda")
+    device = torch.device(f"cuda:{rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if args.tiny:
+        torch.set_num_threads(1)
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        torch.distributed.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)  # the same weights and batches on every rank
+    with tempfile.TemporaryDirectory() as folder:
+        adapter, tok = build(name, args.tiny, device, folder)
+    ppo = PPOConfig(epochs=1, minibatch_size=args.batch, critic_warmup_updates=0)
+    model = PIRLModel(adapter, PIRLConfig(method=args.method, num_steps=args.steps, ppo=ppo)).to(device)
+    trainer = PIRLTrainer(model, seed=0)
+    trainer.set_data_parallel(rank, world)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    update_s = []
+    for i in range(args.warmup + args.iters):
+        torch.manual_seed(1000 + i)
+        obs = make_obs(adapter, tok, args.batch, device)
+        batch = rollout_batch(model, obs, sample(model, obs, mode="train"))
+        batch.policy_version[:] = trainer.policy_version  # fresh: the surrogate sees every row
+        _sync(device)
+        t = time.perf_counter()
+        trainer.update(batch)
+        _sync(device)
+        if i >= args.warmup:
+            update_s.append(time.perf_counter() - t)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    torch.save({"update_s": update_s, "peak": peak}, f"{out}/{rank}.pt")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+def bench_ranks(name: str, args: argparse.Namespace, ranks: int) -> dict[str, Any]:
+    """Median update time over the ranks' slowest, and the largest peak memory of a rank."""
+    import torch.multiprocessing as mp
+
+    from app.run.launch import free_port
+
+    with tempfile.TemporaryDirectory() as out:
+        opts = dict(vars(args), device=str(args.device))
+        mp.start_processes(
+            _rank_worker, args=(ranks, free_port(), name, opts, out), nprocs=ranks, start_method="spawn"
+        )
+        results = [torch.load(f"{out}/{r}.pt") for r in range(ranks)]
+    per_iter = [max(r["update_s"][i] for r in results) for i in range(args.iters)]
+    su = statistics.median(per_iter)
+    return {
+        "model": name,
+        "ranks": ranks,
+        "update_s": su,
+        "updates_per_s": 1.0 / su,
+        "chunks_per_s": args.batch / su,
+        "peak": max(r["peak"] for r in results),
+    }
+
+
+def main_ranks(args: argparse.Namespace) -> int:
+    device = torch.device(args.device)
+    if device.type == "cuda" and torch.cuda.device_count() < args.ranks:
+        print(
+            f"skipped: --ranks {args.ranks} needs {args.ranks} CUDA devices, found {torch.cuda.device_count()}"
+        )
+        return 0
+    unit = "peak GiB" if device.type == "cuda" else "peak RSS MiB"
+    print(
+        f"device={device} batch={args.batch} K={args.steps} method={args.method} tiny={args.tiny} ranks=1,{args.ranks}"
+    )
+    print(f"{'model':8} {'ranks':>5} {'update s':>9} {'upd/s':>8} {'chunk/s':>8} {unit:>12}")
+    rows = []
+    for name in args.models:
+        for n in sorted({1, args.ranks}):
+            r = bench_ranks(name, args, n)
+            rows.append([r["model"], str(n), f"{r['update_s']:.3f}", f"{r['updates_per_s']:.2f}",
+                         f"{r['chunks_per_s']:.2f}", f"{r['peak']:.2f}"])  # fmt: skip
+            print(
+                f"{r['model']:8} {n:5d} {r['update_s']:9.3f} {r['updates_per_s']:8.2f} "
+                f"{r['chunks_per_s']:8.2f} {r['peak']:12.2f}",
+                flush=True,
+            )
+    from benchmarks.common import report
+
+    print()
+    print(
+        report(
+            f"PI-RL data-parallel update ({'tiny' if args.tiny else 'full size'}, random weights)",
+            ["model", "ranks", "update s", "updates/s", "chunks/s", unit],
+            rows,
+            notes=f"global batch {args.batch} chunks split over the ranks, K={args.steps}, {args.method}, "
+            f"median of {args.iters} after {args.warmup} warm-up (slowest rank per update); "
+            f"{'nccl' if device.type == 'cuda' else 'gloo'}; PIRLTrainer.update with all-reduced gradients.",
+        )
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -157,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", default="flow_noise", choices=["flow_noise", "flow_sde"])
     ap.add_argument("--iters", type=int, default=3, help="timed iterations (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
+    ap.add_argument(
+        "--ranks", type=int, default=0, help="data-parallel mode: time updates at 1 and at N ranks"
+    )
     args = ap.parse_args(argv)
 
     device = torch.device(args.device or ("cpu" if args.tiny else "cuda"))
@@ -166,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         torch.set_num_threads(1)
     args.batch = args.batch or (4 if args.tiny else 32)
+    if args.ranks:
+        if args.ranks < 1 or args.batch < args.ranks:
+            ap.error(f"--ranks must be >= 1 and <= --batch ({args.batch}), got {args.ranks}")
+        args.device = str(device)
+        return main_ranks(args)
     print(f"device={device} batch={args.batch} K={args.steps} method={args.method} tiny={args.tiny}")
     header = f"{'model':8} {'params M':>9} {'train M':>8} {'sample s':>9} {'chunk/s':>8} {'update s':>9} {'chunk/s':>8} {'peak GiB':>9}"
     print(header)

@@ -5,6 +5,9 @@
 
 Ctrl-C (SIGINT) or SIGTERM stops the loop between updates and writes a final checkpoint; a second
 Ctrl-C aborts at once (the newest finished checkpoint stays intact).
+
+Several GPUs, one learner (rank 0 serves the actors; docs/runtime.md "Several GPUs"):
+    torchrun --nproc_per_node 8 --no-python pirl learner --config C
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ def _run_sac(argv: list[str]) -> int:
 
 
 def _build_pirl(cfg, shutdown):
+    from app.learner.distributed import Follower, init_from_env
     from app.learner.loop import Learner
 
-    return Learner(cfg, progress=lambda line: print(line, flush=True), shutdown=shutdown).run
+    progress = lambda line: print(line, flush=True)  # noqa: E731
+    dist = init_from_env(cfg)  # None without torchrun (WORLD_SIZE unset or 1): no process group
+    if dist is not None and dist.rank != 0:
+        return Follower(cfg, dist, progress=progress).run
+    return Learner(cfg, progress=progress, shutdown=shutdown, dist=dist).run
 
 
 def main(argv: list[str]) -> int:

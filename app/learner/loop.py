@@ -29,6 +29,10 @@ every rollout against `rollout_spec(policy)` before accepting it, and stores it 
 update that consumed it; a resumed (or restarted) learner trains what is left, exactly once. Every version
 pushed is recorded first (<output_dir>/pushed_version.json), so a learner resumed from an older checkpoint
 continues above every version its actors may have seen.
+
+Under torchrun with several ranks (app/learner/distributed.py, docs/runtime.md "Several GPUs") this is
+rank 0: it does all of the above alone, and hands each update's batch to the other ranks, which share
+the gradient work; `dist` is None in a single process and nothing of that runs.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from typing import Any
 import draccus
 
 from app.learner.checkpoint import CheckpointManager
+from app.learner.distributed import DistContext, RankFailure, attach, is_comm_error
 from app.learner.hub import push_after_run
 from app.learner.metrics import MetricsSink, data_charts, progress_line, window_charts
 from app.learner.recipe import DemoSetup, apply_recipe
@@ -78,8 +83,10 @@ class Learner:
         cfg: PIRLRunConfig,
         progress: Callable[[str], None] | None = print,
         shutdown: threading.Event | None = None,
+        dist: DistContext | None = None,
     ):
         cfg.validate("learner")
+        self.dist = dist  # rank 0 of several (app/learner/distributed.py); None: a single process
         self.save_pretrained = cfg.learner.save_pretrained  # "final" or "every" (validated)
         self.cfg = cfg
         self.progress = progress or (lambda _line: None)
@@ -91,11 +98,15 @@ class Learner:
                 f"{self.out} already holds a run (checkpoint {self.ckpt.latest().name}); "
                 "continue it with --learner.resume=true or pick another --learner.output_dir"
             )
-        self.policy = cfg.make_policy(device=cfg.policy.device if cfg.policy is not None else "cpu")
+        device = cfg.policy.device if cfg.policy is not None else "cpu"
+        self.policy = cfg.make_policy(device=dist.device if dist is not None else device)
         self.recipe = apply_recipe(cfg, self.policy)  # learner.preset / rl_overrides, before the trainer
         self.demos = DemoSetup(cfg, self.policy) if cfg.learner.demos else None
         self.algorithm = PIRLAlgorithm(self.policy, cfg.algorithm)
         self.algorithm.make_optimizers_and_scheduler()
+        if dist is not None:
+            attach(dist, self.algorithm.trainer)
+        self._in_update = False  # a rank failed mid-update: rank 0's weights are half an update
         self.updates = 0
         self.env_steps = 0
         self.episodes = 0
@@ -211,10 +222,15 @@ class Learner:
         max_updates = self.cfg.learner.max_updates
         for line in self.recipe + ([f"demos: {self.demos.describe()}"] if self.demos else []):
             self.progress(f"learner: {line}")
+        failed: RankFailure | None = None
         try:
             self._pretrain_critic()  # the actor already runs on the published weights meanwhile
+            if self.dist is not None:
+                self.dist.send_state(self.algorithm.trainer)  # every rank starts from this state
             while not self.shutdown.is_set():
                 self._drain(timeout=0.1)
+                if self.dist is not None:
+                    self.dist.heartbeat()
                 if self.robot_time.check(self.policy.save_pretrained, self.progress, self._counters()):
                     break
                 if self._pending_chunks() >= self.cfg.algorithm.chunks_per_update:
@@ -222,16 +238,39 @@ class Learner:
                     if max_updates and self.updates >= max_updates:
                         self.progress(f"learner: reached {max_updates} updates")
                         break
+        except RankFailure as err:
+            failed = err
         finally:
             self.service.close()  # sends from now on: UNAVAILABLE, re-sent to the next learner
             self.robot_time.save()
-            self._final_save()
+            if self.dist is not None and failed is None:
+                try:
+                    self.dist.send_stop()
+                except RankFailure as err:
+                    failed = err
+            if failed is None or not self._in_update:
+                self._final_save()
             self.sink.close()
             self.server.stop(grace=1.0).wait(timeout=5)
-            push_after_run(
-                self.cfg, self._last_checkpoint, self.progress
-            )  # never raises; one line on failure
+            if failed is None:
+                push_after_run(
+                    self.cfg, self._last_checkpoint, self.progress
+                )  # never raises; one line on failure
+        if failed is not None:
+            self._rank_failed(failed)
+            return 1
+        if self.dist is not None:
+            self.dist.close()
         return 0
+
+    def _rank_failed(self, err: RankFailure) -> None:
+        """The one line a lost rank ends the run with (app/learner/distributed.py)."""
+        where = "mid-update, no final checkpoint" if self._in_update else "final checkpoint written"
+        last = self.ckpt.latest()
+        self.progress(
+            f"learner: a rank of {self.dist.world_size if self.dist else '?'} failed ({err}); stopping "
+            f"({where}); restart with --learner.resume=true to continue from {last or 'the start'}"
+        )
 
     # -------------------------------------------------------------------------------- data in
 
@@ -299,7 +338,10 @@ class Learner:
                 self._consume(r)
             return
         batch = RolloutBatch.cat([b for _, b in kept])
-        stats = self.algorithm.update(iter([batch]))
+        if self.dist is None:
+            stats = self.algorithm.update(iter([batch]))
+        else:
+            stats = self._update_ranks(batch)
         for r, _ in consumed:  # trained (or dropped stale): in the spool until a checkpoint holds this update
             self._consume(r)
         self.updates += 1
@@ -321,6 +363,20 @@ class Learner:
                 self._save()
             except NonFiniteWeightsError as err:  # the previous checkpoints (and the spool) stay
                 log.error("learner: %s", err)
+
+    def _update_ranks(self, batch: RolloutBatch):
+        """The update on every rank: the batch out, then this rank's share of it."""
+        assert self.dist is not None
+        self.dist.send_update(batch)
+        self._in_update = True
+        try:
+            stats = self.algorithm.update(iter([batch]))
+        except Exception as err:
+            if is_comm_error(err):
+                raise RankFailure(" ".join(str(err).split())[:160]) from None
+            raise
+        self._in_update = False
+        return stats
 
     def _charts(self, episodes_in_batch: int) -> dict[str, float]:
         elapsed = max(time.monotonic() - self.t_start, 1e-9)

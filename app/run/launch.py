@@ -9,7 +9,9 @@
         if run.finished: break
     run.stop()                             # SIGINT the learner (final checkpoint), then the actors
 
-Each process runs `python -m app learner|actor --config ...` exactly as a user would, on loopback, with
+Each process runs `python -m app learner|actor --config ...` exactly as a user would (a learner over
+several ranks, `learner_ranks=N`: `python -m torch.distributed.run --standalone --nproc_per_node N -m app
+learner ...`, i.e. torchrun, docs/runtime.md "Several GPUs"), on loopback, with
 the port chosen here (a free one unless given) passed as `--transport.port`. Their stdout+stderr go to
 `<output_dir>/logs/<name>.log`; progress lines (the ones starting with "learner:" / "actor ") are also
 queued for `lines()`. Metrics: `read_metrics(output_dir)` parses `<output_dir>/metrics.jsonl`.
@@ -107,12 +109,17 @@ def spawn(
     log_dir: Path,
     lines: queue.Queue,
     env: dict[str, str] | None = None,
+    ranks: int = 1,
 ) -> Proc:
-    """`python -m app <command> --config <config> <args>` with its output followed."""
+    """`python -m app <command> --config <config> <args>` with its output followed (under torchrun with
+    `ranks` > 1)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    launcher = [sys.executable]
+    if ranks > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
     popen = subprocess.Popen(
-        [sys.executable, "-m", "app", command, "--config", str(config), *args],
+        [*launcher, "-m", "app", command, "--config", str(config), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -157,7 +164,7 @@ class RunProcesses:
             run.start_actor([f"--actor.actor_id=actor{i}", *actor_args])
         return run
 
-    def start_learner(self, args: Sequence[str] = ()) -> Proc:
+    def start_learner(self, args: Sequence[str] = (), ranks: int = 1) -> Proc:
         self.learner = spawn(
             "learner",
             "learner",
@@ -166,6 +173,7 @@ class RunProcesses:
             self.output_dir / "logs",
             self.queue,
             self.env,
+            ranks=ranks,
         )
         return self.learner
 

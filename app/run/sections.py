@@ -89,6 +89,44 @@ class ActorConfig:
             raise ValueError(f"actor.actor_id must be a non-empty name without spaces, got {self.actor_id!r}")
 
 
+# `learner.distributed` choices (app/learner/distributed.py; docs/runtime.md "Several GPUs").
+DIST_BACKENDS = ("auto", "gloo", "nccl")
+DIST_STRATEGIES = ("ddp", "fsdp")
+
+
+@dataclass
+class LearnerDistributedConfig:
+    """Only read when the learner runs under torchrun with WORLD_SIZE > 1; a single process ignores it."""
+
+    # torch.distributed backend: "auto" = nccl when the policy is on CUDA, gloo on CPU; or force one.
+    backend: str = "auto"
+    # "ddp": every rank holds the whole model, each computes its share of every minibatch and the
+    # gradients are all-reduced (data parallel). "fsdp" (sharded weights for the large VLAs) is not
+    # implemented yet and is refused at start.
+    strategy: str = "ddp"
+    # Seconds a collective (a batch broadcast, a gradient all-reduce) may wait for the other ranks before
+    # the learner treats a rank as dead and stops. Rank 0 pings the others while it waits for rollouts.
+    timeout_s: float = 600.0
+
+    def validate(self) -> None:
+        if self.backend not in DIST_BACKENDS:
+            raise ValueError(
+                f"learner.distributed.backend must be one of {DIST_BACKENDS}, got {self.backend!r}"
+            )
+        if self.strategy == "fsdp":
+            raise ValueError(
+                "learner.distributed.strategy=fsdp is not implemented yet; use ddp (docs/runtime.md, Several GPUs)"
+            )
+        if self.strategy not in DIST_STRATEGIES:
+            raise ValueError(
+                f"learner.distributed.strategy must be one of {DIST_STRATEGIES}, got {self.strategy!r}"
+            )
+        if not self.timeout_s > 0 or self.timeout_s == float("inf"):
+            raise ValueError(
+                f"learner.distributed.timeout_s must be a number of seconds > 0, got {self.timeout_s}"
+            )
+
+
 @dataclass
 class LearnerConfig:
     # Where checkpoints, metrics.jsonl and TensorBoard logs go.
@@ -147,6 +185,9 @@ class LearnerConfig:
     save_at_robot_minutes: list[float] = field(default_factory=list)
     # Stop (with the final checkpoint) once this much robot time was spent (0: no limit).
     max_robot_minutes: float = 0.0
+    # Several GPUs (or CPU ranks) for one learner under `torchrun --nproc_per_node N pirl learner ...`:
+    # backend, strategy, collective timeout (docs/runtime.md "Several GPUs"). Ignored by a single process.
+    distributed: LearnerDistributedConfig = field(default_factory=LearnerDistributedConfig)
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
@@ -177,3 +218,4 @@ class LearnerConfig:
             raise ValueError(f"learner.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.stats_window < 1:
             raise ValueError(f"learner.stats_window must be >= 1, got {self.stats_window}")
+        self.distributed.validate()

@@ -34,3 +34,20 @@ def test_tiny_cpu_run_prints_a_table(method: str, capsys) -> None:
         cells = [c.strip() for c in rows[0].strip("|").split("|")]
         assert len(cells) == 8 and cells[-1] == "n/a"  # no peak GPU memory on CPU
         assert float(cells[5]) > 0  # update seconds
+
+
+@pytest.mark.slow
+def test_ranks_mode_times_one_and_two_gloo_ranks_on_cpu(capsys) -> None:
+    """`--ranks 2 --tiny`: the data-parallel update at 1 and 2 gloo ranks (spawned processes) on CPU."""
+    argv = ["--tiny", "--models", "pi05", "--ranks", "2", "--iters", "1", "--warmup", "0", "--batch", "4"]
+    assert gu.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ranks=1,2" in out and "gloo" in out
+    rows = [ln for ln in out.splitlines() if ln.startswith("| pi05 ")]
+    assert len(rows) == 2
+    for ranks, row in zip(("1", "2"), rows, strict=True):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == ranks and len(cells) == 6
+        update_s, per_s, chunks_s, rss = (float(c) for c in cells[2:])
+        assert update_s > 0 and per_s == pytest.approx(1 / update_s, rel=0.02)
+        assert chunks_s == pytest.approx(4 / update_s, rel=0.02) and rss > 50  # MiB of a torch process
