@@ -18,23 +18,20 @@ policy and trainer and follow rank 0's messages (`broadcast_object_list`, rank 0
   rank starts from rank 0's state whatever checkpoint it came from (resume works across rank counts: a
   checkpoint is the same whoever wrote it);
 - ("update", batch): the update's whole batch; every rank then runs `PIRLAlgorithm.update` on it with the
-  trainer in data-parallel mode (app/rl/trainer.py: each rank computes its share of every minibatch, the
-  gradients are SUM all-reduced, so each step equals the single-process step);
+  trainer in data-parallel mode (app/rl/data_parallel.py: each rank computes its share of every minibatch,
+  the gradients are SUM all-reduced, so each step equals the single-process step);
 - ("ping",): sent by rank 0 every few seconds while it waits for rollouts, so a dead rank is found within
   seconds rather than at the next update, and a long wait never trips the collective timeout;
 - ("stop",): the run ended; the follower exits 0.
 
-Why an explicit gradient all-reduce and not `DistributedDataParallel`: the trainer calls several methods
-of the model per step (encode, the value head, the chain re-scoring, flow matching on human chunks, the
-anchor), never one `forward()`, which is what DDP hooks; its conditional terms (BC only when a share holds
-human chunks, the anchor) would also need `find_unused_parameters`. One flat all-reduce per dtype after
-`backward()` is DDP's maths without those constraints, and keeps the single optimiser and its groups.
+Why an explicit gradient all-reduce and not `DistributedDataParallel`: see app/rl/data_parallel.py (the
+trainer calls several model methods per step, never one `forward()`, which is what DDP hooks).
 
-A rank that dies: the next collective on rank 0 fails (at once for a killed process, after
-`learner.distributed.timeout_s` for a hung one); rank 0 prints one line and exits 1 without a final
-checkpoint when the failure hit mid-update (its weights would be half an update), with one otherwise; the
-spool keeps every rollout not yet in a checkpoint, so `--learner.resume=true` loses nothing. The actors
-hold and reconnect to the next learner as they always do.
+Rank 0's side of this is `Coordinator` (the Learner's `ranks`). A rank that dies: the next collective on
+rank 0 fails (at once for a killed process, after `learner.distributed.timeout_s` for a hung one); rank 0
+prints one line and exits 1 without a final checkpoint when the failure hit mid-update (its weights would
+be half an update), with one otherwise; the spool keeps every rollout not yet in a checkpoint, so
+`--learner.resume=true` loses nothing. The actors hold and reconnect to the next learner as they always do.
 
 With WORLD_SIZE unset or 1 nothing here runs (`init_from_env` returns None): no process group is created.
 """
@@ -45,7 +42,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -54,6 +51,9 @@ from app.rl.batch import RolloutBatch
 from app.rl.trainer import PIRLTrainer
 from app.run.config import PIRLRunConfig
 from app.run.sections import LearnerDistributedConfig
+
+if TYPE_CHECKING:
+    from app.learner.loop import Learner
 
 PING_S = 5.0  # rank 0's heartbeat while idle (capped at a third of the collective timeout)
 
@@ -183,6 +183,66 @@ def load_training_payload(trainer: PIRLTrainer, payload: dict[str, Any]) -> None
     trainer.generator.set_state(payload["generator"])
     trainer.aux_generator.set_state(payload["aux_generator"])
     trainer.set_anchor_batch(payload["anchor"])
+
+
+class Coordinator:
+    """Rank 0's side of the ranks for the Learner (app/learner/loop.py): its state out before the first
+    update, the idle heartbeat, each update's batch out then its own share, the stop, and the one line a
+    lost rank ends the run with. With the learner's `dist` None (a single process) every call but `update`
+    (rank 0 of several only) does nothing."""
+
+    def __init__(self, learner: Learner):
+        self.learner = learner
+        self.in_update = False  # a rank failed mid-update: rank 0's weights are half an update
+        if learner.dist is not None:
+            attach(learner.dist, learner.algorithm.trainer)
+
+    def start(self) -> None:
+        """Every rank starts from rank 0's state (after a resume or critic pre-training)."""
+        if self.learner.dist is not None:
+            self.learner.dist.send_state(self.learner.algorithm.trainer)
+
+    def heartbeat(self) -> None:
+        if self.learner.dist is not None:
+            self.learner.dist.heartbeat()
+
+    def update(self, batch: RolloutBatch):
+        """The update on every rank: the batch out, then this rank's share of it."""
+        dist = self.learner.dist
+        assert dist is not None
+        dist.send_update(batch)
+        self.in_update = True
+        try:
+            stats = self.learner.algorithm.update(iter([batch]))
+        except Exception as err:
+            if is_comm_error(err):
+                raise RankFailure(" ".join(str(err).split())[:160]) from None
+            raise
+        self.in_update = False
+        return stats
+
+    def stop(self) -> RankFailure | None:
+        """Tell the other ranks the run ended; the failure if one of them is already gone."""
+        if self.learner.dist is not None:
+            try:
+                self.learner.dist.send_stop()
+            except RankFailure as err:
+                return err
+        return None
+
+    def failed(self, err: RankFailure) -> None:
+        """The one line a lost rank ends the run with (module docstring)."""
+        learner = self.learner
+        where = "mid-update, no final checkpoint" if self.in_update else "final checkpoint written"
+        last = learner.ckpt.latest()
+        learner.progress(
+            f"learner: a rank of {learner.dist.world_size if learner.dist else '?'} failed ({err}); stopping "
+            f"({where}); restart with --learner.resume=true to continue from {last or 'the start'}"
+        )
+
+    def close(self) -> None:
+        if self.learner.dist is not None:
+            self.learner.dist.close()
 
 
 class Follower:

@@ -51,7 +51,7 @@ from typing import Any
 import draccus
 
 from app.learner.checkpoint import CheckpointManager
-from app.learner.distributed import DistContext, RankFailure, attach, is_comm_error
+from app.learner.distributed import Coordinator, DistContext, RankFailure
 from app.learner.hub import push_after_run
 from app.learner.metrics import MetricsSink, data_charts, progress_line, window_charts
 from app.learner.recipe import DemoSetup, apply_recipe
@@ -104,9 +104,7 @@ class Learner:
         self.demos = DemoSetup(cfg, self.policy) if cfg.learner.demos else None
         self.algorithm = PIRLAlgorithm(self.policy, cfg.algorithm)
         self.algorithm.make_optimizers_and_scheduler()
-        if dist is not None:
-            attach(dist, self.algorithm.trainer)
-        self._in_update = False  # a rank failed mid-update: rank 0's weights are half an update
+        self.ranks = Coordinator(self)  # the other ranks, rank 0's side (app/learner/distributed.py)
         self.updates = 0
         self.env_steps = 0
         self.episodes = 0
@@ -225,12 +223,10 @@ class Learner:
         failed: RankFailure | None = None
         try:
             self._pretrain_critic()  # the actor already runs on the published weights meanwhile
-            if self.dist is not None:
-                self.dist.send_state(self.algorithm.trainer)  # every rank starts from this state
+            self.ranks.start()  # every rank starts from this state
             while not self.shutdown.is_set():
                 self._drain(timeout=0.1)
-                if self.dist is not None:
-                    self.dist.heartbeat()
+                self.ranks.heartbeat()
                 if self.robot_time.check(self.policy.save_pretrained, self.progress, self._counters()):
                     break
                 if self._pending_chunks() >= self.cfg.algorithm.chunks_per_update:
@@ -243,12 +239,9 @@ class Learner:
         finally:
             self.service.close()  # sends from now on: UNAVAILABLE, re-sent to the next learner
             self.robot_time.save()
-            if self.dist is not None and failed is None:
-                try:
-                    self.dist.send_stop()
-                except RankFailure as err:
-                    failed = err
-            if failed is None or not self._in_update:
+            if failed is None:
+                failed = self.ranks.stop()
+            if failed is None or not self.ranks.in_update:
                 self._final_save()
             self.sink.close()
             self.server.stop(grace=1.0).wait(timeout=5)
@@ -257,20 +250,10 @@ class Learner:
                     self.cfg, self._last_checkpoint, self.progress
                 )  # never raises; one line on failure
         if failed is not None:
-            self._rank_failed(failed)
+            self.ranks.failed(failed)
             return 1
-        if self.dist is not None:
-            self.dist.close()
+        self.ranks.close()
         return 0
-
-    def _rank_failed(self, err: RankFailure) -> None:
-        """The one line a lost rank ends the run with (app/learner/distributed.py)."""
-        where = "mid-update, no final checkpoint" if self._in_update else "final checkpoint written"
-        last = self.ckpt.latest()
-        self.progress(
-            f"learner: a rank of {self.dist.world_size if self.dist else '?'} failed ({err}); stopping "
-            f"({where}); restart with --learner.resume=true to continue from {last or 'the start'}"
-        )
 
     # -------------------------------------------------------------------------------- data in
 
@@ -338,10 +321,7 @@ class Learner:
                 self._consume(r)
             return
         batch = RolloutBatch.cat([b for _, b in kept])
-        if self.dist is None:
-            stats = self.algorithm.update(iter([batch]))
-        else:
-            stats = self._update_ranks(batch)
+        stats = self.algorithm.update(iter([batch])) if self.dist is None else self.ranks.update(batch)
         for r, _ in consumed:  # trained (or dropped stale): in the spool until a checkpoint holds this update
             self._consume(r)
         self.updates += 1
@@ -363,20 +343,6 @@ class Learner:
                 self._save()
             except NonFiniteWeightsError as err:  # the previous checkpoints (and the spool) stay
                 log.error("learner: %s", err)
-
-    def _update_ranks(self, batch: RolloutBatch):
-        """The update on every rank: the batch out, then this rank's share of it."""
-        assert self.dist is not None
-        self.dist.send_update(batch)
-        self._in_update = True
-        try:
-            stats = self.algorithm.update(iter([batch]))
-        except Exception as err:
-            if is_comm_error(err):
-                raise RankFailure(" ".join(str(err).split())[:160]) from None
-            raise
-        self._in_update = False
-        return stats
 
     def _charts(self, episodes_in_batch: int) -> dict[str, float]:
         elapsed = max(time.monotonic() - self.t_start, 1e-9)

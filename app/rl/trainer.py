@@ -18,19 +18,15 @@ whole buffer (current critic, current proximal log-probs) for `utd` x new-chunks
 `ppo.epochs` passes. Everything new (replay, dual clip, AWR, anchor, critic pre-training, last-layer
 training) is off by default; tests/app/rl/test_trainer_regression.py pins the default update.
 
-Data parallel (`set_data_parallel`, wired by app/learner/distributed.py under torchrun): every rank holds
-the same weights and the same prepared batch (steps 1-5 run on every rank, so GAE and the advantage
-normalisation see the whole batch), draws the same minibatch indices from the same generator, and runs the
-forward/backward of its contiguous share of each minibatch only. Each loss term is a masked mean; a rank
-scales its share by (its rows in the term's mask) / (the minibatch's rows in it), so the SUM all-reduce of
-the gradients is exactly the single-process gradient of the whole minibatch. The loss-finite check, the
-diagnostics (and so `target_kl`) and the grad norm are reduced too, so every rank takes the same steps.
-The demo anchor is drawn on rank 0 only (its term enters once). Not bitwise: BC/AWR flow-matching noise is
-drawn per rank. With no data-parallel set (a single process) none of this code runs.
+Data parallel (`set_data_parallel`, wired by app/learner/distributed.py under torchrun): every rank runs
+steps 1-5 on the whole batch and the forward/backward of its share of each minibatch only; the share
+weights and the SUM all-reduce that make each step equal the single-process one live in
+app/rl/data_parallel.py (which says why an explicit all-reduce, not DDP). With no data-parallel set (a
+single process) none of that code runs.
 
 One cohesive job, kept in one file on purpose (it is over our ~450-line guide): the update reads top to
 bottom in one place, as cleanrl's do; the pieces that stand alone live beside it (losses.py, gae.py,
-replay.py, awr.py, critic.py, layers.py).
+replay.py, awr.py, critic.py, layers.py, data_parallel.py).
 """
 
 from __future__ import annotations
@@ -47,6 +43,7 @@ import torch
 from app.rl.awr import anchor_coef, awr_targets, awr_weights, success_rows
 from app.rl.batch import RolloutBatch
 from app.rl.critic import pretrain_critic
+from app.rl.data_parallel import DataParallel, data_parallel, scaled
 from app.rl.gae import compute_gae
 from app.rl.layers import apply_trainable_expert_layers
 from app.rl.losses import (
@@ -93,31 +90,6 @@ class PreparedBatch:
     success: torch.Tensor | None = None  # [N] bool, policy rows of successful episodes
 
 
-# Diagnostics of one minibatch step and the loss term whose rows they average over (data-parallel reduce).
-_DP_STATS = {
-    "losses/policy_loss": "policy",
-    "losses/approx_kl": "policy",
-    "losses/clipfrac": "policy",
-    "losses/ratio_mean": "policy",
-    "losses/dual_clipfrac": "policy",
-    "losses/entropy": "policy",
-    "losses/value_loss": "value",
-    "losses/bc_loss": "bc",
-    "losses/awr": "awr",
-    "losses/anchor": "anchor",
-}
-
-
-@dataclass(frozen=True)
-class DataParallel:
-    """This process's place in a data-parallel update (module docstring): its rank among `world_size`
-    ranks of an initialised torch.distributed process group (`group` None: the default group)."""
-
-    rank: int
-    world_size: int
-    group: Any = None
-
-
 class PIRLTrainer:
     """Owns the optimiser and the policy version of one PIRLModel."""
 
@@ -153,9 +125,7 @@ class PIRLTrainer:
 
     def set_data_parallel(self, rank: int, world_size: int, group: Any = None) -> None:
         """Train as rank `rank` of `world_size` (module docstring); world_size 1 is a single process."""
-        if not 0 <= rank < world_size:
-            raise ValueError(f"data-parallel rank must be in [0, {world_size}), got {rank}")
-        self.data_parallel = DataParallel(rank, world_size, group) if world_size > 1 else None
+        self.data_parallel = data_parallel(rank, world_size, group)
 
     # -- shipping and checkpointing ------------------------------------------------------------------
     def get_trainable_state(self) -> dict[str, torch.Tensor]:
@@ -488,7 +458,7 @@ class PIRLTrainer:
         dp = self.data_parallel
         w: dict[str, float] | None = None
         if dp is not None:
-            idx, w = self._dp_share(p, idx, dp)
+            idx, w = dp.share(p, idx, model.exec_horizon)
             if len(idx) == 0:  # a short last minibatch: nothing here, but every collective still runs
                 return self._dp_finish(dp, {}, w, torch.zeros((), device=device))
         mb = p.batch.index(idx)
@@ -504,17 +474,17 @@ class PIRLTrainer:
             sample_weight=None if p.weight is None else p.weight[idx],
             dual_clip=cfg.replay.dual_clip,
         )
-        loss = _scaled(pl, w, "policy") if actor_on else torch.zeros((), device=device)
+        loss = scaled(pl, w, "policy") if actor_on else torch.zeros((), device=device)
         if cfg.algorithm == "ppo":
             vl = value_loss(
                 ev.value, p.old_value[idx], p.returns[idx], cfg.ppo.value_clip, cfg.ppo.huber_delta
             )
-            loss = loss + cfg.ppo.value_coef * _scaled(vl, w, "value")
+            loss = loss + cfg.ppo.value_coef * scaled(vl, w, "value")
             stats["losses/value_loss"] = float(vl.detach())
         if cfg.method == "flow_noise" and actor_on:
             m = pmask.float()
             ent = (ev.entropy * m).sum() / m.sum().clamp_min(1.0)
-            loss = loss - cfg.noise.entropy_coef * _scaled(ent, w, "policy")
+            loss = loss - cfg.noise.entropy_coef * scaled(ent, w, "policy")
             stats["losses/entropy"] = float(ent.detach())
         hmask = p.intervention[idx]
         if actor_on and cfg.intervention.bc_coef > 0 and bool(hmask.any()):
@@ -526,7 +496,7 @@ class PIRLTrainer:
                 mask=hmask,
                 step_mask=mb.human_steps(),
             )
-            loss = loss + cfg.intervention.bc_coef * _scaled(bc, w, "bc")
+            loss = loss + cfg.intervention.bc_coef * scaled(bc, w, "bc")
             stats["losses/bc_loss"] = float(bc.detach())
         if actor_on and p.awr_rows is not None and p.awr_weight is not None and cfg.awr.coef > 0:
             rows = p.awr_rows[idx]
@@ -542,7 +512,7 @@ class PIRLTrainer:
                     generator=self.aux_generator,
                     step_mask=p.awr_step_mask[idx],
                 )
-                loss = loss + cfg.awr.coef * _scaled(awr, w, "awr")
+                loss = loss + cfg.awr.coef * scaled(awr, w, "awr")
             stats["losses/awr"] = float(awr.detach())
         if anchor_w > 0 and self.anchor_batch is not None and (dp is None or dp.rank == 0):
             anchor = self._anchor_loss(device)
@@ -572,85 +542,20 @@ class PIRLTrainer:
         stats["losses/total_loss"] = total_loss
         return stats
 
-    # -- data parallel (module docstring) ------------------------------------------------------------
-    def _dp_share(
-        self, p: PreparedBatch, idx: torch.Tensor, dp: DataParallel
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """This rank's contiguous share of minibatch `idx` and each loss term's weight: its rows in the
-        term's mask over the whole minibatch's (0 when the minibatch has none), so summed shares are the
-        term's masked mean over the whole minibatch."""
-        shares = idx.tensor_split(dp.world_size)
-        mine = shares[dp.rank]
-        pos = torch.zeros(len(idx), dtype=torch.bool, device=idx.device)
-        start = sum(len(c) for c in shares[: dp.rank])
-        pos[start : start + len(mine)] = True
-        h = self.model.exec_horizon
-        counts: dict[str, torch.Tensor] = {
-            "policy": p.policy_mask[idx],
-            "value": torch.ones(len(idx), dtype=torch.bool, device=idx.device),
-        }
-        human = p.intervention[idx].view(-1, 1) & p.batch.human_steps()[idx][:, :h]
-        counts["bc"] = human.sum(dim=1).float()  # flow matching averages over (row, step) positions
-        if p.awr_rows is not None and p.awr_step_mask is not None:
-            counts["awr"] = ((p.awr_rows[idx].view(-1, 1) & p.awr_step_mask[idx][:, :h]).sum(1) > 0).float()
-        w = {}
-        for term, c in counts.items():
-            total = float(c.float().sum())
-            w[term] = float(c.float()[pos].sum()) / total if total > 0 else 0.0
-        w["anchor"] = 1.0 if dp.rank == 0 else 0.0
-        return mine, w
-
     def _dp_finish(
         self, dp: DataParallel, stats: dict[str, Any], w: dict[str, float] | None, loss: torch.Tensor
     ) -> dict[str, Any]:
         """Reduce the diagnostics and the finite check, backward this rank's share, SUM-reduce the
-        gradients, then the same clip/guard/step as a single process (identical on every rank)."""
-        import torch.distributed as dist
-
+        gradients, then the same clip/guard/step as a single process (app/rl/data_parallel.py)."""
         assert w is not None
-        device = loss.device
-        keys = list(_DP_STATS)
-        local = float(loss.detach())
-        vals = [float(stats[k]) * w[_DP_STATS[k]] if k in stats else 0.0 for k in keys]
-        present = [1.0 if k in stats else 0.0 for k in keys]
-        buf = torch.tensor([*vals, *present, local, float(not math.isfinite(local))], dtype=torch.float64)
-        buf = buf.to(device)
-        dist.all_reduce(buf, group=dp.group)
-        out = buf.cpu().tolist()
-        n = len(keys)
+        reduced, total_loss = dp.reduce_stats(stats, w, loss)
         self.optimizer.zero_grad(set_to_none=True)
-        if out[-1] > 0:
+        if reduced is None:
             return {SKIPPED_KEY: "loss"}
-        reduced = {k: out[i] for i, k in enumerate(keys) if out[n + i] > 0}
         if loss.requires_grad:
             loss.backward()
-        self._dp_reduce_grads(dp)
-        return self._clip_and_step(reduced, out[2 * n])
-
-    def _dp_reduce_grads(self, dp: DataParallel) -> None:
-        """SUM all-reduce of the trainable gradients, one flat buffer per dtype. A parameter no rank
-        gave a gradient keeps `.grad = None` (AdamW then leaves it alone, as in a single process)."""
-        import torch.distributed as dist
-
-        params = [q for g in self.optimizer.param_groups for q in g["params"]]
-        if not params:
-            return
-        device = params[0].device
-        has = torch.tensor([float(q.grad is not None) for q in params], device=device)
-        dist.all_reduce(has, group=dp.group)
-        by_dtype: dict[torch.dtype, list[torch.nn.Parameter]] = {}
-        for q, h in zip(params, has.tolist(), strict=True):
-            if h > 0:
-                by_dtype.setdefault(q.dtype, []).append(q)
-        for group in by_dtype.values():
-            flat = torch.cat(
-                [(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1) for q in group]
-            )
-            dist.all_reduce(flat, group=dp.group)
-            offset = 0
-            for q in group:
-                q.grad = flat[offset : offset + q.numel()].view_as(q)
-                offset += q.numel()
+        dp.reduce_grads([q for g in self.optimizer.param_groups for q in g["params"]])
+        return self._clip_and_step(reduced, total_loss)
 
     @torch.no_grad()
     def _check_finite_parameters(self, version: int) -> None:
@@ -705,8 +610,3 @@ class PIRLTrainer:
         if self.replay is not None or cfg.awr.coef > 0 or cfg.anchor.coef > 0:
             out["charts/human_chunk_frac"] = float(p.intervention.sum()) / n
         return out
-
-
-def _scaled(term: torch.Tensor, w: dict[str, float] | None, name: str) -> torch.Tensor:
-    """A loss term as this rank's share of it (data parallel), or unchanged (a single process)."""
-    return term if w is None else term * w[name]
