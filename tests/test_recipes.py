@@ -274,6 +274,10 @@ def test_every_command_in_the_doc_parses_and_names_existing_files():
     demos = []  # (method, output_dir) of every demo run the doc asks for
     seen_pirl = set()
     for argv in commands:
+        if argv[0] == "torchrun":  # several learner ranks: torchrun's own flags, then `--no-python pirl ...`
+            assert "--no-python" in argv, f"docs/recipes.md: torchrun without --no-python: {argv}"
+            argv = argv[argv.index("--no-python") + 1 :]
+            assert argv[:2] == ["pirl", "learner"], f"docs/recipes.md: torchrun runs only the learner: {argv}"
         tool = argv[0]
         if tool == "pirl":
             seen_pirl.add(argv[1])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 
 import pytest
 
@@ -95,7 +96,8 @@ async def test_a_console_without_the_token_says_so_on_the_top_line():
     async with app.run_test(size=(100, 24)) as pilot:
         app.show_link(False, "no token, e-stop only: /run/user/1/pirl/control-127.0.0.1-7070.token not found")
         await pilot.pause()
-        assert "connecting to the actor… 0 s (no token, e-stop only)" in bar(app)
+        # the seconds count from the app's start: 0 or 1 depending on how loaded the machine is
+        assert re.search(r"connecting to the actor… \d+ s \(no token, e-stop only\)", bar(app)), bar(app)
         assert "control-127.0.0.1-7070.token not found" in log_text(app)  # the whole reason
         assert not ACTOR_KEYS & set(shown(app))
 
