@@ -21,17 +21,23 @@ def fake_pacer(hz: float):
 
 
 def test_work_between_steps_does_not_stretch_the_period():
-    pacer, sent = fake_pacer(20.0)  # 50 ms period
-    decision = SimpleNamespace(action={"a.pos": 0.0}, source="policy")
-    t0 = time.monotonic()
-    for _ in range(12):
-        pacer.apply(decision)
-        time.sleep(0.025)  # inference + bookkeeping: half a period
-    wall = time.monotonic() - t0
-    # on schedule: 12 periods (0.6 s); sleeping a full period after each step would take 0.9 s
-    assert wall < 0.78, wall
-    assert pacer.dropped == 0 and len(sent) == 12
-    assert 0.045 < pacer.step_dt < 0.08  # the measured step interval: about the period
+    """Up to 3 tries: a loaded machine (parallel test workers) can stall this process for a period or two,
+    which the pacer rightly counts as dropped. A pacer that sleeps a full period after each step fails
+    every try (0.9 s, not 0.6 s)."""
+    tries = []
+    for _ in range(3):
+        pacer, sent = fake_pacer(20.0)  # 50 ms period
+        decision = SimpleNamespace(action={"a.pos": 0.0}, source="policy")
+        t0 = time.monotonic()
+        for _ in range(12):
+            pacer.apply(decision)
+            time.sleep(0.025)  # inference + bookkeeping: half a period
+        wall = time.monotonic() - t0
+        tries.append((wall, pacer.dropped, len(sent), pacer.step_dt))
+        # on schedule: 12 periods (0.6 s); sleeping a full period after each step would take 0.9 s
+        if wall < 0.78 and pacer.dropped == 0 and len(sent) == 12 and 0.045 < pacer.step_dt < 0.08:
+            return
+    raise AssertionError(f"(wall s, dropped, sent, step_dt) of each try: {tries}")
 
 
 def test_a_stall_counts_dropped_periods_and_restarts_the_schedule_without_a_burst():
