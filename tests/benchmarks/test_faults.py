@@ -89,6 +89,7 @@ def test_each_damage_kind_makes_the_checkpoint_unusable(tmp_path, kind):
         check_learner_checkpoint(newest)
 
 
+@pytest.mark.timing  # holds measured against timeouts: run alone
 @pytest.mark.slow
 def test_a_tiny_campaign_kills_the_learner_in_a_save_and_loses_nothing(tmp_path):
     out = tmp_path / "faults.json"

@@ -86,6 +86,7 @@ def test_adversarial_streams_keep_the_simulated_arm_in_limits_and_box(lockstep, 
                 assert BOX[0][i] - BOX_TOL_M <= xyz[i] <= BOX[1][i] + BOX_TOL_M, (xyz, res.events)
 
 
+@pytest.mark.timing  # a watchdog latency bound: run alone
 def test_stalled_source_holds_within_the_watchdog_time_on_a_realtime_sim(tmp_path: Path):
     """The sim on the wall clock, the guard's control thread at 30 Hz, a policy that stops sending."""
     robot = SimSO101Follower(

@@ -1,4 +1,5 @@
-"""In-process PI-RL learner for the actor tests: real gRPC on a free loopback port, training in a thread."""
+"""Learners for the actor tests: real gRPC on a free loopback port, training in a thread (`learner`) or
+serving only (`served_learner`)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def learner(run_config):
     lt = LearnerThread(run_config())
     yield lt
     lt.stop()
+
+
+@pytest.fixture
+def served_learner(run_config):
+    """A real learner's gRPC server (its service and v0 weights) without the training loop: only what the
+    test pushes reaches the actor, and rollouts are accepted but never trained on."""
+    learner = Learner(run_config(), progress=None)
+    learner.start_server()
+    yield learner
+    learner.shutdown.set()
+    learner.server.stop(grace=None)

@@ -126,6 +126,7 @@ def test_without_a_learner_the_actor_never_acts_and_says_why(run_config):
     assert steps == [] and "is `pirl learner` running?" in lines[-1]
 
 
+@pytest.mark.timing  # a live console channel: run alone (tests/conftest.py)
 def test_console_channel_shows_status_and_commands_reach_the_robot(run_config, learner):
     import asyncio
     import time

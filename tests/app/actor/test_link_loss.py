@@ -27,24 +27,16 @@ import pytest
 
 from app.actor.client import LearnerClient
 from app.actor.loop import Actor
-from app.learner.loop import Learner
 from app.transport.config import TransportConfig
 from benchmarks.netfaults import BlackHoleProxy
 from hardware.episodes import EpisodeState
 from hardware.watchdog import LinkWatchdog
 
+# wall-clock bounds on live threads and processes: run alone (tests/conftest.py, phase "timing")
+pytestmark = pytest.mark.timing
+
 REPO = Path(__file__).resolve().parents[3]
 SLACK_S = 0.5  # scheduling slack on a loaded 2-core CI machine, on top of the timeout and one period
-
-
-@pytest.fixture
-def served_learner(run_config):
-    """A real learner's gRPC server (its service and v0 weights) without the training loop."""
-    learner = Learner(run_config(), progress=None)
-    learner.start_server()
-    yield learner
-    learner.shutdown.set()
-    learner.server.stop(grace=None)
 
 
 @pytest.mark.parametrize("link_timeout_s", [2.0])
@@ -121,6 +113,7 @@ from app.learner.service import PIRLLearnerService
 from app.transport.channel import make_server
 from app.transport.config import TransportConfig
 from benchmarks.netfaults import BlackHoleProxy
+
 server, port = make_server(TransportConfig(port=0))
 PIRLLearnerService(threading.Event()).add_to_server(server)
 server.start()

@@ -6,7 +6,12 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from app.episode.pacing import Pacer
+
+# wall-clock bounds on live threads and processes: run alone (tests/conftest.py, phase "timing")
+pytestmark = pytest.mark.timing
 
 
 def fake_pacer(hz: float):

@@ -14,19 +14,9 @@ import torch
 from app.actor.loop import Actor
 from app.episode.record_config import ActorRecordConfig
 from app.episode.recorder import RecordError
-from app.learner.loop import Learner
 from app.learner.robot_time import RobotClock
 
 CAMERA = '{"front": {"type": "sim_mujoco", "camera": "front", "width": 64, "height": 48}}'
-
-
-@pytest.fixture
-def served_learner(run_config):
-    learner = Learner(run_config(), progress=None)
-    learner.start_server()
-    yield learner
-    learner.shutdown.set()
-    learner.server.stop(grace=None)
 
 
 def recording_actor(run_config, learner, root, *extra, rerecord_episode=None, **record):

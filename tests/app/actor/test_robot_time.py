@@ -6,16 +6,6 @@ from __future__ import annotations
 import pytest
 
 from app.actor.loop import Actor
-from app.learner.loop import Learner
-
-
-@pytest.fixture
-def served_learner(run_config):
-    learner = Learner(run_config(), progress=None)
-    learner.start_server()
-    yield learner
-    learner.shutdown.set()
-    learner.server.stop(grace=None)
 
 
 def test_env_reset_and_human_steps_are_counted_per_episode_and_as_robot_minutes(run_config, served_learner):

@@ -20,7 +20,6 @@ import torch
 from app.actor.loop import Actor
 from app.actor.weights import WeightCheck
 from app.control.protocol import LearnerLinkStatus
-from app.learner.loop import Learner
 from app.transport.codec import DecodeError, Parameters
 from app.transport.params import MAGIC
 
@@ -75,17 +74,6 @@ def test_the_check_refuses_each_kind_of_mismatch_and_accepts_bf16_floats():
     )  # the safe point's cheap pass
 
 
-@pytest.fixture
-def served_learner(run_config):
-    """A real learner's gRPC server (its service and v0 weights) without the training loop: only the
-    pushes this test makes reach the actor."""
-    learner = Learner(run_config(), progress=None)
-    learner.start_server()
-    yield learner
-    learner.shutdown.set()
-    learner.server.stop(grace=None)
-
-
 def _wait(cond, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -93,6 +81,7 @@ def _wait(cond, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.timing  # a live link and learner: run alone (tests/conftest.py)
 def test_bad_pushes_are_refused_reported_and_the_actor_keeps_acting_on_its_weights(
     run_config, served_learner
 ):

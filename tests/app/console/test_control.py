@@ -302,6 +302,7 @@ async def test_frozen_console_never_blocks_publish_and_gets_only_the_latest(serv
     await task
 
 
+@pytest.mark.timing  # heartbeat timing: run alone
 async def test_heartbeat_tells_the_actor_whether_a_console_is_alive():
     # heartbeats every 0.05 s against a 1 s timeout: a loaded CI machine's scheduling gaps stay well inside
     timing = {**FAST, "console_timeout_s": 1.0}

@@ -24,6 +24,9 @@ from app.console.widgets import CameraPanel, ConfirmScreen
 from app.control.protocol import Command, ControlConfig
 from tests.app.console.helpers import PtyConsole, until, wait
 
+# wall-clock bounds on live threads and processes: run alone (tests/conftest.py, phase "timing")
+pytestmark = pytest.mark.timing
+
 REPO = Path(__file__).resolve().parents[3]
 
 

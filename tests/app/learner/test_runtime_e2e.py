@@ -101,7 +101,9 @@ def test_two_actors_train_with_a_learner_that_is_killed_and_resumed(tiny_config,
         assert all(a.alive for a in run.actors)
 
         # 3. resume on the same port
-        _, meta = CheckpointManager.load(CheckpointManager(out / "checkpoints").latest())
+        # the newest finished checkpoint is what a resume takes (a kill between a save's meta.json and its
+        # LAST pointer leaves LAST one behind: latest() would name the older one)
+        _, meta = CheckpointManager.load(CheckpointManager(out / "checkpoints").finished()[-1])
         run.start_learner(["--learner.resume=true"])
         _, line = run.wait_for(lambda n, ln: "learner: resumed" in ln, timeout=60, what="resume line")
         v = meta["policy_version"]
