@@ -351,9 +351,11 @@ def test_sends_during_shutdown_get_unavailable_and_are_not_dropped():
         stub = services_pb2_grpc.LearnerServiceStub(ch)
         blocked = stub.SendTransitions.future(
             to_messages(encode_rollout(Rollout("a", 1, {"x": torch.ones(1)})), services_pb2.Transition),
-            timeout=10,
+            timeout=60,
         )
-        wait_until(lambda: lrn.service._seen.get(("a", 1)) is not None, what="the blocked send")
+        # generous: on a loaded machine the call can take seconds to reach the service (the wait ends as
+        # soon as it does)
+        wait_until(lambda: lrn.service._seen.get(("a", 1)) is not None, timeout=60, what="the blocked send")
         lrn.service.close()
         assert blocked.exception(10).code() == grpc.StatusCode.UNAVAILABLE
         assert ("a", 1) not in lrn.service._seen  # not stored: its re-send will be accepted
