@@ -15,21 +15,25 @@ latency, backlash, control-period jitter) lives in the follower's command path
 
 `centre_from` centres the calibration offsets on the user's own arm: LeRobot's calibration JSON (what
 `pirl calibrate` writes) implies by how much each joint's degree reading is off at the calibration pose
-(`calibration_offsets`).
+(`calibration_offsets`). `envelope_from` centres the task on the user's safety envelope (what
+`pirl calibrate envelope` writes): object and target start poses are drawn inside its workspace box, reach
+targets only where the arm reaches them within its joint limits (`envelope_region`). Both readers live in
+`hardware/sim/centring.py`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 import mujoco
 import numpy as np
 
 from hardware import so101_model
-from hardware.sim.scene import CUBE_BODY, FLOOR_MATERIAL, SCENE_CAMERAS, SCENE_LIGHT, TARGET_BODY
+from hardware.sim.centring import EnvelopeRegion, calibration_offsets, envelope_region
+from hardware.sim.scene import FLOOR_MATERIAL, SCENE_CAMERAS, SCENE_LIGHT
+
+__all__ = ["RandomizationConfig", "SimParams", "TwinModel", "calibration_offsets", "envelope_region"]
 
 # Scalar parameters: name -> what it scales or shifts (used in errors and `outside`).
 _SCALAR_RANGES = (
@@ -54,57 +58,24 @@ _VECTOR_RANGES = (
     "object_rgb_delta",
     "table_rgb_delta",
 )
-# LeRobot's STS3215 encoder: 4096 ticks a turn; calibration puts the pose you hold at half a turn.
-_ENCODER_MAX = 4095
-_HALF_TURN = _ENCODER_MAX // 2
-
-
-def calibration_offsets(path: str | Path) -> dict[str, float]:
-    """Per-joint reading offset (deg) of an arm calibrated by LeRobot, from its calibration JSON.
-
-    LeRobot's calibration sets each motor's homing offset so the pose you hold ("middle of the range",
-    which is the sim model's joint zero) reads half a turn (2047 ticks), then records the range you sweep.
-    In degrees mode the reading is centred on the *middle of that range*, not on the held pose, so at the
-    calibration pose the arm reads `(2047 - (range_min + range_max) / 2) * 360 / 4095` degrees: that is
-    the offset. The gripper (0..100 mode, no degree zero) and motors missing from the file get 0.
-    """
-    path = Path(path).expanduser()
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"randomize.centre_from: calibration file {path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"randomize.centre_from: cannot read {path} as JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"randomize.centre_from: {path} is not a LeRobot calibration (motor -> calibration)")
-    out = {}
-    for motor in so101_model.ARM_MOTORS:
-        cal = raw.get(motor)
-        if cal is None:
-            continue
-        try:
-            lo, hi = float(cal["range_min"]), float(cal["range_max"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(
-                f"randomize.centre_from: {path} entry {motor!r} lacks numeric range_min/range_max"
-            ) from None
-        if not 0 <= lo < hi <= _ENCODER_MAX:
-            raise ValueError(
-                f"randomize.centre_from: {path} {motor!r} range {lo}..{hi} is not 0 <= min < max"
-            )
-        out[motor] = (_HALF_TURN - (lo + hi) / 2) * 360.0 / _ENCODER_MAX
-    return out
 
 
 @dataclass
 class RandomizationConfig:
     """The training distribution of twins (`--robot.randomize.*`); every range is `[low, high]`, uniform."""
 
-    enable: bool = False  # master switch; false = the nominal simulator, bit-identical to having no section
+    # Master switch of the twin draws; false (and no envelope_from) = the nominal simulator, bit-identical to
+    # having no section.
+    enable: bool = False
     # LeRobot calibration JSON of the user's own arm (`pirl calibrate` writes it under
     # ~/.cache/huggingface/lerobot/calibration/robots/<type>/<id>.json); the offsets it implies
     # (`calibration_offsets`) centre `joint_offset_deg`. null = every joint centred on 0.
     centre_from: str | None = None
+    # Safety envelope JSON of the user's arm (`pirl calibrate envelope --output=...`, the real run's
+    # safety.envelope_path): object/target start poses are drawn inside its workspace box (cube: x and y; reach
+    # target: x, y, z) and reach targets only where IK reaches them within its joint limits. Applies with or
+    # without `enable` (the stand-in and `pirl eval` then draw from the same region). null = the task's ranges.
+    envelope_from: str | None = None
     # Extra per-joint centre (deg; gripper in its 0..100 units), added to centre_from's, e.g. {"elbow_flex": 1}.
     joint_offset_centre: dict[str, float] = field(default_factory=dict)
     # Calibration offset per joint around its centre: the arm reads true + offset and drives to goal - offset,
@@ -161,6 +132,12 @@ class RandomizationConfig:
             )
         if self.centre_from is not None:
             calibration_offsets(self.centre_from)  # a missing or malformed file fails at config time
+        if self.envelope_from is not None:
+            envelope_region(self.envelope_from)
+
+    def region(self) -> EnvelopeRegion | None:
+        """The task region `envelope_from` implies (None without one)."""
+        return envelope_region(self.envelope_from) if self.envelope_from else None
 
     def offset_centre(self) -> dict[str, float]:
         """Per-joint centre of the calibration offsets: centre_from's, plus joint_offset_centre."""
@@ -289,15 +266,25 @@ def _rotation_quat(rotvec_deg: tuple[float, ...]) -> np.ndarray:
 
 
 class TwinModel:
-    """Writes the model-side part of `SimParams` into a compiled model; `apply(None)` restores nominal."""
+    """Writes the model-side part of `SimParams` into a compiled model; `apply(None)` restores nominal.
 
-    def __init__(self, model: mujoco.MjModel, actuators: np.ndarray, dofs: np.ndarray) -> None:
+    `object_body` (the task's `SimTask.object_body`) is the object: its first geom is resized and recoloured,
+    its mass and inertia scaled unless it is a mocap body (a marker has no mass)."""
+
+    def __init__(
+        self, model: mujoco.MjModel, actuators: np.ndarray, dofs: np.ndarray, object_body: str | None = None
+    ) -> None:
         self.model = model
         self._act, self._dof = actuators, dofs
-        self._object_geom = next(
-            (model.body(b).geomadr[0] for b in (CUBE_BODY, TARGET_BODY) if _has_body(model, b)), None
-        )
-        self._cube_body = model.body(CUBE_BODY).id if _has_body(model, CUBE_BODY) else None
+        self._object_geom = self._cube_body = None
+        if object_body is not None:
+            if not _has_body(model, object_body):
+                raise ValueError(f"the task's object_body {object_body!r} is not a body of the scene")
+            body = model.body(object_body)
+            if body.geomnum[0] < 1:
+                raise ValueError(f"the task's object_body {object_body!r} has no geom to randomize")
+            self._object_geom = int(body.geomadr[0])
+            self._cube_body = body.id if body.mocapid[0] < 0 and model.body_mass[body.id] > 0 else None
         self._cams = [model.camera(c).id for c in SCENE_CAMERAS]
         self._light = model.light(SCENE_LIGHT).id
         self._floor = model.material(FLOOR_MATERIAL).id

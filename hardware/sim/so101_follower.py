@@ -45,7 +45,7 @@ from hardware.sim.cameras import SimCamera, SimCameraConfig
 from hardware.sim.randomization import RandomizationConfig, SimParams, TwinModel
 from hardware.sim.scene import build_model
 from hardware.sim.stand_in import VARIANTS
-from hardware.sim.tasks import make_task
+from hardware.sim.tasks import import_task_module, make_task
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,12 @@ logger = logging.getLogger(__name__)
 @RobotConfig.register_subclass("sim_so101")
 @dataclass(kw_only=True)
 class SimSO101FollowerConfig(RobotConfig):
-    task: str = "reach"  # sim task: "reach", "pick_cube" or "none" (empty workcell)
+    # Sim task: "reach", "pick_cube", "none" (empty workcell) or one registered by task_module
+    # (hardware/sim/tasks.py `register_task`; docs/simulation.md, "Your own task").
+    task: str = "reach"
+    # Module that registers a task of your own, imported before `task` is looked up: a dotted name on the
+    # Python path or a .py file. null = only the built-in tasks.
+    task_module: str | None = None
     # Cameras by observation key, e.g. {"front": SimCameraConfig(camera="front")}; empty = state-only.
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
     fps: int = 30  # control rate (Hz): one send_action = one control period in lockstep mode
@@ -82,6 +87,8 @@ class SimSO101FollowerConfig(RobotConfig):
                     f"sim_so101 camera {key!r} has type {getattr(cam, 'type', type(cam).__name__)!r}; "
                     "the simulator renders only cameras of type 'sim_mujoco'"
                 )
+        if self.task_module:
+            import_task_module(self.task_module)
         make_task(self.task)  # validates the task name early
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown sim_so101 variant {self.variant!r}; choose one of {sorted(VARIANTS)}")
@@ -163,18 +170,21 @@ class SimSO101Follower(Robot):
             # Nothing renders a state-only arm: skip building the light visual meshes.
             visual_mesh_cell_m=spec.visual_mesh_cell_m if self.config.cameras else 0.0,
         )
-        model = build_model(spec)
+        model = build_model(spec, self.task.add_to_scene)
         data = mujoco.MjData(model)
         self._qadr = np.array([model.joint(m).qposadr[0] for m in so101_model.MOTORS])
         self._vadr = np.array([model.joint(m).dofadr[0] for m in so101_model.MOTORS])
         self._act = np.array([model.actuator(m).id for m in so101_model.MOTORS])
-        self._twin = TwinModel(model, self._act, self._vadr)
+        self._twin = TwinModel(model, self._act, self._vadr, self.task.object_body)
         self.cameras = {key: SimCamera(cfg, model) for key, cfg in self.config.cameras.items()}
         for cam in self.cameras.values():
             cam.connect()
+        region = self.config.randomize.region()
         with self._lock:
             self.model, self.data = model, data
             self.task.bind(model, data)
+            if region is not None:  # the user's envelope bounds where the task puts things
+                self.task.set_workspace(region.low, region.high, region.joint_limits)
             self.reset()
         logger.info("%s connected (task=%s, realtime=%s)", self, self.config.task, self.config.realtime)
 
