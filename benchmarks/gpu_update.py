@@ -16,8 +16,15 @@ the whole batch: seconds per update, chunks/s, and peak GPU memory.
 `--ranks N` times the learner's data-parallel update (app/learner/distributed.py: every rank runs
 `PIRLTrainer.update` on the same global batch, computing its share of each minibatch, gradients all-reduced)
 at 1 rank and at N ranks, each rank a process (torch.multiprocessing spawn; NCCL on CUDA, gloo on CPU):
-seconds per update, updates/s, chunks/s (global batch / update time) and peak memory per rank (GPU GiB
-allocated on CUDA; peak RSS MiB of the process on CPU). `--batch` is the global batch.
+seconds per update, updates/s, chunks/s (global batch / update time), the bytes of the optimiser state and
+of the weights one rank holds (counted from its live tensors after the updates: exact, on any device), and
+peak memory per rank (GPU GiB allocated on CUDA; peak RSS MiB of the whole process on CPU, which the
+interpreter, torch and the libraries dominate for tiny models). `--batch` is the global batch.
+`--strategy zero1` shards the AdamW state across the N ranks (app/rl/sharding.py; at 1 rank it is the
+plain AdamW); `--frozen-dtype bfloat16` holds the frozen base in bf16 on every rank, 1 rank included
+(app/rl/frozen_dtype.py).
+
+    python benchmarks/gpu_update.py --tiny --models pi0 --ranks 2 --strategy zero1 --frozen-dtype bfloat16
 
 Random weights give the same cost as trained ones; nothing here says anything about task success.
 """
@@ -174,6 +181,14 @@ def _rank_worker(rank: int, world: int, port: int, name: str, opts: dict[str, An
     model = PIRLModel(adapter, PIRLConfig(method=args.method, num_steps=args.steps, ppo=ppo)).to(device)
     trainer = PIRLTrainer(model, seed=0)
     trainer.set_data_parallel(rank, world)
+    if args.frozen_dtype == "bfloat16":
+        from app.rl.frozen_dtype import hold_frozen_in
+
+        hold_frozen_in(model)
+    if args.strategy == "zero1" and world > 1:
+        from app.rl.sharding import shard_optimizer
+
+        trainer.optimizer = shard_optimizer(trainer.optimizer)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     update_s = []
@@ -192,13 +207,18 @@ def _rank_worker(rank: int, world: int, port: int, name: str, opts: dict[str, An
         peak = torch.cuda.max_memory_allocated(device) / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    torch.save({"update_s": update_s, "peak": peak}, f"{out}/{rank}.pt")
+    from app.rl.sharding import optimizer_state_bytes
+
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    optim = optimizer_state_bytes(trainer.optimizer)
+    torch.save({"update_s": update_s, "peak": peak, "optim": optim, "weights": weights}, f"{out}/{rank}.pt")
     if world > 1:
         torch.distributed.destroy_process_group()
 
 
 def bench_ranks(name: str, args: argparse.Namespace, ranks: int) -> dict[str, Any]:
-    """Median update time over the ranks' slowest, and the largest peak memory of a rank."""
+    """Median update time over the ranks' slowest; the largest optimiser state, weights and peak memory
+    of a rank."""
     import torch.multiprocessing as mp
 
     from app.run.launch import free_port
@@ -217,6 +237,8 @@ def bench_ranks(name: str, args: argparse.Namespace, ranks: int) -> dict[str, An
         "update_s": su,
         "updates_per_s": 1.0 / su,
         "chunks_per_s": args.batch / su,
+        "optim_MiB": max(r["optim"] for r in results) / 2**20,
+        "weights_MiB": max(r["weights"] for r in results) / 2**20,
         "peak": max(r["peak"] for r in results),
     }
 
@@ -230,18 +252,23 @@ def main_ranks(args: argparse.Namespace) -> int:
         return 0
     unit = "peak GiB" if device.type == "cuda" else "peak RSS MiB"
     print(
-        f"device={device} batch={args.batch} K={args.steps} method={args.method} tiny={args.tiny} ranks=1,{args.ranks}"
+        f"device={device} batch={args.batch} K={args.steps} method={args.method} tiny={args.tiny} "
+        f"ranks=1,{args.ranks} strategy={args.strategy} frozen_dtype={args.frozen_dtype}"
     )
-    print(f"{'model':8} {'ranks':>5} {'update s':>9} {'upd/s':>8} {'chunk/s':>8} {unit:>12}")
+    print(
+        f"{'model':8} {'ranks':>5} {'update s':>9} {'upd/s':>8} {'chunk/s':>8} {'optim MiB':>10} "
+        f"{'weights MiB':>11} {unit:>12}"
+    )
     rows = []
     for name in args.models:
         for n in sorted({1, args.ranks}):
             r = bench_ranks(name, args, n)
             rows.append([r["model"], str(n), f"{r['update_s']:.3f}", f"{r['updates_per_s']:.2f}",
-                         f"{r['chunks_per_s']:.2f}", f"{r['peak']:.2f}"])  # fmt: skip
+                         f"{r['chunks_per_s']:.2f}", f"{r['optim_MiB']:.3f}", f"{r['weights_MiB']:.3f}",
+                         f"{r['peak']:.2f}"])  # fmt: skip
             print(
                 f"{r['model']:8} {n:5d} {r['update_s']:9.3f} {r['updates_per_s']:8.2f} "
-                f"{r['chunks_per_s']:8.2f} {r['peak']:12.2f}",
+                f"{r['chunks_per_s']:8.2f} {r['optim_MiB']:10.3f} {r['weights_MiB']:11.3f} {r['peak']:12.2f}",
                 flush=True,
             )
     from benchmarks.common import report
@@ -250,11 +277,22 @@ def main_ranks(args: argparse.Namespace) -> int:
     print(
         report(
             f"PI-RL data-parallel update ({'tiny' if args.tiny else 'full size'}, random weights)",
-            ["model", "ranks", "update s", "updates/s", "chunks/s", unit],
+            [
+                "model",
+                "ranks",
+                "update s",
+                "updates/s",
+                "chunks/s",
+                "optim MiB/rank",
+                "weights MiB/rank",
+                unit,
+            ],
             rows,
             notes=f"global batch {args.batch} chunks split over the ranks, K={args.steps}, {args.method}, "
             f"median of {args.iters} after {args.warmup} warm-up (slowest rank per update); "
-            f"{'nccl' if device.type == 'cuda' else 'gloo'}; PIRLTrainer.update with all-reduced gradients.",
+            f"{'nccl' if device.type == 'cuda' else 'gloo'}; PIRLTrainer.update with all-reduced gradients; "
+            f"strategy {args.strategy} at N ranks, frozen base {args.frozen_dtype}; optim/weights MiB: "
+            "bytes of the AdamW state / parameters one rank holds (the largest rank), counted from its tensors.",
         )
     )
     return 0
@@ -280,6 +318,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     ap.add_argument(
         "--ranks", type=int, default=0, help="data-parallel mode: time updates at 1 and at N ranks"
+    )
+    ap.add_argument(
+        "--strategy",
+        default="ddp",
+        choices=["ddp", "zero1"],
+        help="with --ranks: ddp (a whole AdamW per rank) or zero1 (AdamW state sharded over the ranks)",
+    )
+    ap.add_argument(
+        "--frozen-dtype",
+        default="keep",
+        choices=["keep", "bfloat16"],
+        help="with --ranks: hold the frozen base in bf16 on every rank (learner.distributed.frozen_dtype)",
     )
     args = ap.parse_args(argv)
 

@@ -20,6 +20,9 @@ policy and trainer and follow rank 0's messages (`broadcast_object_list`, rank 0
 - ("update", batch): the update's whole batch; every rank then runs `PIRLAlgorithm.update` on it with the
   trainer in data-parallel mode (app/rl/data_parallel.py: each rank computes its share of every minibatch,
   the gradients are SUM all-reduced, so each step equals the single-process step);
+- ("gather",): with `learner.distributed.strategy=zero1` (the AdamW state sharded across the ranks,
+  app/rl/sharding.py) before rank 0 reads the whole optimiser state (a checkpoint, the stop before the
+  final one): every rank sends its shard to rank 0;
 - ("ping",): sent by rank 0 every few seconds while it waits for rollouts, so a dead rank is found within
   seconds rather than at the next update, and a long wait never trips the collective timeout;
 - ("stop",): the run ended; the follower exits 0.
@@ -32,6 +35,13 @@ rank 0 fails (at once for a killed process, after `learner.distributed.timeout_s
 prints one line and exits 1 without a final checkpoint when the failure hit mid-update (its weights would
 be half an update), with one otherwise; the spool keeps every rollout not yet in a checkpoint, so
 `--learner.resume=true` loses nothing. The actors hold and reconnect to the next learner as they always do.
+
+Strategies (`learner.distributed.strategy`): `ddp` keeps a whole AdamW on every rank; `zero1` swaps the
+trainer's AdamW for app/rl/sharding.py's `ShardedAdamW` on every rank once they share rank 0's state
+(followers at start, rank 0 right after sending it), so each rank holds about 1/N of the optimiser state.
+The swap happens here, not in the trainer: the trainer only ever calls `zero_grad`, `step`,
+`param_groups` and `(load_)state_dict`, which `ShardedAdamW` keeps. With zero1 a rank that dies takes its
+shard with it: rank 0 then writes no final checkpoint (the last periodic one stands).
 
 With WORLD_SIZE unset or 1 nothing here runs (`init_from_env` returns None): no process group is created.
 """
@@ -91,6 +101,8 @@ class DistContext:
     backend: str
     device: str
     timeout_s: float
+    strategy: str = "ddp"  # learner.distributed.strategy: "ddp" or "zero1" (sharded AdamW state)
+    frozen_dtype: str = "keep"  # learner.distributed.frozen_dtype: "keep" or "bfloat16"
     _last_send: float = 0.0
 
     # -- rank 0 -> the others ---------------------------------------------------------------------
@@ -106,7 +118,17 @@ class DistContext:
 
     def send_state(self, trainer: PIRLTrainer) -> None:
         """Rank 0's trainable weights and training state to every rank (before the first update)."""
+        self.gather(trainer)
         self._send(("state", _to_cpu(training_payload(trainer))))
+
+    def gather(self, trainer: PIRLTrainer) -> None:
+        """zero1: every rank's optimiser shard to rank 0, so `trainer.state_dict()` is whole there (no-op
+        with ddp, or when nothing stepped since the last gather)."""
+        opt = trainer.optimizer
+        if not is_sharded(opt) or opt.consolidated:
+            return
+        self._send(("gather",))
+        _collective(opt.consolidate)
 
     def send_update(self, batch: RolloutBatch) -> None:
         self._send(("update", batch.to("cpu")))
@@ -159,11 +181,43 @@ def init_from_env(cfg: PIRLRunConfig) -> DistContext | None:
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
     torch.distributed.init_process_group(backend, timeout=timedelta(seconds=dcfg.timeout_s))
-    return DistContext(rank, world, local_rank, backend, device, dcfg.timeout_s)
+    return DistContext(
+        rank, world, local_rank, backend, device, dcfg.timeout_s, dcfg.strategy, dcfg.frozen_dtype
+    )
 
 
-def attach(ctx: DistContext, trainer: PIRLTrainer) -> None:
+def attach(ctx: DistContext, trainer: PIRLTrainer) -> str | None:
+    """Make `trainer` this rank's part of the data-parallel update; with frozen_dtype=bfloat16, hold the
+    frozen base in bf16 (app/rl/frozen_dtype.py; the caller takes the frozen digest before). Returns a line
+    saying what that cast did, or None."""
     trainer.set_data_parallel(ctx.rank, ctx.world_size)
+    if ctx.strategy == "zero1":  # refused at start, before any rank serves or waits
+        from app.rl.sharding import check_shardable
+
+        check_shardable(trainer.optimizer)
+    if ctx.frozen_dtype == "keep":
+        return None
+    from app.rl.frozen_dtype import FROZEN_DTYPES, hold_frozen_in
+
+    done = hold_frozen_in(trainer.model, FROZEN_DTYPES[ctx.frozen_dtype])
+    return (
+        f"frozen base in {ctx.frozen_dtype} on every rank ({done.modules} layers; frozen weights "
+        f"{done.bytes_before / 2**20:.1f} -> {done.bytes_after / 2**20:.1f} MiB per rank)"
+    )
+
+
+def is_sharded(optimizer: Any) -> bool:
+    """Whether `optimizer` is a zero1 `ShardedAdamW` (without importing torch.distributed.optim for ddp)."""
+    return getattr(optimizer, "consolidate", None) is not None
+
+
+def shard(ctx: DistContext, trainer: PIRLTrainer) -> None:
+    """zero1: replace the trainer's AdamW by a `ShardedAdamW` over the same groups, carrying its state
+    (app/rl/sharding.py); nothing with ddp. No collective: every rank can do it when it suits it."""
+    if ctx.strategy == "zero1":
+        from app.rl.sharding import shard_optimizer
+
+        trainer.optimizer = shard_optimizer(trainer.optimizer)
 
 
 def training_payload(trainer: PIRLTrainer) -> dict[str, Any]:
@@ -194,13 +248,40 @@ class Coordinator:
     def __init__(self, learner: Learner):
         self.learner = learner
         self.in_update = False  # a rank failed mid-update: rank 0's weights are half an update
+        self.no_final: str | None = None  # why `may_save` said no final checkpoint
         if learner.dist is not None:
-            attach(learner.dist, learner.algorithm.trainer)
+            line = attach(learner.dist, learner.algorithm.trainer)
+            if line:
+                learner.progress(f"learner: {line}")
 
     def start(self) -> None:
-        """Every rank starts from rank 0's state (after a resume or critic pre-training)."""
+        """Every rank starts from rank 0's state (after a resume or critic pre-training); with zero1 rank 0
+        then keeps only its shard of the optimiser state (sent whole, so each rank can keep its own)."""
         if self.learner.dist is not None:
             self.learner.dist.send_state(self.learner.algorithm.trainer)
+            shard(self.learner.dist, self.learner.algorithm.trainer)
+
+    def gather(self) -> None:
+        """Before rank 0 reads the whole optimiser state (a checkpoint): zero1 gathers the shards."""
+        if self.learner.dist is not None:
+            self.learner.dist.gather(self.learner.algorithm.trainer)
+
+    def release(self) -> None:
+        """After a checkpoint: drop rank 0's gathered copy of the shards (host memory)."""
+        opt = self.learner.algorithm.trainer.optimizer
+        if is_sharded(opt):
+            opt.release()
+
+    def may_save(self, failed: RankFailure | None, unsaved: bool) -> bool:
+        """Whether rank 0 can write its final checkpoint after `failed`: not mid-update (half an update),
+        and with zero1, when updates are `unsaved`, only if the whole optimiser state is here (a dead rank
+        took its shard with it)."""
+        opt = self.learner.algorithm.trainer.optimizer
+        if failed is not None and self.in_update:
+            self.no_final = "mid-update, no final checkpoint"
+        elif failed is not None and unsaved and is_sharded(opt) and not opt.consolidated:
+            self.no_final = "the optimiser shards are not all here, no final checkpoint"
+        return self.no_final is None
 
     def heartbeat(self) -> None:
         if self.learner.dist is not None:
@@ -221,10 +302,13 @@ class Coordinator:
         self.in_update = False
         return stats
 
-    def stop(self) -> RankFailure | None:
-        """Tell the other ranks the run ended; the failure if one of them is already gone."""
+    def stop(self, gather: bool = False) -> RankFailure | None:
+        """Tell the other ranks the run ended (after gathering zero1's shards when `gather`: the final
+        checkpoint needs them); the failure if one of them is already gone."""
         if self.learner.dist is not None:
             try:
+                if gather:
+                    self.gather()
                 self.learner.dist.send_stop()
             except RankFailure as err:
                 return err
@@ -233,7 +317,7 @@ class Coordinator:
     def failed(self, err: RankFailure) -> None:
         """The one line a lost rank ends the run with (module docstring)."""
         learner = self.learner
-        where = "mid-update, no final checkpoint" if self.in_update else "final checkpoint written"
+        where = self.no_final or "final checkpoint written"
         last = learner.ckpt.latest()
         learner.progress(
             f"learner: a rank of {learner.dist.world_size if learner.dist else '?'} failed ({err}); stopping "
@@ -258,6 +342,7 @@ class Follower:
         self.algorithm = PIRLAlgorithm(self.policy, cfg.algorithm)
         self.algorithm.make_optimizers_and_scheduler()
         attach(ctx, self.algorithm.trainer)
+        shard(ctx, self.algorithm.trainer)  # zero1: rank 0's state arrives whole; this rank keeps its shard
 
     def run(self) -> int:
         ctx = self.ctx
@@ -279,6 +364,8 @@ class Follower:
                             raise RankFailure(_short(err)) from None
                         raise
                     updates += 1
+                elif kind == "gather":
+                    _collective(self.algorithm.trainer.optimizer.consolidate)
                 elif kind == "stop":
                     self.progress(f"learner: rank {ctx.rank} stops after {updates} updates")
                     ctx.close()
@@ -286,6 +373,16 @@ class Follower:
         except RankFailure as err:
             self.progress(f"learner: rank {ctx.rank} lost the other ranks ({err}); stopping")
             return 1
+
+
+def _collective(fn) -> None:
+    """Run a collective, a communication failure as RankFailure."""
+    try:
+        fn()
+    except Exception as err:
+        if is_comm_error(err):
+            raise RankFailure(_short(err)) from None
+        raise
 
 
 def _to_cpu(obj: Any) -> Any:

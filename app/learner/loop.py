@@ -1,5 +1,9 @@
 """The PI-RL learner: serve LearnerService, batch whole episodes, update, push weights, checkpoint.
 
+One job, the learner's main loop, in ~500 lines: what it starts, trains, pushes and saves must be read in
+one place to check that nothing accepted is lost across a stop (the parts that stand alone are already out:
+service, spool, checkpoint, versions, robot time, demos, recipe, ranks).
+
 At start: the run's learning recipe (`learner.preset`, `learner.rl_overrides`: app/learner/recipe.py) is
 applied to the policy before the trainer is built; `learner.demos` (app/learner/demos.py) set the anchor
 batch (also after a resume) and pre-train the critic once, before the first update. Robot time (episode
@@ -104,6 +108,9 @@ class Learner:
         self.demos = DemoSetup(cfg, self.policy) if cfg.learner.demos else None
         self.algorithm = PIRLAlgorithm(self.policy, cfg.algorithm)
         self.algorithm.make_optimizers_and_scheduler()
+        # fixed for the run: only trainable tensors change (taken before `Coordinator` may hold the frozen
+        # base in bf16: the digest names the base the run config builds, the one the actors run)
+        self.frozen = frozen_digest(self.algorithm.model)
         self.ranks = Coordinator(self)  # the other ranks, rank 0's side (app/learner/distributed.py)
         self.updates = 0
         self.env_steps = 0
@@ -111,7 +118,6 @@ class Learner:
         self.dropped_stale = 0
         self.run_id = uuid.uuid4().hex[:12]
         self._last_checkpoint: Path | None = None
-        self.frozen = frozen_digest(self.algorithm.model)  # fixed for the run: only trainable tensors change
         self.pending: list[tuple[Rollout, RolloutBatch]] = []
         self._pending_ids: set[int] = set()  # episode ids in `pending` (never two rollouts with one id)
         self._consumed: list[str] = []  # spool files consumed by updates since the last checkpoint
@@ -239,9 +245,10 @@ class Learner:
         finally:
             self.service.close()  # sends from now on: UNAVAILABLE, re-sent to the next learner
             self.robot_time.save()
+            unsaved = self.updates != self._saved_at
             if failed is None:
-                failed = self.ranks.stop()
-            if failed is None or not self.ranks.in_update:
+                failed = self.ranks.stop(gather=unsaved)  # zero1: the shards first, for the final save
+            if self.ranks.may_save(failed, unsaved):
                 self._final_save()
             self.sink.close()
             self.server.stop(grace=1.0).wait(timeout=5)
@@ -400,6 +407,7 @@ class Learner:
         the run config and checked by `frozen_digest`); plus the LeRobot `pretrained_model/` folder when
         `final` (at exit) or with learner.save_pretrained=every."""
         trainer = self.algorithm.trainer
+        self.ranks.gather()  # zero1 (several ranks): the optimiser shards to this rank; else nothing
         state = {
             TRAINABLE_KEY: trainable_state(self.algorithm.model),
             "algorithm": self.algorithm.training_state(),
@@ -432,6 +440,7 @@ class Learner:
             meta,
             write_extra=(lambda d: self.policy.save_pretrained(d / PRETRAINED_DIR)) if pretrained else None,
         )
+        self.ranks.release()
         self._saved_at = self.updates
         self._last_checkpoint = path
         self.spool.remove(consumed)

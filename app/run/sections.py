@@ -91,7 +91,8 @@ class ActorConfig:
 
 # `learner.distributed` choices (app/learner/distributed.py; docs/runtime.md "Several GPUs").
 DIST_BACKENDS = ("auto", "gloo", "nccl")
-DIST_STRATEGIES = ("ddp", "fsdp")
+DIST_STRATEGIES = ("ddp", "zero1")
+DIST_FROZEN_DTYPES = ("keep", "bfloat16")
 
 
 @dataclass
@@ -100,10 +101,16 @@ class LearnerDistributedConfig:
 
     # torch.distributed backend: "auto" = nccl when the policy is on CUDA, gloo on CPU; or force one.
     backend: str = "auto"
-    # "ddp": every rank holds the whole model, each computes its share of every minibatch and the
-    # gradients are all-reduced (data parallel). "fsdp" (sharded weights for the large VLAs) is not
-    # implemented yet and is refused at start.
+    # "ddp": every rank holds the whole model and a whole AdamW, computes its share of every minibatch,
+    # and the gradients are all-reduced (data parallel). "zero1": the same, but the AdamW state of the
+    # trainable subset is sharded across the ranks (torch's ZeroRedundancyOptimizer: each rank keeps
+    # ~1/N of it; app/rl/sharding.py) and the frozen base is replicated; checkpoints are the same either
+    # way. "fsdp" (sharded weights) is refused: see app/rl/sharding.py for why zero1 instead.
     strategy: str = "ddp"
+    # "bfloat16": every rank holds the frozen base's weight matrices in bf16 (half their memory; the
+    # trainable subset stays fp32), each such layer computing in bf16 (app/rl/frozen_dtype.py says what
+    # that changes). "keep": the dtype the policy config builds.
+    frozen_dtype: str = "keep"
     # Seconds a collective (a batch broadcast, a gradient all-reduce) may wait for the other ranks before
     # the learner treats a rank as dead and stops. Rank 0 pings the others while it waits for rollouts.
     timeout_s: float = 600.0
@@ -115,11 +122,16 @@ class LearnerDistributedConfig:
             )
         if self.strategy == "fsdp":
             raise ValueError(
-                "learner.distributed.strategy=fsdp is not implemented yet; use ddp (docs/runtime.md, Several GPUs)"
+                "learner.distributed.strategy=fsdp is not supported; use zero1 (ddp with the optimiser state "
+                "sharded; docs/runtime.md, Several GPUs, says why not FSDP)"
             )
         if self.strategy not in DIST_STRATEGIES:
             raise ValueError(
                 f"learner.distributed.strategy must be one of {DIST_STRATEGIES}, got {self.strategy!r}"
+            )
+        if self.frozen_dtype not in DIST_FROZEN_DTYPES:
+            raise ValueError(
+                f"learner.distributed.frozen_dtype must be one of {DIST_FROZEN_DTYPES}, got {self.frozen_dtype!r}"
             )
         if not self.timeout_s > 0 or self.timeout_s == float("inf"):
             raise ValueError(

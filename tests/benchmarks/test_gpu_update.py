@@ -37,17 +37,26 @@ def test_tiny_cpu_run_prints_a_table(method: str, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_ranks_mode_times_one_and_two_gloo_ranks_on_cpu(capsys) -> None:
-    """`--ranks 2 --tiny`: the data-parallel update at 1 and 2 gloo ranks (spawned processes) on CPU."""
+@pytest.mark.parametrize("strategy", ["ddp", "zero1"])
+def test_ranks_mode_times_one_and_two_gloo_ranks_on_cpu(capsys, strategy: str) -> None:
+    """`--ranks 2 --tiny`: the data-parallel update at 1 and 2 gloo ranks (spawned processes) on CPU; with
+    zero1 a rank of 2 holds about half the optimiser state of 1 rank, with ddp all of it."""
     argv = ["--tiny", "--models", "pi05", "--ranks", "2", "--iters", "1", "--warmup", "0", "--batch", "4"]
-    assert gu.main(argv) == 0
+    assert gu.main([*argv, "--strategy", strategy]) == 0
     out = capsys.readouterr().out
-    assert "ranks=1,2" in out and "gloo" in out
+    assert "ranks=1,2" in out and "gloo" in out and f"strategy={strategy}" in out
     rows = [ln for ln in out.splitlines() if ln.startswith("| pi05 ")]
     assert len(rows) == 2
+    optim = []
     for ranks, row in zip(("1", "2"), rows, strict=True):
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[1] == ranks and len(cells) == 6
-        update_s, per_s, chunks_s, rss = (float(c) for c in cells[2:])
+        assert cells[1] == ranks and len(cells) == 8
+        update_s, per_s, chunks_s, optim_mib, weights_mib, rss = (float(c) for c in cells[2:])
         assert update_s > 0 and per_s == pytest.approx(1 / update_s, rel=0.02)
         assert chunks_s == pytest.approx(4 / update_s, rel=0.02) and rss > 50  # MiB of a torch process
+        assert optim_mib > 0 and weights_mib > optim_mib / 2  # AdamW: two moments per trainable weight
+        optim.append(optim_mib)
+    if strategy == "ddp":
+        assert optim[1] == optim[0]
+    else:  # the largest rank's shard: about half (whole parameters, so not exactly)
+        assert optim[0] * 0.4 < optim[1] < optim[0] * 0.7

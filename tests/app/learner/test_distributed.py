@@ -55,25 +55,38 @@ def _batches(algo: PIRLAlgorithm) -> list:
     return [first, second]
 
 
-def _update_worker(rank: int, world: int, port: int, tmp: str) -> None:
+def _update_worker(rank: int, world: int, port: int, tmp: str, strategy: str) -> None:
+    from app.learner.distributed import DistContext, shard
+
     _init(rank, world, port)
     algo = _algorithm(Path(tmp))
     algo.trainer.set_data_parallel(rank, world)
+    shard(DistContext(rank, world, rank, "gloo", "cpu", 60.0, strategy), algo.trainer)
     metrics = []
     for batch in torch.load(Path(tmp) / "batches.pt", weights_only=False):
         algo.update(iter([batch]))
         metrics.append(algo.last_metrics)
+    opt = algo.trainer.optimizer
+    if strategy == "zero1":
+        opt.consolidate()  # every rank's shard to rank 0
     torch.save(
-        {"weights": algo.get_weights(), "metrics": metrics, "opt": algo.trainer.optimizer.state_dict()},
+        {
+            "weights": algo.get_weights(),
+            "metrics": metrics,
+            "opt": opt.state_dict() if strategy == "ddp" or rank == 0 else None,
+            "opt_numel": opt.local_state_numel() if strategy == "zero1" else None,
+        },
         Path(tmp) / f"rank{rank}.pt",
     )
     torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_two_ranks_make_the_same_update_as_one_process(tmp_path, monkeypatch):
+@pytest.mark.parametrize("strategy", ["ddp", "zero1"])
+def test_two_ranks_make_the_same_update_as_one_process(tmp_path, monkeypatch, strategy):
     """Two PPO updates (2 epochs of 11-row minibatches, stale rows masked) on 2 gloo ranks give the
-    parameters, optimiser moments and metrics of the same updates in one process, on both ranks."""
+    parameters, optimiser moments and metrics of the same updates in one process, on both ranks; with
+    zero1 each rank holds only its shard of the moments (about half), and rank 0 gathers them whole."""
     monkeypatch.chdir(REPO)
     single = _algorithm(tmp_path)
     batches = _batches(single)
@@ -83,36 +96,47 @@ def test_two_ranks_make_the_same_update_as_one_process(tmp_path, monkeypatch):
     for batch in batches:
         single.update(iter([batch]))
         metrics.append(single.last_metrics)
-    _spawn(_update_worker, free_port(), str(tmp_path))
+    _spawn(_update_worker, free_port(), str(tmp_path), strategy)
     want = single.get_weights()
     assert any(not torch.equal(before[k], want[k]) for k in want)  # the updates moved the weights
+    exp_avg = single.trainer.optimizer.state_dict()["state"]
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
         for k, v in want.items():
             torch.testing.assert_close(got["weights"][k], v, rtol=1e-4, atol=1e-6, msg=k)
-        exp_avg = single.trainer.optimizer.state_dict()["state"]
-        for i, st in got["opt"]["state"].items():
-            torch.testing.assert_close(st["exp_avg_sq"], exp_avg[i]["exp_avg_sq"], rtol=1e-3, atol=1e-10)
+        if got["opt"] is not None:
+            assert sorted(got["opt"]["state"]) == sorted(exp_avg)
+            for i, st in got["opt"]["state"].items():
+                torch.testing.assert_close(st["exp_avg_sq"], exp_avg[i]["exp_avg_sq"], rtol=1e-3, atol=1e-10)
         for mine, ref in zip(got["metrics"], metrics, strict=True):
             for key in ("losses/policy_loss", "losses/value_loss", "losses/approx_kl", "losses/grad_norm"):
                 assert mine[key] == pytest.approx(ref[key], rel=1e-4, abs=1e-6), key
             assert mine["rl/minibatch_steps"] == ref["rl/minibatch_steps"] == 4
+    if strategy == "zero1":  # the moments are split: ~1/2 each (a parameter is never split), none twice
+        shards = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False)["opt_numel"] for r in (0, 1)]
+        whole = sum(t.numel() for st in exp_avg.values() for k, t in st.items() if k != "step")
+        largest = 2 * max(t.numel() for t in want.values())
+        assert sum(shards) == whole and max(shards) <= whole / 2 + largest < whole
 
 
-def _learner_worker(rank: int, world: int, port: int, tmp: str) -> None:
-    """Rank 0: a resumed `Learner` with a follower, two updates through its own `_update`, a checkpoint."""
+def _learner_worker(rank: int, world: int, port: int, tmp: str, strategy: str) -> None:
+    """Rank 0: a resumed `Learner` with a follower, two updates through its own `_update`, a checkpoint
+    (with zero1 the checkpoint gathers the follower's optimiser shard)."""
     from app.learner.distributed import DistContext, Follower
 
     _init(rank, world, port)
-    cfg = tiny_run_config(Path(tmp), *SPLIT, "--learner.resume=true")
-    ctx = DistContext(rank, world, rank, "gloo", "cpu", 60.0)
+    cfg = tiny_run_config(
+        Path(tmp), *SPLIT, "--learner.resume=true", f"--learner.distributed.strategy={strategy}"
+    )
+    ctx = DistContext(rank, world, rank, "gloo", "cpu", 60.0, strategy)
     if rank != 0:
         assert Follower(cfg, ctx, progress=lambda _line: None).run() == 0
         return
     learner = Learner(cfg, progress=None, dist=ctx)
     learner.sink = MetricsSink(learner.cfg, learner.out, learner.run_id)
     learner.t_start, learner.steps_at_start = time.monotonic(), 0
-    ctx.send_state(learner.algorithm.trainer)
+    learner.ranks.start()  # rank 0's state out; zero1: then rank 0 keeps only its shard
+    assert (type(learner.algorithm.trainer.optimizer).__name__ == "ShardedAdamW") == (strategy == "zero1")
     for batch in torch.load(Path(tmp) / "batches.pt", weights_only=False):
         learner.pending = [(_rollout_of(batch), batch)]
         learner._update()
@@ -128,10 +152,11 @@ def _rollout_of(batch):
 
 
 @pytest.mark.slow
-def test_a_checkpoint_resumes_across_rank_counts(tmp_path, monkeypatch):
+@pytest.mark.parametrize("strategy", ["ddp", "zero1"])
+def test_a_checkpoint_resumes_across_rank_counts(tmp_path, monkeypatch, strategy):
     """1 rank -> 2 ranks -> 1 rank: a single-process checkpoint resumes on 2 ranks (the follower gets rank
     0's restored optimiser and weights), their two updates equal a 1-rank resume's, and the 2-rank
-    checkpoint resumes in one process."""
+    checkpoint resumes in one process with the whole optimiser state (zero1: gathered from both shards)."""
     monkeypatch.chdir(REPO)
     cfg = tiny_run_config(tmp_path, *SPLIT)
     first = Learner(cfg, progress=None)
@@ -159,7 +184,7 @@ def test_a_checkpoint_resumes_across_rank_counts(tmp_path, monkeypatch):
         ref.pending = [(_rollout_of(b), b)]
         ref._update()
 
-    _spawn(_learner_worker, free_port(), str(tmp_path))  # 2 ranks: resume, 2 updates, checkpoint v3
+    _spawn(_learner_worker, free_port(), str(tmp_path), strategy)  # 2 ranks: resume, 2 updates, checkpoint v3
 
     back = Learner(tiny_run_config(tmp_path, *SPLIT, "--learner.resume=true"), progress=None)
     assert back.algorithm.policy_version == 3 and back.updates == 3
@@ -168,6 +193,11 @@ def test_a_checkpoint_resumes_across_rank_counts(tmp_path, monkeypatch):
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-6, msg=k)
     assert weights_digest(got) != weights_digest(first.algorithm.get_weights())
+    moments, ref_moments = (x.algorithm.trainer.optimizer.state_dict()["state"] for x in (back, ref))
+    assert sorted(moments) == sorted(ref_moments) and moments
+    for i, st in ref_moments.items():
+        torch.testing.assert_close(moments[i]["exp_avg_sq"], st["exp_avg_sq"], rtol=1e-3, atol=1e-10)
+        assert int(moments[i]["step"]) == int(st["step"])
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [int(r["charts/policy_version"]) for r in rows] == [1, 2, 3]  # rank 0 logged every update
 
@@ -198,13 +228,16 @@ def _update_no(line: str) -> int:
 
 
 @pytest.mark.slow
-def test_a_two_rank_learner_under_torchrun_trains_an_actor(tiny_config, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "zero1"])
+def test_a_two_rank_learner_under_torchrun_trains_an_actor(tiny_config, tmp_path, strategy):
     """torchrun, 2 gloo ranks: rank 0 serves the actor, both ranks update, the actor gets new weights; at
-    max_updates rank 0 writes the final checkpoint and stops rank 1 (torchrun exits 0), and a single
-    process resumes that checkpoint."""
+    max_updates rank 0 writes the final checkpoint (zero1: after gathering rank 1's optimiser shard) and
+    stops rank 1 (torchrun exits 0), and a single process resumes that checkpoint."""
     out = tmp_path / "run"
     run = RunProcesses(tiny_config, out, free_port(), env={"OMP_NUM_THREADS": "1"})
-    run.start_learner(["--learner.max_updates=3"], ranks=2)
+    # save_every=2: update 3 is saved by the final checkpoint only (zero1 gathers the shards before the stop)
+    args = ["--learner.max_updates=3", "--learner.save_every=2", f"--learner.distributed.strategy={strategy}"]
+    run.start_learner(args, ranks=2)
     run.start_actor(["--actor.actor_id=actor0"])
     try:
         run.wait_for(lambda n, ln: "rank 1 of 2 ready" in ln, timeout=60, what="rank 1")
@@ -221,6 +254,9 @@ def test_a_two_rank_learner_under_torchrun_trains_an_actor(tiny_config, tmp_path
     cfg = tiny_run_config(tmp_path, "--learner.resume=true", f"--learner.output_dir={out}")
     resumed = Learner(cfg, progress=None)
     assert resumed.updates == 3 and resumed.algorithm.policy_version == 3
+    moments = resumed.algorithm.trainer.optimizer.state_dict()["state"]
+    trained = [p for g in resumed.algorithm.trainer.optimizer.param_groups for p in g["params"]]
+    assert len(moments) == len(trained) and all(int(st["step"]) > 0 for st in moments.values())
 
 
 @pytest.mark.slow
@@ -252,7 +288,30 @@ def test_a_single_process_creates_no_process_group_and_fsdp_is_refused(run_confi
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert init_from_env(cfg) is None and not torch.distributed.is_initialized()
     assert Learner(cfg, progress=None).dist is None
-    with pytest.raises(ValueError, match=r"strategy=fsdp is not implemented yet; use ddp"):
+    with pytest.raises(ValueError, match=r"strategy=fsdp is not supported; use zero1"):
         run_config("--learner.distributed.strategy=fsdp").validate("learner")
     with pytest.raises(ValueError, match=r"learner.distributed.backend must be one of"):
         run_config("--learner.distributed.backend=mpi").validate("learner")
+
+
+def test_frozen_bf16_keeps_the_trainable_subset_fp32_and_the_digest_the_actors_check(run_config, tmp_path):
+    """learner.distributed.frozen_dtype=bfloat16 on rank 0 of 2 (no collective runs in __init__): the
+    frozen matrices are bf16, the trainable tensors fp32, and the frozen digest (pushes, checkpoints) is
+    the one a single process with the base as built reports."""
+    from app.learner.distributed import DistContext
+
+    single = Learner(run_config(), progress=None)
+    lines: list[str] = []
+    ctx = DistContext(0, 2, 0, "gloo", "cpu", 60.0, "zero1", "bfloat16")
+    cfg = run_config(
+        f"--learner.output_dir={tmp_path / 'rank0'}", "--learner.distributed.frozen_dtype=bfloat16"
+    )
+    learner = Learner(cfg, progress=lines.append, dist=ctx)
+    assert learner.frozen == single.frozen
+    params = dict(learner.algorithm.model.named_parameters())
+    assert {str(p.dtype) for p in params.values() if p.requires_grad} == {"torch.float32"}
+    frozen = [p for p in params.values() if not p.requires_grad and p.dim() >= 2]
+    assert frozen and all(p.dtype == torch.bfloat16 for p in frozen)
+    assert any("frozen base in bfloat16 on every rank" in line for line in lines)
+    with pytest.raises(ValueError, match=r"frozen_dtype must be one of"):
+        run_config("--learner.distributed.frozen_dtype=fp8").validate("learner")
