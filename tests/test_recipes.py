@@ -48,6 +48,7 @@ SIM_RECIPES = {
     "sim_reach_flow_noise.json": "flow_noise",
     "sim_reach_flow_sde.json": "flow_sde",
     "sim_reach_robot_minute.json": "flow_noise",  # + the demos `pirl demo` records in <output_dir>/demos
+    "sim_twin_reach_bc.json": "flow_noise",  # the twin from the demo's BC policy, anchored on its demos
 }
 # Simulated servo buses (packet-level Dynamixel/Feetech mocks) for the real-arm recipes.
 sim_ports, calib_dir = sim_fixtures.sim_ports, sim_fixtures.calib_dir
