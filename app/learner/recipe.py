@@ -29,6 +29,23 @@ from app.run.config import PIRLRunConfig
 
 ROBOT_MINUTE = "robot_minute"
 
+# `policy.rl` options an override may not change, by first key: the actors sample with them (method, chain
+# length, the exploration noise, the chunk they execute) from the policy's own config, which
+# `learner.rl_overrides` does not reach, and the model reads the rest when it is built (the heads' sizes and
+# the noise bounds, the trainable set). Changed on the learner alone they would be ignored, or would make
+# the learner score chunks the actors did not sample. They belong in the policy's config.
+FIXED_AT_BUILD = (
+    "method",
+    "num_steps",
+    "exec_horizon",
+    "logprob_reduce",
+    "include_prior",
+    "noise",
+    "sde",
+    "value_hidden",
+    "trainable",
+)
+
 
 def apply_recipe(cfg: PIRLRunConfig, policy: Any) -> list[str]:
     """Apply the preset and overrides to `policy`'s PI-RL settings (in place) and to `cfg.algorithm`.
@@ -60,6 +77,12 @@ def apply_recipe(cfg: PIRLRunConfig, policy: Any) -> list[str]:
 
 def _set_dotted(obj: Any, key: str, value: Any) -> None:
     *path, leaf = key.replace("__", ".").split(".")
+    if (path or [leaf])[0] in FIXED_AT_BUILD:
+        raise ValueError(
+            f"learner.rl_overrides: policy.rl.{key} is fixed when the policy is built and the actors sample "
+            "with it, so the learner alone cannot change it; set it in the policy's config "
+            f"(--policy.rl.{key}=... with an inline policy, or in the policy folder's config.json)"
+        )
     for part in path:
         if not hasattr(obj, part):
             raise ValueError(f"learner.rl_overrides: policy.rl has no option {key!r}")

@@ -82,6 +82,10 @@ def test_robot_minute_preset_comes_from_the_run_config(run_config):
     assert learner.cfg.algorithm.chunks_per_update == 12
     with pytest.raises(ValueError, match="no option 'awr.nope'"):
         Learner(run_config('--learner.rl_overrides={"awr.nope": 1}'), progress=None)
+    # what the actors sample with, or the model reads when built, is refused (it was silently ignored)
+    for key, value in (("noise.std_min", 0.2), ("num_steps", 8), ("trainable", ["expert"])):
+        with pytest.raises(ValueError, match=f"policy.rl.{key} is fixed when the policy is built"):
+            Learner(run_config(f"--learner.rl_overrides={json.dumps({key: value})}"), progress=None)
     with pytest.raises(ValueError, match="learner.preset"):
         run_config("--learner.preset=fast").validate("learner")
 
