@@ -10,6 +10,10 @@ Why AWR rather than RECAP-style advantage conditioning: RECAP (pi*0.6) feeds a b
 policy as an input token and needs that input at inference and a model trained with it; our adapters take
 (observation, x_t, t) only, and adding an input changes every FlowPolicy. AWR only re-weights the same
 flow-matching loss BC already uses, works with any adapter, and reduces to success-filtered BC as beta grows.
+
+Self-imitation (`rl.anchor.success_chunks`): `success_chunks` turns the successful policy rows of a batch
+into anchor rows (observation, executed chunk), which the trainer keeps beside the demo batch
+(`concat_rows`) for as many policy versions as the pool's capacity allows.
 """
 
 from __future__ import annotations
@@ -69,3 +73,31 @@ def anchor_coef(coef: float, decay: float, min_coef: float, updates: int) -> flo
     if coef <= 0:
         return 0.0
     return max(coef * decay**updates, min_coef)
+
+
+@torch.no_grad()
+def success_chunks(batch: RolloutBatch, unnormalize, success_reward: float) -> dict[str, torch.Tensor] | None:
+    """The policy rows of `batch`'s successful episodes as anchor rows on the CPU: the observation keys
+    plus "action" = `unnormalize(chain[:, -1])`, the executed chunk x_K in robot units (human rows are left
+    out: their chain is not what ran). None when there are none. `batch` need not be sorted."""
+    b = batch.sorted_by_episode()
+    ok = success_rows(b, success_reward) & ~b.intervention.bool()
+    if not bool(ok.any()):
+        return None
+    out = {k: v[ok].detach().to("cpu") for k, v in b.obs.items()}
+    out["action"] = unnormalize(b.chain[ok][:, -1].float()).detach().to("cpu")
+    return out
+
+
+def concat_rows(
+    first: dict[str, torch.Tensor] | None, second: dict[str, torch.Tensor] | None, keep_last: int = 0
+) -> dict[str, torch.Tensor] | None:
+    """Row-wise concatenation of two dicts of tensors with the same keys (either may be None), cast to the
+    first one's dtypes; `keep_last` > 0 keeps only the last that many rows (a FIFO pool)."""
+    parts = [d for d in (first, second) if d is not None]
+    if not parts:
+        return None
+    if len(parts) > 1 and set(parts[0]) != set(parts[1]):
+        raise ValueError(f"rows with keys {sorted(parts[1])} cannot join rows with keys {sorted(parts[0])}")
+    out = {k: torch.cat([d[k].to(v.dtype) for d in parts]) for k, v in parts[0].items()}
+    return {k: v[-keep_last:] for k, v in out.items()} if keep_last > 0 else out

@@ -111,13 +111,27 @@ class AnchorConfig:
     coef: float = 0.0
     decay: float = 1.0  # per update, in (0, 1]; 1 keeps the weight constant
     min_coef: float = 0.0
-    batch_size: int = 64  # demo rows drawn per gradient step
+    batch_size: int = 64  # rows drawn per gradient step (from the demos and, below, the successes)
+    # Self-imitation: > 0 keeps up to this many chunks of the policy's own SUCCESSFUL episodes (observation
+    # and executed chunk x_K, robot units, from every batch `update` gets, whatever its policy version) in
+    # the anchor's pool beside the demos, oldest leaving first. The anchor then pulls the flow towards
+    # actions that reached the goal from fresh initial noise x_0, which contracts the x_0-dependent spread
+    # the deterministic ODE inherits from BC, and every success becomes a demo of a new scene (12 demos
+    # generalise poorly). It needs `coef` > 0 (and works without demos). 0: the demos only (off).
+    success_chunks: int = 0
 
     def __post_init__(self) -> None:
-        if self.coef < 0 or self.min_coef < 0 or not 0 < self.decay <= 1 or self.batch_size < 1:
+        if (
+            self.coef < 0
+            or self.min_coef < 0
+            or not 0 < self.decay <= 1
+            or self.batch_size < 1
+            or self.success_chunks < 0
+        ):
             raise ValueError(
-                f"rl.anchor needs coef >= 0, min_coef >= 0, 0 < decay <= 1, batch_size >= 1; got "
-                f"{self.coef}, {self.min_coef}, {self.decay}, {self.batch_size}"
+                f"rl.anchor needs coef >= 0, min_coef >= 0, 0 < decay <= 1, batch_size >= 1, "
+                f"success_chunks >= 0; got {self.coef}, {self.min_coef}, {self.decay}, {self.batch_size}, "
+                f"{self.success_chunks}"
             )
 
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from app.rl.awr import anchor_coef, awr_targets, awr_weights, success_rows
+from app.rl.awr import anchor_coef, awr_targets, awr_weights, concat_rows, success_chunks, success_rows
 from app.rl.batch import RolloutBatch
 from app.rl.critic import pretrain_critic
 from app.rl.data_parallel import DataParallel, data_parallel, scaled
@@ -115,6 +115,9 @@ class PIRLTrainer:
         # AWR / anchor flow-matching noise (kept apart so enabling them does not move the shuffles)
         self.aux_generator = torch.Generator().manual_seed(seed + 1)
         self.anchor_batch: dict[str, torch.Tensor] | None = None  # set_anchor_batch
+        # rl.anchor.success_chunks > 0: chunks of successful policy episodes beside the demos (CPU)
+        self.success_pool: dict[str, torch.Tensor] | None = None
+        self._anchor_pool: dict[str, torch.Tensor] | None = None  # demos + successes, rebuilt on change
         r = self.cfg.replay
         self.replay: ReplayBuffer | None = None
         self.utd: UTDSchedule | None = None
@@ -148,6 +151,8 @@ class PIRLTrainer:
             state["utd"] = self.utd.state_dict()
         if self.replay is not None or self.cfg.awr.coef > 0 or self.cfg.anchor.coef > 0:
             state["aux_generator"] = self.aux_generator.get_state()
+        if self.success_pool is not None:
+            state["anchor_successes"] = {k: v.clone() for k, v in self.success_pool.items()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -159,6 +164,9 @@ class PIRLTrainer:
             self.utd.load_state_dict(state["utd"])
         if "aux_generator" in state:
             self.aux_generator.set_state(state["aux_generator"])
+        if "anchor_successes" in state and self.cfg.anchor.success_chunks > 0:
+            self.success_pool = {k: v.clone() for k, v in state["anchor_successes"].items()}
+            self._anchor_pool = None
 
     # -- before RL: critic pre-training and the demo anchor ------------------------------------------
     def pretrain_critic(
@@ -186,6 +194,7 @@ class PIRLTrainer:
         """The fixed demo batch of the anchor loss: `bc.make_chunks` format, observation keys [N, ...]
         plus "action" [N, chunk_size, action_dim] in robot units (None removes it). Kept on CPU; each
         gradient step draws `rl.anchor.batch_size` rows."""
+        self._anchor_pool = None
         if data is None:
             self.anchor_batch = None
             return
@@ -200,6 +209,28 @@ class PIRLTrainer:
         if bad:
             raise ValueError(f"anchor batch tensors must all have {act.shape[0]} rows; got {bad}")
         self.anchor_batch = {k: v.detach().to("cpu") for k, v in data.items()}
+
+    def add_anchor_successes(self, batch: RolloutBatch) -> int:
+        """Self-imitation (`rl.anchor.success_chunks` > 0): the policy rows of `batch`'s successful
+        episodes join the anchor's pool (app/rl/awr.py `success_chunks`), the oldest leaving beyond the
+        capacity. `update` calls it on every new batch; returns the rows added."""
+        cap = self.cfg.anchor.success_chunks
+        if cap <= 0 or len(batch) == 0:
+            return 0
+        new = success_chunks(batch, self.model.policy.unnormalize_actions, self.cfg.awr.success_reward)
+        if new is None:
+            return 0
+        self.success_pool = concat_rows(self.success_pool, new, keep_last=cap)
+        self._anchor_pool = None
+        return int(new[ANCHOR_ACTION_KEY].shape[0])
+
+    def anchor_pool(self) -> dict[str, torch.Tensor] | None:
+        """What the anchor draws from: the demo batch, plus the successful policy chunks when kept."""
+        if self._anchor_pool is None and self.success_pool is None:
+            return self.anchor_batch
+        if self._anchor_pool is None:
+            self._anchor_pool = concat_rows(self.anchor_batch, self.success_pool)
+        return self._anchor_pool
 
     # -- helpers -------------------------------------------------------------------------------------
     def _chunks(self, n: int, size: int, shuffle: bool) -> list[torch.Tensor]:
@@ -342,12 +373,17 @@ class PIRLTrainer:
         version = self.policy_version if current_version is None else int(current_version)
         steps_budget: int | None = None
         replay_metrics: dict[str, float] = {}
+        if cfg.anchor.success_chunks > 0 and cfg.anchor.coef > 0:
+            replay_metrics["charts/anchor_success_added"] = float(self.add_anchor_successes(batch))
+            replay_metrics["charts/anchor_success_pool"] = float(
+                0 if self.success_pool is None else len(self.success_pool[ANCHOR_ACTION_KEY])
+            )
         if self.replay is not None and self.utd is not None:
             if len(batch) == 0:
                 raise ValueError("cannot update on an empty RolloutBatch")
             added = self.replay.add(batch)
             steps_budget = self.utd.steps(len(batch))
-            replay_metrics = {
+            replay_metrics |= {
                 "replay/size_chunks": float(len(self.replay)),
                 "replay/size_episodes": float(self.replay.num_episodes),
                 "replay/new_chunks": float(len(batch)),
@@ -366,7 +402,7 @@ class PIRLTrainer:
         # 6. minibatch steps (during the critic warm-up only the value loss trains)
         actor_on = not (cfg.algorithm == "ppo" and self.num_updates < cfg.ppo.critic_warmup_updates)
         anchor_w = 0.0
-        if self.anchor_batch is not None and actor_on:
+        if self.anchor_pool() is not None and actor_on:
             a = cfg.anchor
             anchor_w = anchor_coef(a.coef, a.decay, a.min_coef, self.num_updates)
         model.train()
@@ -424,7 +460,7 @@ class PIRLTrainer:
         )
         metrics.update(self._extra_metrics(p, anchor_w))
         metrics.update(replay_metrics)
-        if replay_metrics:
+        if self.replay is not None:
             metrics["replay/grad_steps"] = float(steps)
         metrics["rl/update_seconds"] = time.perf_counter() - t_start
         self.policy_version = version + 1
@@ -514,7 +550,7 @@ class PIRLTrainer:
                 )
                 loss = loss + cfg.awr.coef * scaled(awr, w, "awr")
             stats["losses/awr"] = float(awr.detach())
-        if anchor_w > 0 and self.anchor_batch is not None and (dp is None or dp.rank == 0):
+        if anchor_w > 0 and self.anchor_pool() is not None and (dp is None or dp.rank == 0):
             anchor = self._anchor_loss(device)
             loss = loss + anchor_w * anchor
             stats["losses/anchor"] = float(anchor.detach())
@@ -573,7 +609,7 @@ class PIRLTrainer:
 
     def _anchor_loss(self, device: torch.device) -> torch.Tensor:
         """Flow matching on `rl.anchor.batch_size` rows drawn from the anchor batch (whole chunks)."""
-        data = self.anchor_batch
+        data = self.anchor_pool()
         assert data is not None
         act = data[ANCHOR_ACTION_KEY]
         idx = torch.randint(
