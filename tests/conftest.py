@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import pytest
 
@@ -18,6 +19,40 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 # process (and, through exec, its children) the normal Ctrl-C behaviour back.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _normal_scheduling() -> str | None:
+    """Put every thread of this process back on the normal time-sharing policy; the policy found if not.
+
+    Seen once in a parallel CI run: both xdist workers ran SCHED_FIFO at priority 99 (not set by pirl's
+    code or any Python package here; a native library did it), and a child process spinning at that
+    priority starved its own test's worker on a 2-core machine, so the worker never woke from
+    `time.sleep` and even pytest-timeout's SIGALRM stayed pending: the suite hung. Children inherit the
+    policy of the thread that starts them, so resetting before each test keeps it from spreading."""
+    if not hasattr(os, "sched_getscheduler"):
+        return None
+    found = None
+    for tid in (int(t) for t in os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else [0]:
+        try:
+            policy = os.sched_getscheduler(tid)
+            if policy != os.SCHED_OTHER:
+                found = found or f"policy {policy}, priority {os.sched_getparam(tid).sched_priority}"
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:  # a thread that ended meanwhile, or no permission: nothing to do
+            pass
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _normal_scheduling_around_each_test(request):
+    found = _normal_scheduling()
+    if found:
+        print(
+            f"\npirl tests: the process was on a real-time scheduling policy ({found}) before "
+            f"{request.node.nodeid}; reset to normal",
+            file=sys.stderr,
+        )
+    yield
 
 
 @pytest.fixture(autouse=True)

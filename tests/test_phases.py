@@ -71,3 +71,22 @@ def test_an_unknown_phase_is_refused(tmp_path):
     rc, _, out = _collect(tmp_path, "serial")
     assert rc != 0
     assert "PIRL_TEST_PHASE must be one of" in out
+
+
+def test_a_real_time_policy_left_by_a_test_is_reset_before_the_next():
+    """tests/conftest.py resets every thread to SCHED_OTHER before each test (a spinning SCHED_FIFO child
+    once starved its own worker and hung the suite)."""
+    from tests.conftest import _normal_scheduling
+
+    if not hasattr(os, "sched_setscheduler"):
+        pytest.skip("no POSIX scheduling API here")
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except PermissionError:
+        pytest.skip("setting a real-time policy needs privileges this run does not have")
+    try:
+        assert _normal_scheduling() == "policy 1, priority 1"
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+        assert _normal_scheduling() is None  # nothing left to reset
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
