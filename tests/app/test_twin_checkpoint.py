@@ -5,7 +5,9 @@ and loads into `pirl eval`, as the checkpoint folder and as the pretrained folde
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -48,6 +50,9 @@ def trainable(policy) -> dict[str, torch.Tensor]:
 def twin_run(tmp_path_factory):
     """Two PI-RL updates in the randomized twin; the learner writes its final checkpoint at max_updates."""
     here = os.getcwd()
+    # this module-scoped run is outside tests/conftest.py's per-test signal restore: its actor's guard must
+    # not leave the process-wide dispatcher behind for the tests that run next in this process
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     os.chdir(REPO)  # the config's paths are relative to the repository
     try:
         out = tmp_path_factory.mktemp("twin") / "run"
@@ -64,9 +69,15 @@ def twin_run(tmp_path_factory):
         assert not learner.thread.is_alive(), "the twin learner did not reach max_updates=2 in 120 s"
         run = learner.learner
         initial = trainable(twin_config(out).make_policy())
+        del actor, runner  # the guard's signal hooks die with it
+        gc.collect()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         yield {"checkpoint": run._last_checkpoint, "weights": run.algorithm.get_weights(), "initial": initial}
     finally:
         os.chdir(here)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def test_the_twin_learner_writes_a_checkpoint_with_a_pretrained_folder(twin_run):

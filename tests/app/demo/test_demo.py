@@ -216,9 +216,11 @@ def test_the_pi_rl_bar_follows_the_learners_lines() -> None:
 # issue's "+15 points" is not reachable on this task yet: through the runtime (docs/demo.md, 2026-12-07)
 # the demo's settings were at -1 (this test's run: 55 -> 54 %, 97 s), +2, +2, +8 and +12 points after 10
 # robot minutes in five runs, so the bound is the lowest of them minus a margin for the asynchrony between
-# the two processes (which episodes land in which update differs from run to run).
+# the two processes (which episodes land in which update differs from run to run). Compared in whole
+# points of the 100 scenes: a run that measured 55 -> 50 % (2026-12-07 CI) failed on float rounding
+# (0.50 - 0.55 < -0.05).
 CI_ARGS = ["--quick=true", "--seed=0", "--headless=true"]
-CI_MIN_CHANGE = -0.05
+CI_MIN_CHANGE_POINTS = -5
 
 
 @pytest.mark.slow
@@ -243,8 +245,8 @@ def test_quick_demo_through_the_runtime(tmp_path, monkeypatch, capsys) -> None:
     for name in PLOTS.values():  # the two pictures, named in the summary
         assert _png_size(tmp_path / name)[0] > 300 and f"plot:       {tmp_path / name}" in out
     assert "final checkpoint:" in out and "policy at 10 robot min:" in out  # the final evaluation's lines
-    change = summary["success_after"] - summary["success_before"]
-    assert change >= CI_MIN_CHANGE, (
+    change = round(100 * summary["success_after"]) - round(100 * summary["success_before"])
+    assert change >= CI_MIN_CHANGE_POINTS, (
         f"success {summary['success_before']:.2f} -> {summary['success_after']:.2f}"
     )
     assert 0.0 < summary["success_before"] < 1.0  # the BC start is mediocre, not hopeless or perfect
